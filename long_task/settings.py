@@ -1,0 +1,204 @@
+"""Settings for long_task.
+
+Everything that differs between a laptop and a deployment comes from the environment;
+see the README's "Configuration" section for the full list.
+"""
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    value = os.environ.get(name)
+    if not value:
+        return default
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+DEBUG = env_bool("DJANGO_DEBUG", True)
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("Set DJANGO_SECRET_KEY when DJANGO_DEBUG is off.")
+    SECRET_KEY = "django-insecure-local-development-only"
+
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    # Before background_task: our process_tasks command extends theirs (leases, graceful stop).
+    "operations",
+    "long_task.apps.BackgroundTasksConfig",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "long_task.urls"
+WSGI_APPLICATION = "long_task.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -----------------------------------------------------------------------------
+# SQLite by default (one machine); DATABASE_URL=postgres://... is the scale-out path.
+DATABASES = {
+    "default": dj_database_url.config(
+        default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
+        conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", "60")),
+        conn_health_checks=True,
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"] = {
+        # The web and the worker write at once: WAL lets readers go on during a chunk,
+        # IMMEDIATE takes the write lock at BEGIN so no transaction fails half-way with
+        # "database is locked", and the timeout makes a writer wait for the other's commit.
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
+    }
+    # The test database must be a file: worker subprocesses in the tests open it too.
+    DATABASES["default"]["TEST"] = {"NAME": os.environ.get("LONG_TASK_TEST_SQLITE", str(BASE_DIR / "test-db.sqlite3"))}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# --- Files --------------------------------------------------------------------------------
+STATIC_URL = "static/"
+STATIC_ROOT = Path(os.environ.get("DJANGO_STATIC_ROOT", BASE_DIR / "staticfiles"))
+MEDIA_ROOT = Path(os.environ.get("LONG_TASK_MEDIA_ROOT", BASE_DIR / "media"))
+MEDIA_URL = "media/"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+# Uploads stream to a temporary file next to the media root, so that storing the upload
+# is a rename, not a second copy.
+FILE_UPLOAD_HANDLERS = ["operations.uploads.CheckedUploadHandler"]
+FILE_UPLOAD_TEMP_DIR = str(MEDIA_ROOT / "incoming")
+
+# --- API ----------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        # Token first: an anonymous request then gets 401 with "WWW-Authenticate: Token".
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.BasicAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["operations.api.permissions.IsAuthenticatedOrAnonymousAllowed"],
+    "DEFAULT_PARSER_CLASSES": [
+        "rest_framework.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "EXCEPTION_HANDLER": "operations.api.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "long_task API",
+    "DESCRIPTION": "Long-running operations that can be paused, resumed and terminated.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI from the sidecar package: /api/docs/ works without a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+}
+
+# --- long_task ----------------------------------------------------------------------------
+# Anonymous access, for trusted local use only (SPEC §8).
+LONG_TASK_ALLOW_ANONYMOUS = env_bool("LONG_TASK_ALLOW_ANONYMOUS", False)
+# Largest accepted upload, in bytes (413 above it).
+LONG_TASK_MAX_UPLOAD_BYTES = int(os.environ.get("LONG_TASK_MAX_UPLOAD_BYTES", str(2 * 1024**3)))
+# Largest CSV field, in bytes; a longer field (often an unclosed quote) rejects its row.
+LONG_TASK_CSV_FIELD_LIMIT = int(os.environ.get("LONG_TASK_CSV_FIELD_LIMIT", str(1024**2)))
+# A worker's lease on an operation; a dead worker's operation is taken over after this.
+LONG_TASK_LEASE_SECONDS = float(os.environ.get("LONG_TASK_LEASE_SECONDS", "30"))
+# Target wall time of one chunk: bounds how long a pause waits for the worker's ack.
+LONG_TASK_CHUNK_SECONDS = float(os.environ.get("LONG_TASK_CHUNK_SECONDS", "0.05"))
+# How often an idle worker looks for stalled operations (expired leases).
+LONG_TASK_RECOVERY_SECONDS = float(os.environ.get("LONG_TASK_RECOVERY_SECONDS", "2"))
+# Database errors a worker retries (with backoff) before it marks the operation failed.
+LONG_TASK_DB_RETRIES = int(os.environ.get("LONG_TASK_DB_RETRIES", "5"))
+# Upper bound of the optional "wait" parameter of pause/terminate, in seconds.
+LONG_TASK_MAX_WAIT_SECONDS = float(os.environ.get("LONG_TASK_MAX_WAIT_SECONDS", "10"))
+
+# django-background-tasks: our operations keep their own leases, so its task lock only has to
+# outlive a normal run; recovery of dead workers never waits for it.
+MAX_ATTEMPTS = 3
+
+# --- Production ---------------------------------------------------------------------------
+if not DEBUG:
+    SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)
+    CSRF_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)
+    SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", False)
+    SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS", "0"))
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {
+        "operations": {"handlers": ["console"], "level": os.environ.get("LONG_TASK_LOG_LEVEL", "INFO")},
+        "background_task": {"handlers": ["console"], "level": "WARNING"},
+    },
+}

@@ -1,0 +1,14 @@
+from django.contrib import admin
+from django.urls import include, path
+
+from operations.api.urls import api_urlpatterns, seed_urlpatterns
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/", include(api_urlpatterns)),
+    path("api/auth/", include("rest_framework.urls")),
+    *seed_urlpatterns,
+]
+
+handler404 = "operations.api.errors.json_not_found"
+handler500 = "operations.api.errors.json_server_error"

@@ -1,0 +1,73 @@
+"""Reading request parameters. Every malformed value becomes a 400 with a message that says
+which parameter and what is expected."""
+
+from collections.abc import Mapping
+
+from operations.errors import BadInput
+
+MAX_ID = 2**63 - 1
+TRUE_WORDS = {"1", "true", "yes", "on"}
+FALSE_WORDS = {"0", "false", "no", "off", ""}
+
+
+def body(request) -> Mapping:
+    """The request's parameters: the body (JSON, form or multipart), or the query string."""
+    data = request.data
+    if not isinstance(data, Mapping):
+        raise BadInput("The request body must be a JSON object or a form")
+    if not data and request.query_params:
+        return request.query_params
+    return data
+
+
+def op_id(data: Mapping) -> int:
+    value = data.get("op_id")
+    if value is None or value == "":
+        raise BadInput("op_id is required")
+    if isinstance(value, bool):
+        raise BadInput("op_id must be a positive integer")
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise BadInput("op_id must be a positive integer") from None
+    if not 0 < number <= MAX_ID:
+        raise BadInput("op_id must be a positive integer")
+    return number
+
+
+def flag(data: Mapping, name: str, *, default: bool = False) -> bool:
+    value = data.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise BadInput(f"{name} must be true or false")
+
+
+def seconds(data: Mapping, name: str) -> float:
+    value = data.get(name)
+    if value is None or value == "":
+        return 0.0
+    if isinstance(value, bool):
+        return float(MAX_ID) if value else 0.0  # "wait": true waits as long as allowed
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise BadInput(f"{name} must be a number of seconds") from None
+    if not 0 <= number < float("inf"):
+        raise BadInput(f"{name} must be a number of seconds")
+    return number
+
+
+def text(data: Mapping, name: str, *, default: str) -> str:
+    value = data.get(name)
+    if value is None or value == "":
+        return default
+    if not isinstance(value, str):
+        raise BadInput(f"{name} must be a string")
+    return value.strip()

@@ -1,0 +1,23 @@
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import SimpleRouter
+
+from operations.api import views
+
+router = SimpleRouter(trailing_slash=True)
+router.register("operations", views.OperationViewSet, basename="operation")
+
+seed_urlpatterns = [
+    path("register/", views.RegisterView.as_view(), name="register"),
+    path("upload/", views.UploadView.as_view(), name="upload"),
+    path("pause/", views.PauseView.as_view(), name="pause"),
+    path("resume/", views.ResumeView.as_view(), name="resume"),
+    path("terminate/", views.TerminateView.as_view(), name="terminate"),
+    path("get_status/", views.StatusView.as_view(), name="get_status"),
+]
+
+api_urlpatterns = [
+    *router.urls,
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+]

@@ -1,0 +1,237 @@
+"""The HTTP interface: the seed-compatible endpoints (SPEC §5) and the REST API (§6).
+
+Views only parse, call the state machine and serialize. Both interfaces share the command
+functions below, so they follow the same rules and give the same messages.
+"""
+
+from collections.abc import Mapping
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from operations import selectors, state_machine
+from operations.api import parsing
+from operations.api.serializers import (
+    EventSerializer,
+    MessageSerializer,
+    OperationSerializer,
+    RegisterSerializer,
+    RowErrorSerializer,
+)
+from operations.errors import BadInput, TooLarge
+from operations.models import Operation
+from operations.operation_types import registry
+from operations.state_machine import TRANSITIONS, Actor
+from operations.uploads import upload_too_large
+
+State = Operation.State
+
+
+def _status(op: Operation) -> dict:
+    return OperationSerializer(op).data
+
+
+# --- Commands shared by both interfaces ---------------------------------------------------
+
+
+def register_operation(request, data: Mapping) -> Response:
+    options = {}
+    if "strict" in data:
+        options["strict"] = parsing.flag(data, "strict")
+    op = state_machine.operation_register(
+        op_type=parsing.text(data, "op_type", default="Upload"),
+        actor=Actor.for_user(request.user),
+        options=options,
+    )
+    return Response({"op_id": op.pk, "op_type": op.op_type, "state": op.state}, status=status.HTTP_201_CREATED)
+
+
+def start_operation(request, op_id: int, data: Mapping) -> Response:
+    """Start a registered operation with its input, or resume a paused or failed one."""
+    if upload_too_large(request._request):
+        raise TooLarge("The file is larger than the configured upload limit")
+    actor = Actor.for_user(request.user)
+    op = state_machine.get_visible(op_id=op_id, user=request.user)
+    op_type = registry.get(op.op_type)
+    files = request.FILES
+    word = op.op_type.lower()
+    if op.state in TRANSITIONS["resume"]:
+        op = state_machine.operation_resume(
+            op_id=op_id, actor=actor, check=lambda locked: op_type.check_resume(locked, data=data, files=files)
+        )
+        return Response({"message": f"{word} resumed", **_status(op)}, status=status.HTTP_202_ACCEPTED)
+    op = state_machine.operation_start(
+        op_id=op_id, actor=actor, prepare=lambda locked: op_type.prepare_input(locked, data=data, files=files)
+    )
+    return Response({"message": f"{word} started", **_status(op)}, status=status.HTTP_202_ACCEPTED)
+
+
+def pause_operation(request, op_id: int, data: Mapping) -> Response:
+    wait = parsing.seconds(data, "wait")
+    op = state_machine.operation_pause(op_id=op_id, actor=Actor.for_user(request.user))
+    op = selectors.operation_wait(op, until={State.PAUSED}, seconds=wait)
+    return Response({"success": True, **_status(op)})
+
+
+def resume_operation(request, op_id: int, data: Mapping) -> Response:
+    op = state_machine.operation_resume(op_id=op_id, actor=Actor.for_user(request.user))
+    return Response({"success": True, **_status(op)}, status=status.HTTP_202_ACCEPTED)
+
+
+def terminate_operation(request, op_id: int, data: Mapping) -> Response:
+    force = parsing.flag(data, "force")
+    wait = parsing.seconds(data, "wait")
+    op = state_machine.operation_terminate(op_id=op_id, actor=Actor.for_user(request.user), force=force)
+    op = selectors.operation_wait(op, until={State.TERMINATED}, seconds=wait)
+    return Response({"success": True, **_status(op)})
+
+
+def status_of_operation(request, op_id: int, data: Mapping) -> Response:
+    return Response(_status(state_machine.get_visible(op_id=op_id, user=request.user)))
+
+
+# --- Seed-compatible endpoints: POST, op_id in the body -------------------------------------
+
+
+class SeedEndpoint(APIView):
+    command = None  # one of the command functions above
+    http_method_names = ["post", "options"]
+
+    def post(self, request):
+        data = parsing.body(request)
+        return type(self).command(request, parsing.op_id(data), data)
+
+
+REGISTERED = inline_serializer(
+    "Registered",
+    {"op_id": serializers.IntegerField(), "op_type": serializers.CharField(), "state": serializers.CharField()},
+)
+
+
+class RegisterView(SeedEndpoint):
+    @extend_schema(request=RegisterSerializer, responses={201: REGISTERED, 400: MessageSerializer})
+    def post(self, request):
+        return register_operation(request, parsing.body(request))
+
+
+class UploadView(SeedEndpoint):
+    command = start_operation
+
+
+class PauseView(SeedEndpoint):
+    command = pause_operation
+
+
+class ResumeView(SeedEndpoint):
+    command = resume_operation
+
+
+class TerminateView(SeedEndpoint):
+    command = terminate_operation
+
+
+class StatusView(SeedEndpoint):
+    command = status_of_operation
+    http_method_names = ["get", "post", "options"]
+
+    def get(self, request):
+        return self.post(request)
+
+
+# --- REST API under /api/ -------------------------------------------------------------------
+
+STATE_FILTER = OpenApiParameter("state", str, enum=[choice for choice, _ in State.choices])
+TYPE_FILTER = OpenApiParameter("op_type", str)
+
+
+class OperationViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """Operations of the caller (all of them for staff)."""
+
+    serializer_class = OperationSerializer
+    lookup_value_regex = r"[0-9]+"
+
+    def get_queryset(self):
+        queryset = Operation.objects.visible_to(self.request.user)
+        params = self.request.query_params
+        if "state" in params:
+            if params["state"] not in State.values:
+                raise BadInput(f"state must be one of: {', '.join(State.values)}")
+            queryset = queryset.filter(state=params["state"])
+        if "op_type" in params:
+            queryset = queryset.filter(op_type=params["op_type"])
+        return queryset
+
+    def _op_id(self) -> int:
+        return parsing.op_id({"op_id": self.kwargs["pk"]})
+
+    @extend_schema(parameters=[STATE_FILTER, TYPE_FILTER])
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(request=RegisterSerializer, responses={201: OperationSerializer})
+    def create(self, request):
+        created = register_operation(request, parsing.body(request))
+        op = state_machine.get_visible(op_id=created.data["op_id"], user=request.user)
+        return Response(_status(op), status=status.HTTP_201_CREATED)
+
+    def retrieve(self, request, pk=None):
+        return status_of_operation(request, self._op_id(), {})
+
+    @extend_schema(
+        request={
+            "multipart/form-data": inline_serializer(
+                "StartInput",
+                {
+                    "file": serializers.FileField(),
+                    "lines": serializers.IntegerField(required=False),
+                    "strict": serializers.BooleanField(required=False),
+                },
+            )
+        },
+        responses={202: OperationSerializer},
+    )
+    @action(detail=True, methods=["post"], url_path="start")
+    def start(self, request, pk=None):
+        return start_operation(request, self._op_id(), parsing.body(request))
+
+    @extend_schema(
+        request=None,
+        responses={200: OperationSerializer},
+        parameters=[OpenApiParameter("wait", float, description="Seconds to wait for the ack")],
+    )
+    @action(detail=True, methods=["post"])
+    def pause(self, request, pk=None):
+        return pause_operation(request, self._op_id(), parsing.body(request))
+
+    @extend_schema(request=None, responses={202: OperationSerializer})
+    @action(detail=True, methods=["post"])
+    def resume(self, request, pk=None):
+        return resume_operation(request, self._op_id(), parsing.body(request))
+
+    @extend_schema(
+        request=None,
+        responses={200: OperationSerializer},
+        parameters=[OpenApiParameter("force", bool), OpenApiParameter("wait", float)],
+    )
+    @action(detail=True, methods=["post"])
+    def terminate(self, request, pk=None):
+        return terminate_operation(request, self._op_id(), parsing.body(request))
+
+    @extend_schema(responses=EventSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def events(self, request, pk=None):
+        op = state_machine.get_visible(op_id=self._op_id(), user=request.user)
+        return self._page(op.events.all(), EventSerializer)
+
+    @extend_schema(responses=RowErrorSerializer(many=True))
+    @action(detail=True, methods=["get"], url_path="row-errors")
+    def row_errors(self, request, pk=None):
+        op = state_machine.get_visible(op_id=self._op_id(), user=request.user)
+        return self._page(op.row_errors.all(), RowErrorSerializer)
+
+    def _page(self, queryset, serializer_class) -> Response:
+        page = self.paginate_queryset(queryset)
+        return self.get_paginated_response(serializer_class(page, many=True).data)

@@ -1,0 +1,34 @@
+"""Domain errors. Each carries the HTTP status and the exact message of SPEC §5."""
+
+
+class OperationError(Exception):
+    status_code = 400
+    default_message = "Bad request"
+
+    def __init__(self, message: str | None = None):
+        self.message = message or self.default_message
+        super().__init__(self.message)
+
+
+class BadInput(OperationError):
+    status_code = 400
+
+
+class NotFound(OperationError):
+    status_code = 404
+    default_message = "Operation ID Invalid"
+
+
+class Conflict(OperationError):
+    """The operation's state does not allow the request."""
+
+    status_code = 409
+
+
+class TooLarge(OperationError):
+    status_code = 413
+
+
+class LeaseLost(Exception):
+    """The worker no longer holds the operation (its lease expired and another took it, or the
+    state moved on). The worker must stop without committing anything more."""

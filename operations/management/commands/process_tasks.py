@@ -1,0 +1,59 @@
+"""`process_tasks`, django-background-tasks' worker, with what long-running operations need:
+
+- recovery: when idle, it takes up operations whose worker died (expired lease), instead of
+  waiting for the task library's MAX_RUN_TIME;
+- graceful stop: SIGTERM or SIGINT lets the current chunk finish, gives the operation back
+  (re-queued at its checkpoint) and exits; a second signal exits at once, which is safe too
+  because an uncommitted chunk simply rolls back.
+"""
+
+import logging
+import signal
+import time
+
+from background_task.management.commands.process_tasks import Command as BackgroundTasksCommand
+from background_task.tasks import autodiscover
+from background_task.utils import SignalManager
+from django.conf import settings
+from django.db import close_old_connections
+
+from operations import worker
+
+logger = logging.getLogger("operations.worker")
+
+
+class Command(BackgroundTasksCommand):
+    help = "Run queued operations. Ctrl-C or SIGTERM stops after the current chunk."
+
+    def handle(self, *args, **options):
+        self.sig_manager = SignalManager()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._on_stop_signal)
+        self.run(*args, **options)
+
+    def _on_stop_signal(self, signum, frame):
+        if worker.stop_requested():
+            raise SystemExit(128 + signum)
+        logger.info("worker %s: stopping after the current chunk", worker.worker_id())
+        worker.request_stop()
+
+    def run(self, *args, **options):
+        duration = options.get("duration") or 0
+        sleep = options.get("sleep", 5.0)
+        queue = options.get("queue")
+        autodiscover()
+        logger.info("worker %s: started", worker.worker_id())
+        started = time.monotonic()
+        last_recovery = 0.0
+        while not worker.stop_requested() and (duration <= 0 or time.monotonic() - started <= duration):
+            if time.monotonic() - last_recovery >= settings.LONG_TASK_RECOVERY_SECONDS:
+                last_recovery = time.monotonic()
+                try:
+                    worker.recover_stalled()
+                except Exception:
+                    logger.exception("recovery sweep failed")
+                    close_old_connections()
+            if not self._tasks.run_next_task(queue):
+                close_old_connections()
+                worker.wait_for_stop(sleep)
+        logger.info("worker %s: stopped", worker.worker_id())

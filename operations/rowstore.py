@@ -1,0 +1,63 @@
+"""The hot path: UploadedRow writes through the database driver (issue #4).
+
+The ORM's bulk_create spends most of its time in Python; the driver's executemany (SQLite) or
+COPY (PostgreSQL) loads the same rows several times faster. Everything here runs on Django's
+own connection, so it is part of whatever transaction the caller has open.
+"""
+
+import json
+from collections.abc import Callable, Sequence
+
+from django.db import connection
+
+from operations.models import UploadedRow
+
+Row = tuple[int, int, str]  # operation_id, line_number, data as JSON text
+
+_TABLE = UploadedRow._meta.db_table
+
+
+def json_object_encoder(columns: Sequence[str]) -> Callable[[Sequence[str]], str]:
+    """A function turning a row's fields into the JSON object {column: field}.
+
+    Same text as json.dumps(dict(zip(columns, fields)), ensure_ascii=False), about three times
+    faster: the keys are encoded once, and only the values per row.
+    """
+    escape = json.encoder.encode_basestring
+    keys = [escape(name).replace("%", "%%") for name in columns]
+    template = "{" + ", ".join(f"{key}: %s" for key in keys) + "}"
+
+    def encode(fields: Sequence[str]) -> str:
+        return template % tuple(map(escape, fields))
+
+    return encode
+
+
+def insert_rows(rows: Sequence[Row]) -> None:
+    if not rows:
+        return
+    connection.ensure_connection()
+    raw = connection.connection
+    if connection.vendor == "postgresql":
+        copy_sql = f"COPY {_TABLE} (operation_id, line_number, data) FROM STDIN"
+        with raw.cursor() as cursor, cursor.copy(copy_sql) as copy:
+            for row in rows:
+                copy.write_row(row)
+    else:
+        raw.executemany(f"INSERT INTO {_TABLE} (operation_id, line_number, data) VALUES (?, ?, ?)", rows)
+
+
+def delete_lines(*, operation_id: int, after: int, up_to: int) -> int:
+    """Delete the rows with after < line_number <= up_to; return how many went."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"DELETE FROM {_TABLE} WHERE operation_id = %s AND line_number > %s AND line_number <= %s",
+            [operation_id, after, up_to],
+        )
+        return cursor.rowcount
+
+
+def delete_all(*, operation_id: int) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {_TABLE} WHERE operation_id = %s", [operation_id])
+        return cursor.rowcount

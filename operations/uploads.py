@@ -1,0 +1,59 @@
+"""Receiving uploads: stream to disk, hash, check the size and that it is text, in one pass (I7).
+
+Django hands each chunk of the request body to this handler as it arrives, so a file of any
+size costs one chunk of memory, and storing it afterwards is a rename within the media root.
+"""
+
+import hashlib
+import os
+
+from django.conf import settings
+from django.core.files.uploadhandler import StopUpload, TemporaryFileUploadHandler
+from django.http import QueryDict
+from django.utils.datastructures import MultiValueDict
+
+from operations.csv_reader import TextCheck
+
+# Marks a request whose upload went over LONG_TASK_MAX_UPLOAD_BYTES.
+TOO_LARGE_ATTRIBUTE = "long_task_upload_too_large"
+# Room for the other form fields and the multipart framing around the file.
+MULTIPART_SLACK_BYTES = 1024**2
+
+
+def upload_too_large(request) -> bool:
+    return getattr(request, TOO_LARGE_ATTRIBUTE, False)
+
+
+class CheckedUploadHandler(TemporaryFileUploadHandler):
+    chunk_size = 1024**2
+
+    def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None):
+        if content_length and content_length > settings.LONG_TASK_MAX_UPLOAD_BYTES + MULTIPART_SLACK_BYTES:
+            # Refuse before reading a byte of the body.
+            setattr(self.request, TOO_LARGE_ATTRIBUTE, True)
+            return QueryDict(encoding=encoding), MultiValueDict()
+        return None
+
+    def new_file(self, *args, **kwargs) -> None:
+        os.makedirs(settings.FILE_UPLOAD_TEMP_DIR, exist_ok=True)
+        super().new_file(*args, **kwargs)
+        self.sha256 = hashlib.sha256()
+        self.text_check = TextCheck()
+        self.received = 0
+
+    def receive_data_chunk(self, raw_data: bytes, start: int):
+        self.received += len(raw_data)
+        if self.received > settings.LONG_TASK_MAX_UPLOAD_BYTES:
+            setattr(self.request, TOO_LARGE_ATTRIBUTE, True)
+            self.upload_interrupted()
+            raise StopUpload(connection_reset=False)
+        self.sha256.update(raw_data)
+        self.text_check.feed(raw_data)
+        return super().receive_data_chunk(raw_data, start)
+
+    def file_complete(self, file_size: int):
+        self.text_check.feed(b"", final=True)
+        uploaded = super().file_complete(file_size)
+        uploaded.sha256 = self.sha256.hexdigest()
+        uploaded.text_problem = self.text_check.problem
+        return uploaded

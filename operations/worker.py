@@ -1,0 +1,227 @@
+"""The worker loop: claim an operation, work it chunk by chunk, stop when told.
+
+Each chunk is one transaction that writes the chunk's rows and the checkpoint together, and
+renews the lease with a conditional UPDATE that fails when the operation was paused or
+terminated meanwhile, or taken by another worker. Then the whole chunk rolls back (I1, I2, I5).
+A killed worker leaves at most an uncommitted chunk behind; its lease expires and any live
+worker's recovery sweep continues from the checkpoint (I4).
+"""
+
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+import traceback
+
+from django.conf import settings
+from django.db import InterfaceError, OperationalError, connection, transaction
+
+from operations import state_machine
+from operations.errors import LeaseLost
+from operations.models import Operation
+from operations.operation_types import registry
+
+logger = logging.getLogger(__name__)
+State = Operation.State
+
+_stop = threading.Event()
+_identity: tuple[int, str] | None = None
+
+
+def worker_id() -> str:
+    """This process's identity: unique across machines and restarts (not just a PID)."""
+    global _identity
+    if _identity is None or _identity[0] != os.getpid():
+        _identity = (os.getpid(), f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}")
+    return _identity[1]
+
+
+def request_stop() -> None:
+    """Ask the worker to give back its operation at the next chunk boundary and exit."""
+    _stop.set()
+
+
+def stop_requested() -> bool:
+    return _stop.is_set()
+
+
+def wait_for_stop(seconds: float) -> bool:
+    """Sleep up to `seconds`, waking at once when a stop is requested."""
+    return _stop.wait(seconds)
+
+
+class ChunkSizer:
+    """Sizes chunks by time, not count: each chunk aims at `target` seconds of work, which
+    bounds how long a pause waits for the worker and keeps the per-chunk overhead small."""
+
+    def __init__(self, *, target: float, initial: int = 500, minimum: int = 20, maximum: int = 200_000):
+        self.target, self.minimum, self.maximum = target, minimum, maximum
+        self.size = initial
+
+    def observe(self, rows: int, seconds: float) -> None:
+        if rows < self.size or seconds <= 0:
+            return  # a short chunk (end of file) says nothing about the speed
+        ideal = rows * self.target / seconds
+        # Move half way, at most doubling: one slow chunk (a checkpoint, a lock wait) should
+        # not swing the size.
+        self.size = int(max(self.minimum, min(self.maximum, 2 * self.size, (self.size + ideal) / 2)))
+
+
+def run_operation(op_id: int) -> None:
+    """Work `op_id` if it needs a worker and nobody else holds it."""
+    me = worker_id()
+    try:
+        op = state_machine.operation_claim(op_id=op_id, worker_id=me)
+    except (OperationalError, InterfaceError) as exc:
+        # Nothing is claimed; the operation stays queued and recovery picks it up.
+        logger.warning("claim of operation %s failed: %s", op_id, exc)
+        connection.close()
+        return
+    if op is None:
+        return
+    logger.info("operation %s: %s claimed it in state %s", op_id, me, op.state)
+    Runner(op, me).run()
+
+
+def recover_stalled() -> int:
+    """Take up operations whose worker died (lease expired) or whose queue task was lost."""
+    worked = 0
+    for op_id in state_machine.operations_stalled():
+        if stop_requested():
+            break
+        run_operation(op_id)
+        worked += 1
+    return worked
+
+
+class Runner:
+    """One worker's run of one operation it holds the lease on."""
+
+    def __init__(self, op: Operation, worker: str):
+        self.op = op
+        self.worker = worker
+        self.op_type = registry.get(op.op_type)
+        self.sizer = ChunkSizer(target=settings.LONG_TASK_CHUNK_SECONDS)
+        self.db_failures = 0
+
+    def run(self) -> None:
+        while True:
+            try:
+                self._dispatch()
+                return
+            except LeaseLost as exc:
+                logger.info("operation %s: stopped, %s", self.op.pk, exc)
+                return
+            except (OperationalError, InterfaceError) as exc:
+                # The connection was cut or the database is briefly away: nothing of the
+                # failed chunk committed, so start again from the checkpoint after a pause.
+                self.db_failures += 1
+                connection.close()
+                if self.db_failures > settings.LONG_TASK_DB_RETRIES:
+                    self._fail(f"database error, {self.db_failures} attempts: {exc}")
+                    return
+                delay = min(10.0, 0.5 * 2 ** (self.db_failures - 1))
+                logger.warning("operation %s: database error (%s), retrying in %.1fs", self.op.pk, exc, delay)
+                if wait_for_stop(delay):
+                    return  # the lease expires and another worker continues
+            except Exception as exc:
+                logger.exception("operation %s failed", self.op.pk)
+                self._fail(f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}")
+                return
+
+    def _dispatch(self) -> None:
+        """Do what the operation's current state asks of the lease holder, until done."""
+        while True:
+            self.op.refresh_from_db()
+            if self.op.lease_owner != self.worker:
+                raise LeaseLost(f"held by {self.op.lease_owner or 'nobody'}")
+            if self.op.state == State.RUNNING:
+                if not self._import():
+                    return
+            elif self.op.state == State.PAUSING:
+                state_machine.operation_ack_pause(op_id=self.op.pk, worker_id=self.worker)
+                return
+            elif self.op.state == State.TERMINATING:
+                self._rollback()
+                return
+            else:
+                return
+
+    def _import(self) -> bool:
+        """Commit chunks until the end, a stop, or a state change. True: look at the state again."""
+        job = self.op_type.open(self.op)
+        try:
+            while True:
+                if stop_requested():
+                    state_machine.operation_release(op_id=self.op.pk, worker_id=self.worker, reason="worker stopping")
+                    return False
+                size = self.sizer.size
+                started = time.monotonic()
+                try:
+                    with transaction.atomic():
+                        progress = job.run_chunk(max_rows=size)
+                        elapsed = max(time.monotonic() - started, 1e-6)
+                        done = progress.lines_finished - self.op.lines_finished
+                        state_machine.operation_checkpoint(
+                            op=self.op,
+                            worker_id=self.worker,
+                            fields={
+                                "position": progress.position,
+                                "lines_finished": progress.lines_finished,
+                                "lines_failed": progress.lines_failed,
+                                "rows_per_second": self._rate(done, elapsed),
+                            },
+                        )
+                        if progress.finished and not progress.error:
+                            state_machine.operation_complete(
+                                op_id=self.op.pk, worker_id=self.worker, total_lines=progress.lines_finished
+                            )
+                except LeaseLost:
+                    return True  # paused, terminated or taken over: the chunk rolled back
+                self.db_failures = 0
+                self.sizer.observe(done, time.monotonic() - started)
+                if progress.error:
+                    self._fail(progress.error)
+                    return False
+                if progress.finished:
+                    logger.info("operation %s: completed, %s lines", self.op.pk, progress.lines_finished)
+                    return False
+        finally:
+            job.close()
+
+    def _rate(self, rows: int, seconds: float) -> float:
+        rate = rows / seconds
+        previous = self.op.rows_per_second
+        return round(rate if not previous else 0.7 * previous + 0.3 * rate, 1)
+
+    def _rollback(self) -> None:
+        """Delete what the operation wrote, chunk by chunk (resumable), then its file."""
+        sizer = ChunkSizer(target=settings.LONG_TASK_CHUNK_SECONDS, initial=5_000, maximum=1_000_000)
+        while not self.op_type.rollback_done(self.op):
+            if stop_requested():
+                state_machine.operation_release(op_id=self.op.pk, worker_id=self.worker, reason="worker stopping")
+                return
+            started = time.monotonic()
+            before = self.op.rollback_position
+            with transaction.atomic():
+                position = self.op_type.rollback_chunk(self.op, max_rows=sizer.size)
+                state_machine.operation_checkpoint(
+                    op=self.op,
+                    worker_id=self.worker,
+                    state=State.TERMINATING,
+                    fields={"rollback_position": position},
+                )
+            sizer.observe(position - before, time.monotonic() - started)
+        self.op_type.delete_input(self.op)
+        with transaction.atomic():
+            self.op_type.rollback_rest(self.op)
+            state_machine.operation_finish_terminate(op_id=self.op.pk, worker_id=self.worker)
+        logger.info("operation %s: terminated, rolled back", self.op.pk)
+
+    def _fail(self, error: str) -> None:
+        try:
+            state_machine.operation_fail(op_id=self.op.pk, worker_id=self.worker, error=error)
+        except Exception as exc:  # the database is gone or the lease too: recovery will retry
+            logger.warning("operation %s: could not record the failure: %s", self.op.pk, exc)
