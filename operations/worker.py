@@ -157,13 +157,13 @@ class Runner:
                 if stop_requested():
                     state_machine.operation_release(op_id=self.op.pk, worker_id=self.worker, reason="worker stopping")
                     return False
-                size = self.sizer.size
                 started = time.monotonic()
+                chunk = job.read_chunk(max_rows=self.sizer.size)
+                progress = chunk.progress
                 try:
                     with transaction.atomic():
-                        progress = job.run_chunk(max_rows=size)
+                        job.write_chunk(chunk)
                         elapsed = max(time.monotonic() - started, 1e-6)
-                        done = progress.lines_finished - self.op.lines_finished
                         state_machine.operation_checkpoint(
                             op=self.op,
                             worker_id=self.worker,
@@ -171,7 +171,7 @@ class Runner:
                                 "position": progress.position,
                                 "lines_finished": progress.lines_finished,
                                 "lines_failed": progress.lines_failed,
-                                "rows_per_second": self._rate(done, elapsed),
+                                "rows_per_second": self._rate(chunk.units, elapsed),
                             },
                         )
                         if progress.finished and not progress.error:
@@ -181,7 +181,7 @@ class Runner:
                 except LeaseLost:
                     return True  # paused, terminated or taken over: the chunk rolled back
                 self.db_failures = 0
-                self.sizer.observe(done, time.monotonic() - started)
+                self.sizer.observe(chunk.units, time.monotonic() - started)
                 if progress.error:
                     self._fail(progress.error)
                     return False

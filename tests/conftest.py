@@ -43,7 +43,9 @@ def upload_file(content: bytes, name: str = "data.csv"):
 
 
 def stored_lines(op_id: int) -> list[int]:
-    return list(UploadedRow.objects.filter(operation_id=op_id).order_by("line_number").values_list("line_number", flat=True))
+    return list(
+        UploadedRow.objects.filter(operation_id=op_id).order_by("line_number").values_list("line_number", flat=True)
+    )
 
 
 def wait_for(predicate: Callable[[], object], *, timeout: float = 30.0, interval: float = 0.02, what: str = ""):
@@ -160,7 +162,10 @@ class Workers:
         log = open(self.log_dir / f"worker-{len(self.processes)}.log", "wb")  # noqa: SIM115
         process = subprocess.Popen(
             [sys.executable, "manage.py", "process_tasks", "--sleep", "0.05"],
-            cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         process.log_path = log.name
         self.processes.append(process)

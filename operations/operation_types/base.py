@@ -24,16 +24,29 @@ class Progress:
     error: str = ""
 
 
+@dataclass
+class Chunk:
+    """A prepared chunk: what to write, and the checkpoint once it is written."""
+
+    progress: Progress
+    units: int  # how many units (rows) of work it holds, for sizing the next chunk
+
+
 class Job(ABC):
-    """One worker's run of one operation, from its checkpoint on."""
+    """One worker's run of one operation, from its checkpoint on.
+
+    A chunk is prepared outside any transaction (reading, parsing) and written inside one, so
+    that the database is held only for the writes.
+    """
 
     @abstractmethod
-    def run_chunk(self, *, max_rows: int) -> Progress:
-        """Do up to `max_rows` units of work on the default database connection.
+    def read_chunk(self, *, max_rows: int) -> Chunk:
+        """Prepare up to `max_rows` units of work, without touching the database."""
 
-        The worker calls this inside the chunk's transaction and commits it together with the
-        returned checkpoint, or rolls both back.
-        """
+    @abstractmethod
+    def write_chunk(self, chunk: Chunk) -> None:
+        """Write a prepared chunk on the default connection. The worker calls this inside the
+        chunk's transaction and commits it together with `chunk.progress`, or rolls both back."""
 
     def close(self) -> None:
         """Free what the job holds (files, buffers)."""

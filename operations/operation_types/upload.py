@@ -10,6 +10,7 @@ import csv
 import os
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import BinaryIO
 
 from django.conf import settings
@@ -19,7 +20,7 @@ from operations import rowstore
 from operations.csv_reader import CsvProblem, RecordReader, read_header, set_field_limit
 from operations.errors import BadInput, Conflict, TooLarge
 from operations.models import Operation, RowError
-from operations.operation_types.base import Job, OperationType, Progress
+from operations.operation_types.base import Chunk, Job, OperationType, Progress
 
 RAW_TEXT_LIMIT = 500
 
@@ -113,6 +114,12 @@ class Upload(OperationType):
             default_storage.delete(op.file.name)
 
 
+@dataclass
+class UploadChunk(Chunk):
+    rows: list[rowstore.Row]
+    rejected: list[RowError]
+
+
 class UploadJob(Job):
     def __init__(self, op: Operation):
         set_field_limit(settings.LONG_TASK_CSV_FIELD_LIMIT)
@@ -126,7 +133,7 @@ class UploadJob(Job):
         self._stored = default_storage.open(self._file_name, "rb")
         self.reader = RecordReader(_binary_stream(self._stored), offset=op.position)
 
-    def run_chunk(self, *, max_rows: int) -> Progress:
+    def read_chunk(self, *, max_rows: int) -> "UploadChunk":
         reader, encode, op_id, width = self.reader, self.encode, self.op_id, len(self.columns)
         line = self.lines_finished
         rows: list[rowstore.Row] = []
@@ -161,22 +168,28 @@ class UploadJob(Job):
             line += 1
             rejected.append(
                 RowError(
-                    operation_id=op_id, line_number=line, reason=reason[:255], raw=self._raw_text(start, reader.offset)
+                    operation_id=op_id,
+                    line_number=line,
+                    reason=reason[:255],
+                    raw=self._raw_text(start, reader.offset),
                 )
             )
             position = reader.offset
-        rowstore.insert_rows(rows)
-        if rejected:
-            RowError.objects.bulk_create(rejected)
         self.lines_finished = line
         self.lines_failed += len(rejected)
-        return Progress(
+        progress = Progress(
             position=position,
             lines_finished=line,
             lines_failed=self.lines_failed,
             finished=finished,
             error=error,
         )
+        return UploadChunk(progress=progress, units=len(rows) + len(rejected), rows=rows, rejected=rejected)
+
+    def write_chunk(self, chunk: "UploadChunk") -> None:
+        rowstore.insert_rows(chunk.rows)
+        if chunk.rejected:
+            RowError.objects.bulk_create(chunk.rejected)
 
     def _raw_text(self, start: int, end: int) -> str:
         """The bytes of a rejected row, read apart from the stream the reader iterates."""

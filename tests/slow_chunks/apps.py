@@ -13,11 +13,10 @@ class SlowChunksConfig(AppConfig):
             return
         from operations.operation_types.upload import UploadJob
 
-        original = UploadJob.run_chunk
+        original = UploadJob.write_chunk
 
-        def slow_run_chunk(self, *, max_rows):
-            progress = original(self, max_rows=max_rows)
+        def slow_write_chunk(self, chunk):
+            original(self, chunk)
             time.sleep(delay)  # rows written, transaction still open
-            return progress
 
-        UploadJob.run_chunk = slow_run_chunk
+        UploadJob.write_chunk = slow_write_chunk

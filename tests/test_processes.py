@@ -1,0 +1,253 @@
+"""The invariants of SPEC §4 with real `process_tasks` workers on the test database.
+
+A test-only app can make every chunk sleep inside its transaction (`chunk_delay`), so that a
+pause, a terminate or a kill reliably lands while a chunk is in flight.
+"""
+
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from operations.models import Operation, RowError, UploadedRow
+
+from .conftest import ROOT, csv_bytes, database_url, op_in_state, stored_lines, wait_for
+
+pytestmark = [pytest.mark.processes, pytest.mark.django_db(transaction=True)]
+S = Operation.State
+
+
+def status(api, op_id: int) -> dict:
+    response = api.post("/get_status/", {"op_id": op_id})
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def row_count(op_id: int) -> int:
+    return UploadedRow.objects.filter(operation_id=op_id).count()
+
+
+def stored_file(op_id: int) -> Path:
+    return Path(settings.MEDIA_ROOT) / Operation.objects.get(pk=op_id).file.name
+
+
+def with_bad_rows(rows: int, bad_every: int) -> bytes:
+    """A CSV whose data rows number bad_every, 2*bad_every... have a field too few."""
+    lines = csv_bytes(rows).decode().splitlines(keepends=True)
+    for n in range(bad_every, rows + 1, bad_every):
+        lines[n] = ",".join(lines[n].split(",")[:3]) + "\n"
+    return "".join(lines).encode()
+
+
+def test_import_stores_each_accepted_row_exactly_once(api, start_upload, workers):
+    """I1: the stored rows are exactly the accepted rows of 1..lines_finished, each once."""
+    workers.start()
+    op_id = start_upload(with_bad_rows(5_000, bad_every=700))
+    wait_for(lambda: op_in_state(op_id, S.COMPLETED), what="completed")
+
+    rejected = set(range(700, 5_001, 700))
+    assert stored_lines(op_id) == [n for n in range(1, 5_001) if n not in rejected]
+    assert set(RowError.objects.filter(operation_id=op_id).values_list("line_number", flat=True)) == rejected
+    body = status(api, op_id)
+    assert (body["lines_finished"], body["lines_failed"], body["total_lines"]) == (5_000, len(rejected), 5_000)
+    assert body["is_finished"] is True and body["percent"] == 100.0
+    row = UploadedRow.objects.get(operation_id=op_id, line_number=42)
+    assert row.data == {"name": "name42", "phone": "+15550000042", "email": "user42@example.com", "city": "City 42"}
+
+
+def test_pause_stops_the_chunk_in_flight_and_resume_finishes_exactly(api, start_upload, workers):
+    """I2 and I8: no chunk commits after the pause answered; the count holds until resume;
+    resume continues from the checkpoint without reading the finished part of the file."""
+    workers.start(chunk_delay=0.3)
+    rows = 3_000
+    op_id = start_upload(csv_bytes(rows))
+    wait_for(lambda: Operation.objects.get(pk=op_id).lines_finished > 0, what="first chunk")
+
+    response = api.post("/pause/", {"op_id": op_id})
+    assert response.status_code == 200
+    assert response.json()["state"] == S.PAUSING  # a chunk was in flight (it always is here)
+    at_pause = (row_count(op_id), Operation.objects.get(pk=op_id).lines_finished)
+
+    wait_for(lambda: op_in_state(op_id, S.PAUSED), what="paused")
+    at_ack = (row_count(op_id), Operation.objects.get(pk=op_id).lines_finished)
+    time.sleep(1.0)  # three more chunk lengths: nothing may move
+    later = (row_count(op_id), Operation.objects.get(pk=op_id).lines_finished)
+    assert at_pause == at_ack == later
+    assert at_pause[0] == at_pause[1] > 0
+    assert status(api, op_id)["lines_finished"] == at_pause[1]
+
+    # Make the finished part of the file unreadable: a resume that re-read it would fail.
+    op = Operation.objects.get(pk=op_id)
+    path = stored_file(op_id)
+    with open(path, "r+b") as handle:
+        handle.write(b"\xff" * op.position)
+    Operation.objects.filter(pk=op_id).update(file_sha256=op.file_sha256)  # unchanged
+
+    response = api.post("/resume/", {"op_id": op_id})
+    assert response.status_code == 202
+    workers.start()  # a fast worker finishes it (either worker may take it)
+    wait_for(lambda: op_in_state(op_id, S.COMPLETED, S.FAILED), timeout=60, what="completed")
+    op.refresh_from_db()
+    assert op.state == S.COMPLETED, op.error
+    assert stored_lines(op_id) == list(range(1, rows + 1))
+
+
+def test_terminate_of_a_paused_operation_leaves_nothing(api, start_upload, workers):
+    """I3: terminated means no rows, no row errors and no stored file."""
+    workers.start(chunk_delay=0.2)
+    op_id = start_upload(with_bad_rows(3_000, bad_every=50))
+    wait_for(lambda: Operation.objects.get(pk=op_id).lines_finished > 100, what="some rows")
+    assert api.post("/pause/", {"op_id": op_id, "wait": 5}).json()["state"] == S.PAUSED
+    path = stored_file(op_id)
+    assert path.exists() and row_count(op_id) > 0 and RowError.objects.filter(operation_id=op_id).exists()
+
+    response = api.post("/terminate/", {"op_id": op_id, "wait": 10})
+    assert response.status_code == 200
+    assert response.json()["state"] == S.TERMINATED
+    assert row_count(op_id) == 0
+    assert not RowError.objects.filter(operation_id=op_id).exists()
+    assert not path.exists()
+    assert status(api, op_id)["is_terminated"] is True
+
+
+def test_forced_terminate_rolls_back_a_racing_chunk(api, start_upload, workers):
+    """I3 with a worker in the middle of a chunk: the chunk rolls back, the rest is deleted,
+    and nothing arrives afterwards."""
+    workers.start(chunk_delay=0.3)
+    op_id = start_upload(csv_bytes(3_000))
+    wait_for(lambda: Operation.objects.get(pk=op_id).lines_finished > 0, what="first chunk")
+    path = stored_file(op_id)
+
+    response = api.post("/terminate/", {"op_id": op_id})
+    assert response.status_code == 409 and response.json() == {"message": "Pause the operation"}
+    response = api.post("/terminate/", {"op_id": op_id, "force": "true"})
+    assert response.status_code == 200 and response.json()["state"] == S.TERMINATING
+
+    wait_for(lambda: op_in_state(op_id, S.TERMINATED), what="terminated")
+    time.sleep(0.8)
+    assert row_count(op_id) == 0
+    assert not path.exists()
+
+
+def test_status_and_pause_do_not_wait_for_a_chunk(api, start_upload, workers):
+    """I6: a chunk holds its transaction open for 2 s; status answers at once on both
+    databases, and so does pause on PostgreSQL (row lock FOR NO KEY UPDATE does not wait for
+    the chunk's inserts). SQLite has one writer at a time, so there a pause waits for the
+    chunk in flight, which LONG_TASK_CHUNK_SECONDS keeps short in normal running."""
+    workers.start(chunk_delay=2.0)
+    op_id = start_upload(csv_bytes(2_000))
+    wait_for(lambda: op_in_state(op_id, S.RUNNING), what="running")
+    time.sleep(0.5)  # inside a chunk now
+
+    started = time.monotonic()
+    assert status(api, op_id)["state"] == S.RUNNING
+    status_seconds = time.monotonic() - started
+    assert status_seconds < 1.0, f"status took {status_seconds:.2f}s"
+
+    if connection.vendor == "postgresql":
+        started = time.monotonic()
+        assert api.post("/pause/", {"op_id": op_id}).json()["state"] == S.PAUSING
+        pause_seconds = time.monotonic() - started
+        assert pause_seconds < 1.0, f"pause took {pause_seconds:.2f}s"
+
+
+def _peak_rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+def test_worker_memory_does_not_grow_with_the_file(start_upload, workers):
+    """I7 (worker): the peak RSS of a worker importing 20,000 rows and one importing 200,000
+    (11 MB) are within 8 MiB; reading the file whole would cost several times its size."""
+    peaks = []
+    for rows in (20_000, 200_000):
+        worker = workers.start()
+        op_id = start_upload(csv_bytes(rows))
+        wait_for(lambda op_id=op_id: op_in_state(op_id, S.COMPLETED), timeout=120, what="completed")
+        peaks.append(_peak_rss_kib(worker.pid))
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+    small, large = peaks
+    assert large - small < 8 * 1024, f"peak RSS {small} KiB for 20k rows, {large} KiB for 200k rows"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _stream_upload(port: int, op_id: int, token: str, size: int) -> int:
+    """POST a multipart upload of about `size` bytes, generated on the fly (never in memory)."""
+    boundary = "long-task-test-boundary"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="op_id"\r\n\r\n{op_id}\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.csv"\r\n'
+        "Content-Type: text/csv\r\n\r\n"
+    ).encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+    line = b"name,+15550000000,user@example.com,City\n"
+    body_lines = size // len(line)
+    total = len(head) + len(b"name,phone,email,city\n") + body_lines * len(line) + len(tail)
+
+    def body():
+        yield head + b"name,phone,email,city\n"
+        block = line * 1000
+        for _ in range(body_lines // 1000):
+            yield block
+        yield line * (body_lines % 1000)
+        yield tail
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    conn.putrequest("POST", "/upload/")
+    conn.putheader("Authorization", f"Token {token}")
+    conn.putheader("Content-Type", f"multipart/form-data; boundary={boundary}")
+    conn.putheader("Content-Length", str(total))
+    conn.endheaders()
+    for piece in body():
+        conn.send(piece)
+    status_code = conn.getresponse().status
+    conn.close()
+    return status_code
+
+
+def test_web_memory_does_not_grow_with_the_upload(user, register, media_root, tmp_path):
+    """I7 (web): the server's peak RSS after a 40 MB upload is within 8 MiB of the peak
+    after a 2 MB one: the upload streams to disk."""
+    from rest_framework.authtoken.models import Token
+
+    token = Token.objects.get_or_create(user=user)[0].key
+    port = _free_port()
+    env = {**os.environ, "DATABASE_URL": database_url(), "LONG_TASK_MEDIA_ROOT": str(media_root)}
+    server = subprocess.Popen(
+        [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
+        cwd=ROOT,
+        env=env,
+        stdout=open(tmp_path / "web.log", "wb"),  # noqa: SIM115
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for(lambda: _port_open(port), timeout=30, what="server")
+        assert _stream_upload(port, register(), token, 2 * 1024**2) == 202
+        small = _peak_rss_kib(server.pid)
+        assert _stream_upload(port, register(), token, 40 * 1024**2) == 202
+        large = _peak_rss_kib(server.pid)
+    finally:
+        server.kill()
+        server.wait()
+    assert large - small < 8 * 1024, f"peak RSS {small} KiB after 2 MB, {large} KiB after 40 MB"
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
