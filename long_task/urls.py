@@ -10,5 +10,7 @@ urlpatterns = [
     *seed_urlpatterns,
 ]
 
+handler400 = "operations.api.errors.json_bad_request"
+handler403 = "operations.api.errors.json_forbidden"
 handler404 = "operations.api.errors.json_not_found"
 handler500 = "operations.api.errors.json_server_error"

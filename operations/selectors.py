@@ -14,6 +14,8 @@ WORKING_STATES = (State.RUNNING, State.PAUSING)
 def percent_done(op: Operation) -> float | None:
     if op.state == State.COMPLETED:
         return 100.0
+    if op.state == State.TERMINATED:
+        return None
     percent = registry.get(op.op_type).percent_done(op)
     return None if percent is None else round(percent, 1)
 

@@ -342,6 +342,7 @@ def operation_finish_terminate(*, op_id: int, worker_id: str) -> Operation:
             "lines_failed": 0,
             "position": 0,
             "rows_per_second": None,
+            "file": "",
         },
     )
 

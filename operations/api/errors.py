@@ -46,6 +46,14 @@ def exception_handler(exc, context) -> Response | None:
     return Response({"message": message}, status=code, headers=headers)
 
 
+def json_bad_request(request, exception=None) -> JsonResponse:
+    return JsonResponse({"message": "Bad request"}, status=400)
+
+
+def json_forbidden(request, exception=None) -> JsonResponse:
+    return JsonResponse({"message": "Forbidden"}, status=403)
+
+
 def json_not_found(request, exception=None) -> JsonResponse:
     return JsonResponse({"message": "Not found"}, status=404)
 

@@ -6,7 +6,7 @@ functions below, so they follow the same rules and give the same messages.
 
 from collections.abc import Mapping
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -117,22 +117,60 @@ class RegisterView(SeedEndpoint):
         return register_operation(request, parsing.body(request))
 
 
+def _seed_schema(name: str, description: str, fields: dict, ok: int, *, multipart: bool = False):
+    body = inline_serializer(f"{name}Body", {"op_id": serializers.IntegerField(), **fields})
+    return extend_schema_view(
+        post=extend_schema(
+            description=description,
+            request={"multipart/form-data": body} if multipart else body,
+            responses={ok: OperationSerializer, 400: MessageSerializer, 404: MessageSerializer, 409: MessageSerializer},
+        )
+    )
+
+
+@_seed_schema(
+    "Upload",
+    "Upload: start a registered upload with its file, or resume a paused one.",
+    {
+        "file": serializers.FileField(),
+        "lines": serializers.IntegerField(required=False),
+        "strict": serializers.BooleanField(required=False),
+    },
+    202,
+    multipart=True,
+)
 class UploadView(SeedEndpoint):
     command = start_operation
 
 
+@_seed_schema("Pause", "Pause: stop at the next chunk boundary.", {"wait": serializers.FloatField(required=False)}, 200)
 class PauseView(SeedEndpoint):
     command = pause_operation
 
 
+@_seed_schema("Resume", "Resume: continue from the checkpoint.", {}, 202)
 class ResumeView(SeedEndpoint):
     command = resume_operation
 
 
+@_seed_schema(
+    "Terminate",
+    "Terminate: roll back everything the operation wrote.",
+    {"force": serializers.BooleanField(required=False), "wait": serializers.FloatField(required=False)},
+    200,
+)
 class TerminateView(SeedEndpoint):
     command = terminate_operation
 
 
+@extend_schema_view(
+    get=extend_schema(
+        description="Status of an operation.",
+        parameters=[OpenApiParameter("op_id", int, required=True)],
+        responses={200: OperationSerializer, 404: MessageSerializer},
+    )
+)
+@_seed_schema("Status", "Status of an operation.", {}, 200)
 class StatusView(SeedEndpoint):
     command = status_of_operation
     http_method_names = ["get", "post", "options"]

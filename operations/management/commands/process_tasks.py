@@ -53,7 +53,14 @@ class Command(BackgroundTasksCommand):
                 except Exception:
                     logger.exception("recovery sweep failed")
                     close_old_connections()
-            if not self._tasks.run_next_task(queue):
+            try:
+                ran = self._tasks.run_next_task(queue)
+            except Exception:
+                # The task library's own bookkeeping failed (database away): our operation's
+                # state is safe in its checkpoint; wait and go on.
+                logger.exception("worker %s: task bookkeeping failed", worker.worker_id())
+                ran = False
+            if not ran:
                 close_old_connections()
                 worker.wait_for_stop(sleep)
         logger.info("worker %s: stopped", worker.worker_id())

@@ -1,0 +1,141 @@
+"""`manage.py op_status`: progress on the command line (SPEC §10)."""
+
+import io
+import os
+import subprocess
+import sys
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from operations.management.commands.op_status import format_duration
+from operations.models import Operation
+from tests.conftest import ROOT, database_url
+
+S = Operation.State
+
+
+def op_status(*args) -> str:
+    out = io.StringIO()
+    call_command("op_status", *args, stdout=out)
+    return out.getvalue()
+
+
+def table(output: str) -> dict[str, list[str]]:
+    """The rows of the printed table by id (cells split on whitespace)."""
+    lines = output.strip().splitlines()
+    header = lines[0].split()
+    assert header == ["id", "type", "state", "owner", "percent", "finished", "failed", "rows/s", "eta", "updated"]
+    # The updated column is "date time": two cells.
+    return {cells[0]: cells for cells in (line.split() for line in lines[1:]) if cells[0].isdigit()}
+
+
+@pytest.mark.django_db
+def test_prints_the_figures_of_each_operation(user):
+    running = Operation.objects.create(
+        state=S.RUNNING,
+        owner=user,
+        file_size=1000,
+        position=250,
+        lines_finished=1000,
+        lines_failed=3,
+        rows_per_second=50.0,
+    )
+    done = Operation.objects.create(state=S.COMPLETED, file_size=1000, position=1000, lines_finished=4000)
+    fresh = Operation.objects.create(state=S.REGISTERED)
+
+    rows = table(op_status())
+
+    # 25% of the bytes after 1000 rows: 3000 rows left at 50 rows/s is one minute.
+    assert rows[str(running.pk)][:9] == [
+        str(running.pk),
+        "Upload",
+        "running",
+        "alice",
+        "25.0%",
+        "1000",
+        "3",
+        "50",
+        "1m00s",
+    ]
+    # Nobody works on a completed operation: no speed, no ETA; no owner: anonymous.
+    assert rows[str(done.pk)][:9] == [str(done.pk), "Upload", "completed", "-", "100.0%", "4000", "0", "-", "-"]
+    assert rows[str(fresh.pk)][3:9] == ["-", "-", "0", "0", "-", "-"]
+    assert list(rows) == [str(fresh.pk), str(done.pk), str(running.pk)]  # most recent first
+
+
+@pytest.mark.django_db
+def test_selects_by_id_and_state():
+    a, b, c = (Operation.objects.create(state=state) for state in (S.PAUSED, S.RUNNING, S.PAUSED))
+
+    assert list(table(op_status(str(a.pk), str(b.pk)))) == [str(b.pk), str(a.pk)]
+    assert list(table(op_status("--state", "paused"))) == [str(c.pk), str(a.pk)]
+    assert list(table(op_status("--state", "paused", "--state", "running"))) == [str(c.pk), str(b.pk), str(a.pk)]
+    assert op_status("--state", "failed").strip() == "No operations."
+
+
+@pytest.mark.django_db
+def test_shows_the_most_recent_twenty_by_default():
+    ops = Operation.objects.bulk_create(Operation() for _ in range(25))
+    output = op_status()
+    assert list(table(output)) == [str(op.pk) for op in reversed(ops)][:20]
+    assert "(20 of 25 shown" in output
+    assert len(table(op_status("--limit", "30"))) == 25
+
+
+@pytest.mark.django_db
+def test_unknown_id_is_an_error_after_the_known_ones():
+    op = Operation.objects.create()
+    out = io.StringIO()
+    with pytest.raises(CommandError, match=f"No operation with id {op.pk + 1000}"):
+        call_command("op_status", str(op.pk), str(op.pk + 1000), stdout=out)
+    assert list(table(out.getvalue())) == [str(op.pk)]
+
+
+@pytest.mark.django_db
+def test_watch_refreshes_until_ctrl_c(monkeypatch):
+    Operation.objects.create(state=S.QUEUED)
+    sleeps = []
+
+    def sleep(seconds):
+        sleeps.append(seconds)
+        if len(sleeps) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr("operations.management.commands.op_status.time.sleep", sleep)
+    # It would close the test's connection, which is inside the test's transaction.
+    monkeypatch.setattr("operations.management.commands.op_status.close_old_connections", lambda: None)
+    output = op_status("--watch", "2")
+    assert sleeps == [2, 2]
+    assert output.count("Ctrl-C stops") == 2
+    assert output.count("queued") == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_command_line_reports_unknown_id_without_traceback():
+    op = Operation.objects.create(state=S.QUEUED)
+
+    result = subprocess.run(
+        [sys.executable, "manage.py", "op_status", str(op.pk), "999999"],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": database_url()},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1, result.stderr
+    assert list(table(result.stdout)) == [str(op.pk)]
+    assert "No operation with id 999999" in result.stderr
+    assert "Traceback" not in result.stderr
+
+    bad = subprocess.run(
+        [sys.executable, "manage.py", "op_status", "abc"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert bad.returncode == 2
+    assert "invalid int value: 'abc'" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize(("seconds", "text"), [(None, "-"), (0.4, "0s"), (59.4, "59s"), (60, "1m00s"), (3725, "1h02m")])
+def test_format_duration(seconds, text):
+    assert format_duration(seconds) == text
