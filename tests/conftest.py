@@ -69,6 +69,12 @@ def op_in_state(op_id: int, *states: str) -> Operation | None:
 
 
 @pytest.fixture(autouse=True)
+def fast_password_hasher(settings):
+    """Users are created with a password: hash it cheaply (the default costs ~0.5 s a user)."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def media_root(tmp_path, settings):
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.FILE_UPLOAD_TEMP_DIR = str(tmp_path / "media" / "incoming")

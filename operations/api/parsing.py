@@ -3,16 +3,33 @@ which parameter and what is expected."""
 
 from collections.abc import Mapping
 
-from operations.errors import BadInput
+from rest_framework import parsers
+from rest_framework.exceptions import ParseError
+
+from operations.errors import BadInput, TooLarge
+from operations.uploads import upload_too_large
 
 MAX_ID = 2**63 - 1
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off", ""}
 
 
+class JSONParser(parsers.JSONParser):
+    """DRF's JSON parser, with a 400 (not a 500) for JSON nested too deeply to decode."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise ParseError("JSON parse error - nested too deeply") from None
+
+
 def body(request) -> Mapping:
     """The request's parameters: the body (JSON, form or multipart), or the query string."""
     data = request.data
+    if upload_too_large(request._request):
+        # Checked first: a body refused unread has no other fields either.
+        raise TooLarge("The file is larger than the configured upload limit")
     if not isinstance(data, Mapping):
         raise BadInput("The request body must be a JSON object or a form")
     if not data and request.query_params:

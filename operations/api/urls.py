@@ -1,8 +1,28 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.renderers import JSONRenderer
 from rest_framework.routers import SimpleRouter
 
 from operations.api import views
+
+
+class JsonErrors:
+    """Errors of the schema views as JSON, like everywhere else (not YAML or HTML)."""
+
+    def handle_exception(self, exc):
+        response = super().handle_exception(exc)
+        self.request.accepted_renderer = JSONRenderer()
+        self.request.accepted_media_type = JSONRenderer.media_type
+        return response
+
+
+class SchemaView(JsonErrors, SpectacularAPIView):
+    pass
+
+
+class DocsView(JsonErrors, SpectacularSwaggerView):
+    pass
+
 
 router = SimpleRouter(trailing_slash=True)
 router.register("operations", views.OperationViewSet, basename="operation")
@@ -18,6 +38,6 @@ seed_urlpatterns = [
 
 api_urlpatterns = [
     *router.urls,
-    path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("schema/", SchemaView.as_view(), name="schema"),
+    path("docs/", DocsView.as_view(url_name="schema"), name="docs"),
 ]

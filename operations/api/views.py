@@ -21,11 +21,10 @@ from operations.api.serializers import (
     RegisterSerializer,
     RowErrorSerializer,
 )
-from operations.errors import BadInput, TooLarge
+from operations.errors import BadInput
 from operations.models import Operation
 from operations.operation_types import registry
 from operations.state_machine import TRANSITIONS, Actor
-from operations.uploads import upload_too_large
 
 State = Operation.State
 
@@ -51,8 +50,6 @@ def register_operation(request, data: Mapping) -> Response:
 
 def start_operation(request, op_id: int, data: Mapping) -> Response:
     """Start a registered operation with its input, or resume a paused or failed one."""
-    if upload_too_large(request._request):
-        raise TooLarge("The file is larger than the configured upload limit")
     actor = Actor.for_user(request.user)
     op = state_machine.get_visible(op_id=op_id, user=request.user)
     op_type = registry.get(op.op_type)
@@ -199,6 +196,8 @@ class OperationViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
                 raise BadInput(f"state must be one of: {', '.join(State.values)}")
             queryset = queryset.filter(state=params["state"])
         if "op_type" in params:
+            if params["op_type"] not in registry.names():
+                return queryset.none()
             queryset = queryset.filter(op_type=params["op_type"])
         return queryset
 

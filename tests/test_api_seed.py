@@ -1,0 +1,957 @@
+"""The HTTP contract of SPEC §5 (seed-compatible endpoints) and §6 (REST API).
+
+Operations are put into a given state by writing `state` directly: these tests are about
+status codes, bodies and messages; the state machine has its own tests. No workers run.
+"""
+
+import json
+import time
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+from django.conf import settings
+from rest_framework.test import APIClient
+
+from operations.models import Operation, OperationEvent, RowError
+
+from .conftest import csv_bytes, upload_file
+
+pytestmark = pytest.mark.django_db
+
+S = Operation.State
+ALL_STATES = [state for state, _ in S.choices]
+WORKED = (S.RUNNING, S.PAUSING, S.TERMINATING)
+STATUS_FIELDS = {
+    "op_id",
+    "op_type",
+    "state",
+    "lines_finished",
+    "is_finished",
+    "is_paused",
+    "is_terminated",
+    "lines_failed",
+    "total_lines",
+    "percent",
+    "rows_per_second",
+    "eta_seconds",
+    "error",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "updated_at",
+}
+MISSING = {"message": "Operation ID Invalid"}
+ENCODINGS = ["json", "multipart", "form"]
+
+
+def set_state(op_id: int, state: str, **fields) -> None:
+    """Put an operation into `state`; a worked state gets a (fake) live lease."""
+    lease = "test-host:1:abc" if state in WORKED else ""
+    Operation.objects.filter(pk=op_id).update(state=state, lease_owner=lease, **fields)
+
+
+def state_of(op_id: int) -> str:
+    return Operation.objects.get(pk=op_id).state
+
+
+def post(client, url: str, data: dict, encoding: str):
+    """POST `data` as JSON, multipart or application/x-www-form-urlencoded."""
+    if encoding == "form":
+        return client.post(url, urlencode(data), content_type="application/x-www-form-urlencoded")
+    return client.post(url, data, format=encoding)
+
+
+def stored_uploads() -> list[Path]:
+    uploads = Path(settings.MEDIA_ROOT) / "uploads"
+    return sorted(uploads.iterdir()) if uploads.exists() else []
+
+
+@pytest.fixture
+def op_in(register, start_upload):
+    """An operation in `state`; with `started=True` it has a stored file (csv_bytes(3))."""
+
+    def make(state: str, *, started: bool = False, **fields) -> int:
+        op_id = start_upload(csv_bytes(3)) if started else register()
+        set_state(op_id, state, **fields)
+        return op_id
+
+    return make
+
+
+# --- /register/ -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_register_defaults_to_upload(api, encoding):
+    response = post(api, "/register/", {}, encoding)
+    assert response.status_code == 201
+    body = response.json()
+    op = Operation.objects.get()
+    assert body == {"op_id": op.pk, "op_type": "Upload", "state": "registered"}
+    assert op.state == S.REGISTERED
+    assert op.owner.username == "alice"
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_register_explicit_op_type(api, encoding):
+    response = post(api, "/register/", {"op_type": "Upload"}, encoding)
+    assert response.status_code == 201
+    assert response.json() == {"op_id": Operation.objects.get().pk, "op_type": "Upload", "state": "registered"}
+
+
+def test_register_without_a_body(api):
+    response = api.post("/register/")
+    assert response.status_code == 201
+    assert response.json()["op_type"] == "Upload"
+
+
+def test_register_records_an_event(api, register):
+    op_id = register()
+    events = list(OperationEvent.objects.filter(operation_id=op_id).values_list("actor", "from_state", "to_state"))
+    assert events == [("user:alice", "", "registered")]
+
+
+def test_register_strict_option(api):
+    response = api.post("/register/", {"strict": True}, format="json")
+    assert response.status_code == 201
+    assert Operation.objects.get(pk=response.json()["op_id"]).options == {"strict": True}
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_register_unknown_op_type(api, encoding):
+    response = post(api, "/register/", {"op_type": "Nope"}, encoding)
+    assert response.status_code == 400
+    assert response.json() == {"message": "Unknown op_type 'Nope'. Known types: Upload"}
+    assert not Operation.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"op_type": 5}, "op_type must be a string"),
+        ({"op_type": ["Upload"]}, "op_type must be a string"),
+        ({"strict": "maybe"}, "strict must be true or false"),
+    ],
+)
+def test_register_bad_values(api, body, message):
+    response = api.post("/register/", body, format="json")
+    assert response.status_code == 400
+    assert response.json() == {"message": message}
+    assert not Operation.objects.exists()
+
+
+# --- /upload/ -------------------------------------------------------------------------------
+
+
+def test_upload_starts_a_registered_operation(api, register):
+    op_id = register()
+    content = csv_bytes(3)
+    response = api.post("/upload/", {"op_id": op_id, "file": upload_file(content, "people.csv")})
+    assert response.status_code == 202
+    body = response.json()
+    assert set(body) == STATUS_FIELDS | {"message"}
+    assert body["message"] == "upload started"
+    assert body["op_id"] == op_id
+    assert body["op_type"] == "Upload"
+    assert body["state"] == "queued"
+    assert body["lines_finished"] == 0
+    assert body["lines_failed"] == 0
+    assert body["is_finished"] is False
+    assert body["is_paused"] is False
+    assert body["is_terminated"] is False
+    assert body["total_lines"] is None
+    assert body["error"] == ""
+    assert body["started_at"] is not None
+    assert body["finished_at"] is None
+    assert 0 <= body["percent"] < 100
+
+    op = Operation.objects.get(pk=op_id)
+    assert op.state == S.QUEUED
+    assert op.file_name == "people.csv"
+    assert op.file_size == len(content)
+    assert op.columns == ["name", "phone", "email", "city"]
+    assert (Path(settings.MEDIA_ROOT) / op.file.name).read_bytes() == content
+
+
+def test_upload_with_matching_lines_starts(api, register):
+    op_id = register()
+    response = api.post("/upload/", {"op_id": op_id, "lines": 0, "file": upload_file(csv_bytes(2))})
+    assert response.status_code == 202
+    assert response.json()["message"] == "upload started"
+
+
+def test_upload_to_missing_operation(api):
+    response = api.post("/upload/", {"op_id": 999999, "file": upload_file(csv_bytes(2))})
+    assert response.status_code == 404
+    assert response.json() == MISSING
+    assert stored_uploads() == []
+
+
+@pytest.mark.parametrize(
+    ("state", "message"),
+    [
+        (S.QUEUED, "Upload already running"),
+        (S.RUNNING, "Upload already running"),
+        (S.PAUSING, "Upload already running"),
+        (S.COMPLETED, "Upload already finished"),
+        (S.TERMINATING, "Upload already terminated"),
+        (S.TERMINATED, "Upload already terminated"),
+    ],
+)
+def test_upload_refused_by_state(api, op_in, state, message):
+    op_id = op_in(state)
+    response = api.post("/upload/", {"op_id": op_id, "file": upload_file(csv_bytes(2))})
+    assert response.status_code == 409
+    assert response.json() == {"message": message}
+    assert state_of(op_id) == state
+    assert stored_uploads() == []
+
+
+@pytest.mark.parametrize("state", [S.PAUSED, S.FAILED])
+def test_upload_resumes_a_paused_or_failed_operation_without_a_file(api, op_in, state):
+    op_id = op_in(state, started=True, error="boom" if state == S.FAILED else "")
+    response = api.post("/upload/", {"op_id": op_id})
+    assert response.status_code == 202
+    body = response.json()
+    assert set(body) == STATUS_FIELDS | {"message"}
+    assert body["message"] == "upload resumed"
+    assert body["state"] == "queued"
+    assert body["error"] == ""
+    assert state_of(op_id) == S.QUEUED
+
+
+def test_upload_resumes_with_the_same_file_and_lines(api, op_in):
+    op_id = op_in(S.PAUSED, started=True, lines_finished=2)
+    response = api.post("/upload/", {"op_id": op_id, "lines": 2, "file": upload_file(csv_bytes(3))})
+    assert response.status_code == 202
+    assert response.json()["message"] == "upload resumed"
+    assert response.json()["lines_finished"] == 2
+    assert state_of(op_id) == S.QUEUED
+    assert len(stored_uploads()) == 1  # the re-sent file is only compared, not stored again
+
+
+def test_upload_resume_with_a_different_file(api, op_in):
+    op_id = op_in(S.PAUSED, started=True)
+    response = api.post("/upload/", {"op_id": op_id, "file": upload_file(csv_bytes(4))})
+    assert response.status_code == 409
+    assert response.json() == {"message": "The file differs from the one uploaded first"}
+    assert state_of(op_id) == S.PAUSED
+
+
+def test_upload_resume_with_lines_that_disagree(api, op_in):
+    op_id = op_in(S.PAUSED, started=True, lines_finished=2)
+    response = api.post("/upload/", {"op_id": op_id, "lines": 1, "file": upload_file(csv_bytes(3))})
+    assert response.status_code == 409
+    assert response.json() == {"message": "lines is 1 but the server has finished 2 lines"}
+    assert state_of(op_id) == S.PAUSED
+
+
+def test_upload_start_with_lines_that_disagree(api, register):
+    op_id = register()
+    response = api.post("/upload/", {"op_id": op_id, "lines": 5, "file": upload_file(csv_bytes(3))})
+    assert response.status_code == 409
+    assert response.json() == {"message": "lines is 5 but the server has finished 0 lines"}
+    assert state_of(op_id) == S.REGISTERED
+    assert stored_uploads() == []
+
+
+def test_upload_lines_not_a_number(api, register):
+    op_id = register()
+    response = api.post("/upload/", {"op_id": op_id, "lines": "many", "file": upload_file(csv_bytes(3))})
+    assert response.status_code == 400
+    assert response.json() == {"message": "lines must be an integer"}
+    assert state_of(op_id) == S.REGISTERED
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "The file is empty"),
+        (b"name,city\n\xff\xfe,x\n", "The file is not UTF-8 text"),
+        (b"name,city\nbob\x00,x\n", "The file is not text (it contains NUL bytes)"),
+        (b"\n\n\n", "The file has no header row"),
+        (b"name,city,name\na,b,c\n", "The header names column 'name' twice"),
+    ],
+    ids=["empty", "not-utf8", "nul-bytes", "no-header", "duplicate-columns"],
+)
+def test_upload_unusable_file(api, register, content, message):
+    op_id = register()
+    response = api.post("/upload/", {"op_id": op_id, "file": upload_file(content)})
+    assert response.status_code == 400
+    assert response.json() == {"message": message}
+    op = Operation.objects.get(pk=op_id)
+    assert op.state == S.REGISTERED
+    assert not op.file
+    assert stored_uploads() == []
+
+
+@pytest.mark.parametrize("encoding", ["multipart", "json", "form"])
+def test_upload_without_a_file(api, register, encoding):
+    op_id = register()
+    response = post(api, "/upload/", {"op_id": op_id}, encoding)
+    assert response.status_code == 400
+    assert response.json() == {"message": "A CSV file is required in the 'file' field (multipart/form-data)"}
+    assert state_of(op_id) == S.REGISTERED
+
+
+def test_upload_over_the_limit(api, register, settings):
+    settings.LONG_TASK_MAX_UPLOAD_BYTES = 100
+    op_id = register()
+    response = api.post("/upload/", {"op_id": op_id, "file": upload_file(csv_bytes(20))})
+    assert response.status_code == 413
+    assert response.json() == {"message": "The file is larger than the configured upload limit"}
+    assert state_of(op_id) == S.REGISTERED
+    assert stored_uploads() == []
+
+
+def test_upload_far_over_the_limit_is_refused_before_reading(api, register, settings):
+    # A body longer than the limit plus the multipart slack is refused without reading it.
+    settings.LONG_TASK_MAX_UPLOAD_BYTES = 100
+    op_id = register()
+    response = api.post("/upload/", {"op_id": op_id, "file": upload_file(csv_bytes(30_000))})
+    assert response.status_code == 413
+    assert response.json() == {"message": "The file is larger than the configured upload limit"}
+    assert state_of(op_id) == S.REGISTERED
+    assert stored_uploads() == []
+
+
+def test_upload_at_the_limit_is_accepted(api, register, settings):
+    content = csv_bytes(5)
+    settings.LONG_TASK_MAX_UPLOAD_BYTES = len(content)
+    op_id = register()
+    response = api.post("/upload/", {"op_id": op_id, "file": upload_file(content)})
+    assert response.status_code == 202
+    assert response.json()["message"] == "upload started"
+
+
+# --- /pause/ --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+@pytest.mark.parametrize(("state", "expected"), [(S.QUEUED, "paused"), (S.RUNNING, "pausing")])
+def test_pause(api, op_in, state, expected, encoding):
+    op_id = op_in(state, started=True, lines_finished=2)
+    response = post(api, "/pause/", {"op_id": op_id}, encoding)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["success"] is True
+    assert body["state"] == expected
+    assert body["lines_finished"] == 2
+    assert body["is_paused"] is (expected == "paused")
+    assert set(body) == STATUS_FIELDS | {"success"}
+    assert state_of(op_id) == expected
+
+
+@pytest.mark.parametrize(
+    ("state", "message"),
+    [
+        (S.PAUSED, "Upload already paused"),
+        (S.PAUSING, "Upload already paused"),
+        (S.REGISTERED, "Upload not started"),
+        (S.COMPLETED, "Upload already finished"),
+        (S.FAILED, "Upload failed: resume or terminate it"),
+        (S.TERMINATING, "Upload already terminated"),
+        (S.TERMINATED, "Upload already terminated"),
+    ],
+)
+def test_pause_refused_by_state(api, op_in, state, message):
+    op_id = op_in(state)
+    response = api.post("/pause/", {"op_id": op_id}, format="json")
+    assert response.status_code == 409
+    assert response.json() == {"message": message}
+    assert state_of(op_id) == state
+
+
+def test_pause_missing_operation(api):
+    response = api.post("/pause/", {"op_id": 424242}, format="json")
+    assert response.status_code == 404
+    assert response.json() == MISSING
+
+
+def test_pause_wait_is_bounded(api, op_in, settings):
+    settings.LONG_TASK_MAX_WAIT_SECONDS = 0.2
+    op_id = op_in(S.RUNNING)
+    started = time.monotonic()
+    response = api.post("/pause/", {"op_id": op_id, "wait": 3600}, format="json")
+    elapsed = time.monotonic() - started
+    assert response.status_code == 200
+    assert response.json()["state"] == "pausing"  # no worker acknowledges in this test
+    assert 0.2 <= elapsed < 2
+
+
+def test_pause_wait_returns_at_once_when_already_paused(api, op_in):
+    op_id = op_in(S.QUEUED)
+    started = time.monotonic()
+    response = api.post("/pause/", {"op_id": op_id, "wait": 5}, format="json")
+    assert response.status_code == 200
+    assert response.json()["state"] == "paused"
+    assert time.monotonic() - started < 1
+
+
+# --- /resume/ -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+@pytest.mark.parametrize("state", [S.PAUSED, S.FAILED])
+def test_resume(api, op_in, state, encoding):
+    op_id = op_in(state, started=True, lines_finished=1, error="boom" if state == S.FAILED else "")
+    response = post(api, "/resume/", {"op_id": op_id}, encoding)
+    assert response.status_code == 202
+    body = response.json()
+    assert body["success"] is True
+    assert body["state"] == "queued"
+    assert body["lines_finished"] == 1
+    assert body["error"] == ""
+    assert set(body) == STATUS_FIELDS | {"success"}
+    assert state_of(op_id) == S.QUEUED
+
+
+@pytest.mark.parametrize(
+    ("state", "message"),
+    [
+        (S.REGISTERED, "Upload not started"),
+        (S.QUEUED, "Upload already running"),
+        (S.RUNNING, "Upload already running"),
+        (S.PAUSING, "Upload already running"),
+        (S.COMPLETED, "Upload already finished"),
+        (S.TERMINATING, "Upload already terminated"),
+        (S.TERMINATED, "Upload already terminated"),
+    ],
+)
+def test_resume_refused_by_state(api, op_in, state, message):
+    op_id = op_in(state)
+    response = api.post("/resume/", {"op_id": op_id}, format="json")
+    assert response.status_code == 409
+    assert response.json() == {"message": message}
+    assert state_of(op_id) == state
+
+
+def test_resume_missing_operation(api):
+    response = api.post("/resume/", {"op_id": 424242}, format="json")
+    assert response.status_code == 404
+    assert response.json() == MISSING
+
+
+# --- /terminate/ ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+@pytest.mark.parametrize(
+    ("state", "expected"),
+    [(S.REGISTERED, "terminated"), (S.PAUSED, "terminating"), (S.FAILED, "terminating")],
+)
+def test_terminate(api, op_in, state, expected, encoding):
+    op_id = op_in(state)
+    response = post(api, "/terminate/", {"op_id": op_id}, encoding)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["success"] is True
+    assert body["state"] == expected
+    assert body["is_terminated"] is (expected == "terminated")
+    assert set(body) == STATUS_FIELDS | {"success"}
+    assert state_of(op_id) == expected
+
+
+@pytest.mark.parametrize("state", [S.QUEUED, S.RUNNING, S.PAUSING])
+@pytest.mark.parametrize("force", [None, False, "false", "0", "no"])
+def test_terminate_without_force_asks_to_pause(api, op_in, state, force):
+    op_id = op_in(state)
+    body = {"op_id": op_id} if force is None else {"op_id": op_id, "force": force}
+    response = api.post("/terminate/", body, format="json")
+    assert response.status_code == 409
+    assert response.json() == {"message": "Pause the operation"}
+    assert state_of(op_id) == state
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+@pytest.mark.parametrize("force", [True, "true", "1", "yes", "on", "TRUE"])
+@pytest.mark.parametrize("state", [S.QUEUED, S.RUNNING, S.PAUSING])
+def test_terminate_with_force(api, op_in, state, force, encoding):
+    if encoding != "json" and force is True:
+        force = "true"
+    op_id = op_in(state)
+    response = post(api, "/terminate/", {"op_id": op_id, "force": force}, encoding)
+    assert response.status_code == 200
+    assert response.json()["success"] is True
+    assert response.json()["state"] == "terminating"
+    assert state_of(op_id) == S.TERMINATING
+
+
+@pytest.mark.parametrize("force", [False, True])
+@pytest.mark.parametrize(
+    ("state", "message"),
+    [
+        (S.TERMINATING, "Upload already terminated"),
+        (S.TERMINATED, "Upload already terminated"),
+        (S.COMPLETED, "Upload already finished"),
+    ],
+)
+def test_terminate_refused_by_state(api, op_in, state, message, force):
+    op_id = op_in(state)
+    response = api.post("/terminate/", {"op_id": op_id, "force": force}, format="json")
+    assert response.status_code == 409
+    assert response.json() == {"message": message}
+    assert state_of(op_id) == state
+
+
+def test_terminate_missing_operation(api):
+    response = api.post("/terminate/", {"op_id": 424242, "force": True}, format="json")
+    assert response.status_code == 404
+    assert response.json() == MISSING
+
+
+# --- /get_status/ ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_get_status_post(api, register, encoding):
+    op_id = register()
+    response = post(api, "/get_status/", {"op_id": op_id}, encoding)
+    assert response.status_code == 200
+    body = response.json()
+    assert set(body) == STATUS_FIELDS
+    assert {key: body[key] for key in STATUS_FIELDS - {"created_at", "updated_at"}} == {
+        "op_id": op_id,
+        "op_type": "Upload",
+        "state": "registered",
+        "lines_finished": 0,
+        "is_finished": False,
+        "is_paused": False,
+        "is_terminated": False,
+        "lines_failed": 0,
+        "total_lines": None,
+        "percent": None,
+        "rows_per_second": None,
+        "eta_seconds": None,
+        "error": "",
+        "started_at": None,
+        "finished_at": None,
+    }
+    assert body["created_at"] and body["updated_at"]
+
+
+def test_get_status_get_query(api, register):
+    op_id = register()
+    response = api.get("/get_status/", {"op_id": op_id})
+    assert response.status_code == 200
+    assert response.json()["op_id"] == op_id
+    assert response.json()["state"] == "registered"
+
+
+@pytest.mark.parametrize(
+    ("state", "fields", "flags"),
+    [
+        (S.COMPLETED, {"lines_finished": 3, "total_lines": 3}, (True, False, False)),
+        (S.PAUSED, {"lines_finished": 1}, (False, True, False)),
+        (S.TERMINATED, {}, (False, False, True)),
+        (S.FAILED, {"error": "line 2: bad"}, (False, False, False)),
+    ],
+)
+def test_get_status_flags(api, op_in, state, fields, flags):
+    op_id = op_in(state, started=True, **fields)
+    body = api.get("/get_status/", {"op_id": op_id}).json()
+    assert (body["is_finished"], body["is_paused"], body["is_terminated"]) == flags
+    assert body["state"] == state
+    for key, value in fields.items():
+        assert body[key] == value
+    if state == S.COMPLETED:
+        assert body["percent"] == 100.0
+
+
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_get_status_missing_operation(api, method):
+    response = getattr(api, method)("/get_status/", {"op_id": 424242})
+    assert response.status_code == 404
+    assert response.json() == MISSING
+
+
+def test_get_status_largest_id_is_not_found(api):
+    response = api.post("/get_status/", {"op_id": 2**63 - 1}, format="json")
+    assert response.status_code == 404
+    assert response.json() == MISSING
+
+
+# --- bad input of any shape: 4xx JSON, never 500 ----------------------------------------------
+
+SEED_WITH_OP_ID = ["/upload/", "/pause/", "/resume/", "/terminate/", "/get_status/"]
+BAD_OP_IDS = [
+    (None, "op_id is required"),
+    ("", "op_id is required"),
+    ("abc", "op_id must be a positive integer"),
+    (-1, "op_id must be a positive integer"),
+    ("-1", "op_id must be a positive integer"),
+    (0, "op_id must be a positive integer"),
+    (1e30, "op_id must be a positive integer"),
+    ("1e30", "op_id must be a positive integer"),
+    (10**30, "op_id must be a positive integer"),
+    (2**63, "op_id must be a positive integer"),
+    ("9" * 5000, "op_id must be a positive integer"),
+    (1.5, "op_id must be a positive integer"),
+    (True, "op_id must be a positive integer"),
+    (False, "op_id must be a positive integer"),
+    ([1], "op_id must be a positive integer"),
+    ({"id": 1}, "op_id must be a positive integer"),
+    ("1\x00", "op_id must be a positive integer"),
+]
+
+
+@pytest.mark.parametrize("url", SEED_WITH_OP_ID)
+@pytest.mark.parametrize(("op_id", "message"), BAD_OP_IDS, ids=[repr(v)[:20] for v, _ in BAD_OP_IDS])
+def test_bad_op_id_json(api, url, op_id, message):
+    body = {} if op_id is None else {"op_id": op_id}
+    response = api.post(url, body, format="json")
+    assert response.status_code == 400
+    assert response.json() == {"message": message}
+
+
+@pytest.mark.parametrize("url", SEED_WITH_OP_ID)
+@pytest.mark.parametrize("op_id", ["abc", "-1", "0", "1e30", "true", " ", "1.0"])
+@pytest.mark.parametrize("encoding", ["multipart", "form"])
+def test_bad_op_id_form(api, url, op_id, encoding):
+    response = post(api, url, {"op_id": op_id}, encoding)
+    assert response.status_code == 400
+    assert response.json()["message"] in ("op_id must be a positive integer", "op_id is required")
+
+
+@pytest.mark.parametrize("op_id", ["abc", "-1", "0", "1e30", "true", ""])
+def test_bad_op_id_get_status_query(api, op_id):
+    response = api.get("/get_status/", {"op_id": op_id})
+    assert response.status_code == 400
+    assert response.json()["message"] in ("op_id must be a positive integer", "op_id is required")
+
+
+@pytest.mark.parametrize("url", ["/register/", *SEED_WITH_OP_ID])
+@pytest.mark.parametrize(
+    "body",
+    ["[1, 2]", '"text"', "42", "null", "true"],
+    ids=["list", "string", "number", "null", "bool"],
+)
+def test_body_not_an_object(api, url, body):
+    response = api.post(url, body, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json() == {"message": "The request body must be a JSON object or a form"}
+
+
+@pytest.mark.parametrize("url", ["/register/", *SEED_WITH_OP_ID])
+@pytest.mark.parametrize(
+    "body",
+    [b'{"op_id": ', b"{op_id: 1}", b"\xff\xfe{}", b'{"op_id": NaN}', b"[" * 100_000 + b"]" * 100_000],
+    ids=["truncated", "unquoted", "not-utf8", "nan", "deeply-nested"],
+)
+def test_malformed_json(api, url, body):
+    response = api.post(url, body, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["message"].startswith("JSON parse error")
+
+
+@pytest.mark.parametrize("url", ["/register/", *SEED_WITH_OP_ID])
+def test_unsupported_media_type(api, url):
+    response = api.post(url, "op_id=1", content_type="text/plain")
+    assert response.status_code == 415
+    assert response.json() == {"message": 'Unsupported media type "text/plain" in request.'}
+
+
+@pytest.mark.parametrize("url", ["/register/", *SEED_WITH_OP_ID])
+def test_multipart_without_boundary(api, url):
+    response = api.post(url, b"garbage", content_type="multipart/form-data")
+    assert response.status_code == 400
+    assert response.json()["message"].startswith("Multipart form parse error")
+
+
+@pytest.mark.parametrize("url", ["/register/", "/upload/", "/pause/", "/resume/", "/terminate/"])
+def test_seed_endpoints_are_post_only(api, url):
+    response = api.get(url)
+    assert response.status_code == 405
+    assert response.json() == {"message": 'Method "GET" not allowed.'}
+
+
+@pytest.mark.parametrize("force", ["maybe", "2", [True], {"a": 1}])
+def test_terminate_bad_force(api, op_in, force):
+    op_id = op_in(S.PAUSED)
+    response = api.post("/terminate/", {"op_id": op_id, "force": force}, format="json")
+    assert response.status_code == 400
+    assert response.json() == {"message": "force must be true or false"}
+    assert state_of(op_id) == S.PAUSED
+
+
+@pytest.mark.parametrize("url", ["/pause/", "/terminate/"])
+@pytest.mark.parametrize("wait", ["x", -1, "nan", "inf", [1], {"s": 1}])
+def test_bad_wait(api, op_in, url, wait):
+    op_id = op_in(S.PAUSED)
+    response = api.post(url, {"op_id": op_id, "wait": wait}, format="json")
+    assert response.status_code == 400
+    assert response.json() == {"message": "wait must be a number of seconds"}
+    assert state_of(op_id) == S.PAUSED
+
+
+def test_bad_input_loses_nothing(api, op_in):
+    """A refused request leaves the operation and its history as they were."""
+    op_id = op_in(S.PAUSED, started=True, lines_finished=2)
+    events = OperationEvent.objects.filter(operation_id=op_id).count()
+    for body in ({"op_id": op_id, "force": "maybe"}, {"op_id": op_id, "wait": "x"}):
+        assert api.post("/terminate/", body, format="json").status_code == 400
+    assert api.post("/upload/", {"op_id": op_id, "lines": "x"}).status_code == 400
+    op = Operation.objects.get(pk=op_id)
+    assert (op.state, op.lines_finished) == (S.PAUSED, 2)
+    assert OperationEvent.objects.filter(operation_id=op_id).count() == events
+    assert (Path(settings.MEDIA_ROOT) / op.file.name).exists()
+
+
+# --- REST API (§6) ----------------------------------------------------------------------------
+
+
+def test_rest_list_is_paginated(api, user):
+    Operation.objects.bulk_create([Operation(owner=user) for _ in range(51)])
+    first = api.get("/api/operations/")
+    assert first.status_code == 200
+    body = first.json()
+    assert body["count"] == 51
+    assert len(body["results"]) == 50
+    assert body["previous"] is None
+    assert "page=2" in body["next"]
+    ids = [item["op_id"] for item in body["results"]]
+    assert ids == sorted(ids, reverse=True)  # newest first
+    assert set(body["results"][0]) == STATUS_FIELDS
+
+    second = api.get("/api/operations/", {"page": 2})
+    assert second.status_code == 200
+    assert len(second.json()["results"]) == 1
+    assert second.json()["next"] is None
+
+    beyond = api.get("/api/operations/", {"page": 3})
+    assert beyond.status_code == 404
+    assert beyond.json() == {"message": "Invalid page."}
+
+
+def test_rest_list_filters(api, op_in):
+    paused = op_in(S.PAUSED)
+    queued = op_in(S.QUEUED)
+    registered = op_in(S.REGISTERED)
+
+    def ids(**params):
+        response = api.get("/api/operations/", params)
+        assert response.status_code == 200
+        return [item["op_id"] for item in response.json()["results"]]
+
+    assert ids() == [registered, queued, paused]
+    assert ids(state="paused") == [paused]
+    assert ids(state="queued") == [queued]
+    assert ids(state="completed") == []
+    assert ids(op_type="Upload") == [registered, queued, paused]
+    assert ids(op_type="Nope") == []
+    assert ids(op_type="Upload", state="registered") == [registered]
+
+
+@pytest.mark.parametrize("state", ["bogus", "", "PAUSED"])
+def test_rest_list_invalid_state_filter(api, state):
+    response = api.get("/api/operations/", {"state": state})
+    assert response.status_code == 400
+    assert response.json() == {"message": "state must be one of: " + ", ".join(ALL_STATES)}
+
+
+def test_rest_list_op_type_filter_with_nul_byte(api, register):
+    # PostgreSQL cannot compare text with a NUL byte: refused before any query.
+    register()
+    response = api.get("/api/operations/", {"op_type": "Up\x00load"})
+    assert response.status_code == 400
+    assert response.json() == {"message": "The request contains a NUL byte"}
+
+
+def test_rest_list_unknown_op_type_matches_nothing(api, register):
+    register()
+    response = api.get("/api/operations/", {"op_type": "Nope"})
+    assert response.status_code == 200
+    assert response.json()["results"] == []
+
+
+@pytest.mark.parametrize(
+    "header", [{"HTTP_AUTHORIZATION": "Token abc\x00def"}, {"HTTP_COOKIE": "sessionid=abc\x00defghijk"}]
+)
+def test_nul_bytes_in_headers_are_refused(api, header):
+    response = APIClient().post("/register/", {}, format="json", **header)
+    assert response.status_code == 400
+    assert response.json() == {"message": "The request contains a NUL byte"}
+
+
+def test_rest_create(api):
+    response = api.post("/api/operations/", {}, format="json")
+    assert response.status_code == 201
+    body = response.json()
+    assert set(body) == STATUS_FIELDS
+    assert body["op_id"] == Operation.objects.get().pk
+    assert (body["op_type"], body["state"]) == ("Upload", "registered")
+
+
+def test_rest_create_unknown_type(api):
+    response = api.post("/api/operations/", {"op_type": "Nope"}, format="json")
+    assert response.status_code == 400
+    assert response.json() == {"message": "Unknown op_type 'Nope'. Known types: Upload"}
+
+
+def test_rest_detail(api, register):
+    op_id = register()
+    response = api.get(f"/api/operations/{op_id}/")
+    assert response.status_code == 200
+    assert set(response.json()) == STATUS_FIELDS
+    assert response.json()["op_id"] == op_id
+    assert response.json() == api.post("/get_status/", {"op_id": op_id}).json()
+
+
+def test_rest_detail_missing(api):
+    response = api.get("/api/operations/424242/")
+    assert response.status_code == 404
+    assert response.json() == MISSING
+
+
+@pytest.mark.parametrize("pk", ["abc", "-1", "1.5"])
+def test_rest_detail_non_numeric_id(api, pk):
+    response = api.get(f"/api/operations/{pk}/")
+    assert response.status_code == 404
+    assert response.json() == {"message": "Not found"}
+
+
+@pytest.mark.parametrize("pk", ["0", "9" * 30])
+def test_rest_detail_out_of_range_id(api, pk):
+    response = api.get(f"/api/operations/{pk}/")
+    assert response.status_code == 400
+    assert response.json() == {"message": "op_id must be a positive integer"}
+
+
+def test_rest_start_pause_resume_terminate(api):
+    op_id = api.post("/api/operations/", {}, format="json").json()["op_id"]
+    base = f"/api/operations/{op_id}"
+
+    started = api.post(f"{base}/start/", {"file": upload_file(csv_bytes(3))})
+    assert started.status_code == 202
+    assert (started.json()["message"], started.json()["state"]) == ("upload started", "queued")
+
+    again = api.post(f"{base}/start/", {"file": upload_file(csv_bytes(3))})
+    assert again.status_code == 409
+    assert again.json() == {"message": "Upload already running"}
+
+    refused = api.post(f"{base}/terminate/")
+    assert refused.status_code == 409
+    assert refused.json() == {"message": "Pause the operation"}
+
+    paused = api.post(f"{base}/pause/")
+    assert paused.status_code == 200
+    assert (paused.json()["success"], paused.json()["state"]) == (True, "paused")
+
+    paused_again = api.post(f"{base}/pause/")
+    assert paused_again.status_code == 409
+    assert paused_again.json() == {"message": "Upload already paused"}
+
+    resumed = api.post(f"{base}/resume/")
+    assert resumed.status_code == 202
+    assert (resumed.json()["success"], resumed.json()["state"]) == (True, "queued")
+
+    terminated = api.post(f"{base}/terminate/", {"force": True}, format="json")
+    assert terminated.status_code == 200
+    assert (terminated.json()["success"], terminated.json()["state"]) == (True, "terminating")
+
+    gone = api.post(f"{base}/resume/")
+    assert gone.status_code == 409
+    assert gone.json() == {"message": "Upload already terminated"}
+
+
+def test_rest_start_resumes_a_paused_operation(api, op_in):
+    op_id = op_in(S.PAUSED, started=True)
+    response = api.post(f"/api/operations/{op_id}/start/", {"file": upload_file(csv_bytes(3))})
+    assert response.status_code == 202
+    assert (response.json()["message"], response.json()["state"]) == ("upload resumed", "queued")
+
+
+def test_rest_start_errors(api, register, settings):
+    op_id = register()
+    base = f"/api/operations/{op_id}"
+    missing_file = api.post(f"{base}/start/", {})
+    assert missing_file.status_code == 400
+    assert missing_file.json() == {"message": "A CSV file is required in the 'file' field (multipart/form-data)"}
+    settings.LONG_TASK_MAX_UPLOAD_BYTES = 10
+    too_large = api.post(f"{base}/start/", {"file": upload_file(csv_bytes(3))})
+    assert too_large.status_code == 413
+    assert too_large.json() == {"message": "The file is larger than the configured upload limit"}
+    assert state_of(op_id) == S.REGISTERED
+
+
+@pytest.mark.parametrize("action", ["start", "pause", "resume", "terminate"])
+def test_rest_actions_on_missing_operation(api, action):
+    response = api.post(f"/api/operations/424242/{action}/")
+    assert response.status_code == 404
+    assert response.json() == MISSING
+
+
+def test_rest_events(api, register):
+    op_id = register()
+    api.post("/upload/", {"op_id": op_id, "file": upload_file(csv_bytes(2))})
+    api.post("/pause/", {"op_id": op_id})
+    response = api.get(f"/api/operations/{op_id}/events/")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["count"] == 3
+    assert [(e["actor"], e["from_state"], e["to_state"]) for e in body["results"]] == [
+        ("user:alice", "", "registered"),
+        ("user:alice", "registered", "queued"),
+        ("user:alice", "queued", "paused"),
+    ]
+    assert set(body["results"][0]) == {"at", "actor", "from_state", "to_state", "detail"}
+
+
+def test_rest_row_errors(api, op_in):
+    op_id = op_in(S.PAUSED, started=True, lines_finished=5, lines_failed=2)
+    RowError.objects.create(operation_id=op_id, line_number=4, reason="expected 4 fields, found 2", raw="a,b")
+    RowError.objects.create(operation_id=op_id, line_number=2, reason="expected 4 fields, found 5", raw="a,b,c,d,e")
+    response = api.get(f"/api/operations/{op_id}/row-errors/")
+    assert response.status_code == 200
+    assert response.json()["count"] == 2
+    assert response.json()["results"] == [
+        {"line_number": 2, "reason": "expected 4 fields, found 5", "raw": "a,b,c,d,e"},
+        {"line_number": 4, "reason": "expected 4 fields, found 2", "raw": "a,b"},
+    ]
+
+
+@pytest.mark.parametrize("sub", ["events", "row-errors"])
+def test_rest_history_of_missing_operation(api, sub):
+    response = api.get(f"/api/operations/424242/{sub}/")
+    assert response.status_code == 404
+    assert response.json() == MISSING
+
+
+def test_openapi_schema(api):
+    response = api.get("/api/schema/", {"format": "json"})
+    assert response.status_code == 200
+    schema = json.loads(response.content)
+    assert schema["openapi"].startswith("3.")
+    assert schema["info"]["title"] == "long_task API"
+    for path in (
+        "/register/",
+        "/upload/",
+        "/pause/",
+        "/resume/",
+        "/terminate/",
+        "/get_status/",
+        "/api/operations/",
+        "/api/operations/{id}/",
+        "/api/operations/{id}/start/",
+        "/api/operations/{id}/pause/",
+        "/api/operations/{id}/resume/",
+        "/api/operations/{id}/terminate/",
+        "/api/operations/{id}/events/",
+        "/api/operations/{id}/row-errors/",
+    ):
+        assert path in schema["paths"], path
+    list_parameters = {p["name"] for p in schema["paths"]["/api/operations/"]["get"]["parameters"]}
+    assert {"state", "op_type", "page"} <= list_parameters
+
+
+def test_openapi_schema_yaml(api):
+    response = api.get("/api/schema/")
+    assert response.status_code == 200
+    assert b"openapi: 3." in response.content
+
+
+def test_api_docs_page(api):
+    response = api.get("/api/docs/")
+    assert response.status_code == 200
+    assert b"swagger" in response.content.lower()
