@@ -32,26 +32,46 @@ def set_field_limit(limit: int) -> None:
 class RecordReader:
     """Records of a CSV file from byte `offset` on. `offset` follows the last record returned.
 
-    Iterating yields lists of fields; an empty list is a blank line. `csv.Error` (for example a
-    field over the size limit) propagates for that record and reading can go on after it.
+    Iterating yields lists of fields; an empty list is a blank line. `csv.Error` (a field over
+    the size limit, a line over `line_limit`) propagates for that record, and reading can go on
+    after it. Memory holds at most one line of `line_limit` bytes, whatever the file (I7).
     """
 
-    def __init__(self, stream: BinaryIO, *, offset: int = 0):
+    def __init__(self, stream: BinaryIO, *, offset: int = 0, line_limit: int | None = None):
         stream.seek(offset)
         self.offset = offset
+        self.line_limit = line_limit or 4 * csv.field_size_limit() + 4
         self._stream = stream
+        self._overlong = False
         self._reader = csv.reader(self._lines())
 
     def _lines(self) -> Iterator[str]:
-        for raw in self._stream:
+        readline, limit = self._stream.readline, self.line_limit
+        while raw := readline(limit):
             self.offset += len(raw)
+            if len(raw) == limit and raw[-1:] != b"\n":
+                # Too long to be a row: skip to the end of the line, and reject the record.
+                while (rest := readline(limit)) and rest[-1:] != b"\n":
+                    self.offset += len(rest)
+                self.offset += len(rest)
+                self._overlong = True
+                yield "\n"
+                continue
             yield raw.decode("utf-8")
 
     def __iter__(self) -> "RecordReader":
         return self
 
     def __next__(self) -> list[str]:
-        return next(self._reader)
+        try:
+            fields = next(self._reader)
+        except csv.Error:
+            self._overlong = False
+            raise
+        if self._overlong:
+            self._overlong = False
+            raise csv.Error(f"a line is longer than {self.line_limit} bytes")
+        return fields
 
 
 def read_header(stream: BinaryIO) -> Header:

@@ -38,13 +38,16 @@ def insert_rows(rows: Sequence[Row]) -> None:
         return
     connection.ensure_connection()
     raw = connection.connection
-    if connection.vendor == "postgresql":
-        copy_sql = f"COPY {_TABLE} (operation_id, line_number, data) FROM STDIN"
-        with raw.cursor() as cursor, cursor.copy(copy_sql) as copy:
-            for row in rows:
-                copy.write_row(row)
-    else:
-        raw.executemany(f"INSERT INTO {_TABLE} (operation_id, line_number, data) VALUES (?, ?, ?)", rows)
+    # Driver errors become Django's (OperationalError...), so that the worker tells a lost
+    # connection, which it retries, from a real failure.
+    with connection.wrap_database_errors:
+        if connection.vendor == "postgresql":
+            copy_sql = f"COPY {_TABLE} (operation_id, line_number, data) FROM STDIN"
+            with raw.cursor() as cursor, cursor.copy(copy_sql) as copy:
+                for row in rows:
+                    copy.write_row(row)
+        else:
+            raw.executemany(f"INSERT INTO {_TABLE} (operation_id, line_number, data) VALUES (?, ?, ?)", rows)
 
 
 def delete_lines(*, operation_id: int, after: int, up_to: int) -> int:

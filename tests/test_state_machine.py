@@ -235,14 +235,28 @@ def test_stalled_operations_are_found():
 
 # --- properties over any sequence ---------------------------------------------------------------
 
-ANY_VERB = st.sampled_from(["pause", "resume", "terminate", "force_terminate", "start", "claim", "ack", "complete",
-                            "fail", "release", "finish", "expire"])
+ANY_VERB = st.sampled_from(
+    [
+        "pause",
+        "resume",
+        "terminate",
+        "force_terminate",
+        "start",
+        "claim",
+        "ack",
+        "complete",
+        "fail",
+        "release",
+        "finish",
+        "expire",
+    ]
+)
 
 
 def _apply(op: Operation, verb: str) -> None:
     worker = op.lease_owner or WORKER
     calls = {
-        "claim": lambda: state_machine.operation_claim(op_id=op.pk, worker_id="w:%d" % op.events.count()),
+        "claim": lambda: state_machine.operation_claim(op_id=op.pk, worker_id=f"w:{op.events.count()}"),
         "ack": lambda: state_machine.operation_ack_pause(op_id=op.pk, worker_id=worker),
         "complete": lambda: state_machine.operation_complete(op_id=op.pk, worker_id=worker, total_lines=0),
         "fail": lambda: state_machine.operation_fail(op_id=op.pk, worker_id=worker, error="x"),
