@@ -24,6 +24,10 @@ run: migrate
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Random pauses, resumes, terminates and worker kills; prints a table (tests/chaos.py).
+chaos: install
+	$(BIN)/python -m tests.chaos $(CHAOS_ARGS)
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

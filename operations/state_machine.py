@@ -16,6 +16,9 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import BooleanField, ExpressionWrapper, Q
+from django.db.models.expressions import CombinedExpression
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from operations import tasks
@@ -25,21 +28,17 @@ from operations.operation_types import registry
 
 State = Operation.State
 
+_TERMINATE = {State.REGISTERED: State.TERMINATING, State.PAUSED: State.TERMINATING, State.FAILED: State.TERMINATING}
+
 # verb -> {from state: to state}. Anything not listed is refused with a 409.
 TRANSITIONS: dict[str, dict[str, str]] = {
     # Requests, made through the API or the admin.
     "start": {State.REGISTERED: State.QUEUED},
     "pause": {State.QUEUED: State.PAUSED, State.RUNNING: State.PAUSING},
     "resume": {State.PAUSED: State.QUEUED, State.FAILED: State.QUEUED},
-    "terminate": {
-        State.REGISTERED: State.TERMINATING,
-        State.PAUSED: State.TERMINATING,
-        State.FAILED: State.TERMINATING,
-    },
+    "terminate": _TERMINATE,
     "force_terminate": {
-        State.REGISTERED: State.TERMINATING,
-        State.PAUSED: State.TERMINATING,
-        State.FAILED: State.TERMINATING,
+        **_TERMINATE,
         State.QUEUED: State.TERMINATING,
         State.RUNNING: State.TERMINATING,
         State.PAUSING: State.TERMINATING,
@@ -140,8 +139,18 @@ def _enqueue_after_commit(op_id: int) -> None:
     transaction.on_commit(lambda: tasks.run_operation(op_id))
 
 
-def _lease_until():
-    return timezone.now() + timedelta(seconds=settings.LONG_TASK_LEASE_SECONDS)
+def _lease_until() -> CombinedExpression:
+    """A lease's expiry, by the database's clock: workers on different machines never compare
+    their own clocks with each other's."""
+    return Now() + timedelta(seconds=settings.LONG_TASK_LEASE_SECONDS)
+
+
+def _set_lease(op: Operation, *, owner: str, actor: Actor, detail: str) -> None:
+    """Give the lease to `owner` ("" to nobody) without a change of state, and record it."""
+    op.lease_owner = owner
+    op.lease_expires_at = _lease_until() if owner else None
+    op.save(update_fields=["lease_owner", "lease_expires_at", "updated_at"])
+    _record(op, from_state=op.state, actor=actor, detail=detail)
 
 
 # --- Requests (API, admin) -----------------------------------------------------------------
@@ -162,7 +171,7 @@ def operation_start(*, op_id: int, actor: Actor, prepare: Callable[[Operation], 
     """Start a registered operation with the input that `prepare` stores for it.
 
     `prepare` does the slow part (storing an upload) outside the row lock and returns the
-    fields to save; if the operation moved on meanwhile, `discard` of the type removes them.
+    fields to save; if the operation moved on meanwhile, the type's `discard_input` undoes it.
     """
     op = get_visible(op_id=op_id, user=actor.user)
     if op.state != State.REGISTERED:
@@ -245,25 +254,22 @@ def operation_claim(*, op_id: int, worker_id: str) -> Operation | None:
     per operation (I5).
     """
     actor = Actor.for_worker(worker_id)
-    now = timezone.now()
     with transaction.atomic():
+        lease_expired = ExpressionWrapper(Q(lease_expires_at__lt=Now()), output_field=BooleanField())
         try:
-            op = Operation.objects.select_for_update(no_key=True).get(pk=op_id)
+            op = Operation.objects.select_for_update(no_key=True).annotate(lease_expired=lease_expired).get(pk=op_id)
         except Operation.DoesNotExist:
             return None
-        lease = {"lease_owner": worker_id, "lease_expires_at": _lease_until()}
         if op.state == State.QUEUED:
-            return _transition(op, "claim", actor=actor, detail="claimed", fields=lease)
-        lease_free = not op.lease_owner or (op.lease_expires_at is not None and op.lease_expires_at < now)
-        if op.state in WORKED_STATES and lease_free:
-            previous = op.lease_owner
-            for name, value in lease.items():
-                setattr(op, name, value)
-            op.save(update_fields=[*lease, "updated_at"])
-            detail = f"took over from {previous} (lease expired)" if previous else "claimed"
-            _record(op, from_state=op.state, actor=actor, detail=detail)
-            return op
-    return None
+            lease = {"lease_owner": worker_id, "lease_expires_at": _lease_until()}
+            _transition(op, "claim", actor=actor, detail="claimed", fields=lease)
+        elif op.state in WORKED_STATES and (not op.lease_owner or op.lease_expired):
+            detail = f"took over from {op.lease_owner} (lease expired)" if op.lease_owner else "claimed"
+            _set_lease(op, owner=worker_id, actor=actor, detail=detail)
+        else:
+            return None
+        op.refresh_from_db(fields=["lease_expires_at"])
+        return op
 
 
 def operation_checkpoint(*, op: Operation, worker_id: str, state: str = State.RUNNING, fields: dict) -> None:
@@ -274,9 +280,8 @@ def operation_checkpoint(*, op: Operation, worker_id: str, state: str = State.RU
     It is a conditional UPDATE, so it also takes the row lock that a pause or terminate
     request takes: whichever commits first wins, and the other sees it.
     """
-    now = timezone.now()
     updated = Operation.objects.filter(pk=op.pk, state=state, lease_owner=worker_id).update(
-        lease_expires_at=_lease_until(), updated_at=now, **fields
+        lease_expires_at=_lease_until(), updated_at=timezone.now(), **fields
     )
     if updated != 1:
         raise LeaseLost(f"operation {op.pk} is no longer {state} under {worker_id}")
@@ -323,9 +328,7 @@ def operation_release(*, op_id: int, worker_id: str, reason: str) -> Operation:
         if op.state == State.RUNNING:
             _transition(op, "requeue", actor=actor, detail=reason)
         else:
-            op.lease_owner, op.lease_expires_at = "", None
-            op.save(update_fields=["lease_owner", "lease_expires_at", "updated_at"])
-            _record(op, from_state=op.state, actor=actor, detail=reason)
+            _set_lease(op, owner="", actor=actor, detail=reason)
         _enqueue_after_commit(op.pk)
         return op
 
@@ -350,13 +353,10 @@ def operation_finish_terminate(*, op_id: int, worker_id: str) -> Operation:
 def operations_stalled(*, limit: int = 20) -> list[int]:
     """Ids of operations that need a worker and have none: a worked state with an expired
     lease, or queued for longer than a lease (their queue task was lost)."""
-    now = timezone.now()
     lease = timedelta(seconds=settings.LONG_TASK_LEASE_SECONDS)
-    from django.db.models import Q
-
     stalled = Operation.objects.filter(
-        Q(state__in=WORKED_STATES, lease_expires_at__lt=now)
+        Q(state__in=WORKED_STATES, lease_expires_at__lt=Now())
         | Q(state__in=WORKED_STATES, lease_owner="")
-        | Q(state=State.QUEUED, updated_at__lt=now - lease)
+        | Q(state=State.QUEUED, updated_at__lt=Now() - lease)
     )
     return list(stalled.order_by("id").values_list("id", flat=True)[:limit])

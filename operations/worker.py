@@ -14,9 +14,11 @@ import socket
 import threading
 import time
 import traceback
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
+from django.utils import timezone
 
 from operations import state_machine
 from operations.errors import LeaseLost
@@ -83,6 +85,15 @@ def run_operation(op_id: int) -> None:
         return
     logger.info("operation %s: %s claimed it in state %s", op_id, me, op.state)
     Runner(op, me).run()
+
+
+def prune_task_history(*, days: float = 7.0) -> int:
+    """django-background-tasks keeps a CompletedTask row for every run; keep a week of them."""
+    from background_task.models import CompletedTask
+
+    cutoff = timezone.now() - timedelta(days=days)
+    deleted, _ = CompletedTask.objects.filter(run_at__lt=cutoff).delete()
+    return deleted
 
 
 def recover_stalled() -> int:
@@ -213,6 +224,7 @@ class Runner:
                     state=State.TERMINATING,
                     fields={"rollback_position": position},
                 )
+            self.db_failures = 0
             sizer.observe(position - before, time.monotonic() - started)
         self.op_type.delete_input(self.op)
         with transaction.atomic():

@@ -3,4 +3,4 @@
 from long_task.settings import *  # noqa: F403
 from long_task.settings import INSTALLED_APPS
 
-INSTALLED_APPS = [*INSTALLED_APPS, "tests.slow_chunks"]
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.worker_hooks"]

@@ -20,6 +20,7 @@ from django.db import close_old_connections
 from operations import worker
 
 logger = logging.getLogger("operations.worker")
+PRUNE_SECONDS = 3600
 
 
 class Command(BackgroundTasksCommand):
@@ -44,12 +45,15 @@ class Command(BackgroundTasksCommand):
         autodiscover()
         logger.info("worker %s: started", worker.worker_id())
         started = time.monotonic()
-        last_recovery = 0.0
+        last_recovery = last_prune = 0.0
         while not worker.stop_requested() and (duration <= 0 or time.monotonic() - started <= duration):
             if time.monotonic() - last_recovery >= settings.LONG_TASK_RECOVERY_SECONDS:
                 last_recovery = time.monotonic()
                 try:
                     worker.recover_stalled()
+                    if time.monotonic() - last_prune >= PRUNE_SECONDS:
+                        last_prune = time.monotonic()
+                        worker.prune_task_history()
                 except Exception:
                     logger.exception("recovery sweep failed")
                     close_old_connections()

@@ -22,6 +22,8 @@ class Command(BaseCommand):
         manage = [sys.executable, sys.argv[0]]
         commands = [[*manage, "runserver", "--noreload", f"{options['host']}:{options['port']}"]]
         commands += [[*manage, "process_tasks", "--sleep", str(options["sleep"])]] * options["workers"]
+        # SIGTERM (a service manager stopping us) ends the run like Ctrl-C does.
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
         children = [subprocess.Popen(command) for command in commands]
         self.stdout.write(f"long_task on http://{options['host']}:{options['port']}/ (Ctrl-C stops)")
         try:
