@@ -32,29 +32,31 @@ def set_field_limit(limit: int) -> None:
 class RecordReader:
     """Records of a CSV file from byte `offset` on. `offset` follows the last record returned.
 
-    Iterating yields lists of fields; an empty list is a blank line. `csv.Error` (a field over
-    the size limit, a line over `line_limit`) propagates for that record, and reading can go on
-    after it. Memory holds at most one line of `line_limit` bytes, whatever the file (I7).
+    Iterating yields lists of fields (an empty list for a blank line) and raises `csv.Error`
+    for a record it cannot read (a field over the size limit, a line over `line_limit`), after
+    which reading can go on. Memory holds at most one line of `line_limit` bytes, whatever the
+    file (I7). Hot loops iterate `records`, the C `csv.reader` itself, and must then check
+    `overlong` after each record (see `problem`).
     """
 
     def __init__(self, stream: BinaryIO, *, offset: int = 0, line_limit: int | None = None):
         stream.seek(offset)
         self.offset = offset
         self.line_limit = line_limit or 4 * csv.field_size_limit() + 4
+        self.overlong = False  # the record just read had a line over line_limit
         self._stream = stream
-        self._overlong = False
-        self._reader = csv.reader(self._lines())
+        self.records = csv.reader(self._lines())
 
     def _lines(self) -> Iterator[str]:
         readline, limit = self._stream.readline, self.line_limit
         while raw := readline(limit):
             self.offset += len(raw)
             if len(raw) == limit and raw[-1:] != b"\n":
-                # Too long to be a row: skip to the end of the line, and reject the record.
+                # Too long to be a row: skip to the end of the line; the record is refused.
                 while (rest := readline(limit)) and rest[-1:] != b"\n":
                     self.offset += len(rest)
                 self.offset += len(rest)
-                self._overlong = True
+                self.overlong = True
                 yield "\n"
                 continue
             yield raw.decode("utf-8")
@@ -64,14 +66,19 @@ class RecordReader:
 
     def __next__(self) -> list[str]:
         try:
-            fields = next(self._reader)
-        except csv.Error:
-            self._overlong = False
-            raise
-        if self._overlong:
-            self._overlong = False
-            raise csv.Error(f"a line is longer than {self.line_limit} bytes")
+            fields = next(self.records)
+        except csv.Error as exc:
+            raise csv.Error(self.problem(exc)) from None
+        if self.overlong:
+            raise csv.Error(self.problem())
         return fields
+
+    def problem(self, exc: csv.Error | None = None) -> str:
+        """What was wrong with the record just read (`exc`: what csv raised for it, if anything)."""
+        if self.overlong:
+            self.overlong = False
+            return f"a line is longer than {self.line_limit} bytes"
+        return str(exc)
 
 
 def read_header(stream: BinaryIO) -> Header:

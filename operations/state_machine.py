@@ -289,6 +289,13 @@ def operation_checkpoint(*, op: Operation, worker_id: str, state: str = State.RU
         setattr(op, name, value)
 
 
+def operation_is_held(*, op_id: int, worker_id: str, state: str = State.RUNNING) -> bool:
+    """A plain read: is the operation still in `state` under this worker? Checked before each
+    chunk so that a pause that came between chunks costs no wasted chunk; the guarantee is
+    still the conditional UPDATE of `operation_checkpoint`."""
+    return Operation.objects.filter(pk=op_id, state=state, lease_owner=worker_id).exists()
+
+
 def _worker_transition(op_id: int, verb: str, *, worker_id: str, detail: str = "", fields=None) -> Operation:
     with transaction.atomic():
         op = _lock(op_id)

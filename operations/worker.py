@@ -163,6 +163,9 @@ class Runner:
     def _import(self) -> bool:
         """Commit chunks until the end, a stop, or a state change. True: look at the state again."""
         job = self.op_type.open(self.op)
+        # SQLite has one writer at a time: read the chunk before taking the write lock, so that
+        # a pause request waits for the inserts only. Elsewhere reading streams into the writes.
+        prepare_first = connection.vendor == "sqlite"
         try:
             while True:
                 if stop_requested():
@@ -170,10 +173,14 @@ class Runner:
                     return False
                 started = time.monotonic()
                 chunk = job.read_chunk(max_rows=self.sizer.size)
-                progress = chunk.progress
+                if prepare_first:
+                    chunk.prepare()
+                if not state_machine.operation_is_held(op_id=self.op.pk, worker_id=self.worker):
+                    return True  # paused, terminated or taken over since the last chunk: write nothing
                 try:
                     with transaction.atomic():
                         job.write_chunk(chunk)
+                        progress = chunk.progress
                         elapsed = max(time.monotonic() - started, 1e-6)
                         state_machine.operation_checkpoint(
                             op=self.op,

@@ -26,27 +26,31 @@ class Progress:
 
 @dataclass
 class Chunk:
-    """A prepared chunk: what to write, and the checkpoint once it is written."""
+    """Up to `max_rows` units of work. A chunk may be read lazily, while `Job.write_chunk`
+    writes it (streaming into the database), or all at once by `prepare()`. `progress` and
+    `units` are known once it has been read."""
 
-    progress: Progress
-    units: int  # how many units (rows) of work it holds, for sizing the next chunk
+    progress: Progress | None = None
+    units: int = 0  # units (rows) of work it held, for sizing the next chunk
+
+    def prepare(self) -> None:
+        """Read the whole chunk now. The worker calls this outside the transaction where the
+        database has a single writer (SQLite), so that the write lock is held for the writes
+        only; elsewhere reading streams into the writes."""
 
 
 class Job(ABC):
-    """One worker's run of one operation, from its checkpoint on.
-
-    A chunk is prepared outside any transaction (reading, parsing) and written inside one, so
-    that the database is held only for the writes.
-    """
+    """One worker's run of one operation, from its checkpoint on."""
 
     @abstractmethod
     def read_chunk(self, *, max_rows: int) -> Chunk:
-        """Prepare up to `max_rows` units of work, without touching the database."""
+        """The next chunk of up to `max_rows` units. It may defer the reading (see Chunk)."""
 
     @abstractmethod
     def write_chunk(self, chunk: Chunk) -> None:
-        """Write a prepared chunk on the default connection. The worker calls this inside the
-        chunk's transaction and commits it together with `chunk.progress`, or rolls both back."""
+        """Write the chunk on Django's default connection. The worker calls this inside the
+        chunk's transaction and commits it together with `chunk.progress`, or rolls both back.
+        When it returns, `chunk.progress` is set."""
 
     def close(self) -> None:
         """Free what the job holds (files, buffers)."""

@@ -9,8 +9,7 @@ header; blank lines are skipped and not counted.
 import csv
 import os
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
 from typing import BinaryIO
 
 from django.conf import settings
@@ -114,10 +113,18 @@ class Upload(OperationType):
             default_storage.delete(op.file.name)
 
 
-@dataclass
 class UploadChunk(Chunk):
-    rows: list[rowstore.Row]
-    rejected: list[RowError]
+    """Data rows read as they are written: straight into COPY on PostgreSQL, or first into a
+    list (`prepare`) where the write lock should be held for the inserts only."""
+
+    def __init__(self, job: "UploadJob", max_rows: int):
+        super().__init__()
+        self.first_line = job.lines_finished + 1
+        self.rejected: list[RowError] = []
+        self.rows: Iterable[rowstore.Row] = job._read(self, max_rows)
+
+    def prepare(self) -> None:
+        self.rows = list(self.rows)
 
 
 class UploadJob(Job):
@@ -133,40 +140,54 @@ class UploadJob(Job):
         self._stored = default_storage.open(self._file_name, "rb")
         self.reader = RecordReader(_binary_stream(self._stored), offset=op.position)
 
-    def read_chunk(self, *, max_rows: int) -> "UploadChunk":
+    def read_chunk(self, *, max_rows: int) -> UploadChunk:
+        return UploadChunk(self, max_rows)
+
+    def write_chunk(self, chunk: UploadChunk) -> None:
+        rowstore.insert_rows(chunk.rows)
+        if chunk.rejected:
+            RowError.objects.bulk_create(chunk.rejected)
+
+    def _read(self, chunk: UploadChunk, max_rows: int) -> Iterator[rowstore.Row]:
+        """Yield the chunk's accepted rows; keep its rejected ones; set its progress at the end."""
         reader, encode, op_id, width = self.reader, self.encode, self.op_id, len(self.columns)
+        records = reader.records
         line = self.lines_finished
-        rows: list[rowstore.Row] = []
-        rejected: list[RowError] = []
+        units = 0
         error = ""
         finished = False
         # The offset after the last row taken into this chunk: a strict failure stops before
         # the bad row, so the checkpoint must not include it.
         position = reader.offset
-        while len(rows) + len(rejected) < max_rows:
+        while units < max_rows:
             start = reader.offset
             try:
-                fields = next(reader)
+                fields = next(records)
             except StopIteration:
                 finished = True
                 break
             except csv.Error as exc:
-                reason = f"unreadable row: {exc}"
+                reason = f"unreadable row: {reader.problem(exc)}"
             else:
-                if not fields:  # blank line
+                if reader.overlong:
+                    reason = f"unreadable row: {reader.problem()}"
+                elif not fields:  # blank line
                     position = reader.offset
                     continue
-                if len(fields) == width:
+                elif len(fields) == width:
                     line += 1
-                    rows.append((op_id, line, encode(fields)))
+                    units += 1
                     position = reader.offset
+                    yield (op_id, line, encode(fields))
                     continue
-                reason = f"expected {width} fields, found {len(fields)}"
+                else:
+                    reason = f"expected {width} fields, found {len(fields)}"
             if self.strict:
                 error = f"line {line + 1}: {reason}"
                 break
             line += 1
-            rejected.append(
+            units += 1
+            chunk.rejected.append(
                 RowError(
                     operation_id=op_id,
                     line_number=line,
@@ -176,20 +197,15 @@ class UploadJob(Job):
             )
             position = reader.offset
         self.lines_finished = line
-        self.lines_failed += len(rejected)
-        progress = Progress(
+        self.lines_failed += len(chunk.rejected)
+        chunk.units = units
+        chunk.progress = Progress(
             position=position,
             lines_finished=line,
             lines_failed=self.lines_failed,
             finished=finished,
             error=error,
         )
-        return UploadChunk(progress=progress, units=len(rows) + len(rejected), rows=rows, rejected=rejected)
-
-    def write_chunk(self, chunk: "UploadChunk") -> None:
-        rowstore.insert_rows(chunk.rows)
-        if chunk.rejected:
-            RowError.objects.bulk_create(chunk.rejected)
 
     def _raw_text(self, start: int, end: int) -> str:
         """The bytes of a rejected row, read apart from the stream the reader iterates."""

@@ -29,12 +29,12 @@ class WorkerHooksConfig(AppConfig):
             write_chunk(self, chunk)
             if chunk_delay:
                 time.sleep(chunk_delay)  # rows written, transaction still open
-            if log_dir and chunk.rows:
+            if log_dir and chunk.units:
                 record = {
                     "op": self.op_id,
                     "worker": worker.worker_id(),
-                    "first": chunk.rows[0][1],
-                    "last": chunk.rows[-1][1],
+                    "first": chunk.first_line,
+                    "last": chunk.progress.lines_finished,
                     "start": started,
                 }
                 transaction.on_commit(lambda: _append(log_dir, {**record, "end": time.time()}))
