@@ -24,6 +24,10 @@ run: migrate
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The performance targets, each next to a baseline measured in the same run (bench/bench.py).
+bench: install
+	$(BIN)/python bench/bench.py $(if $(FULL),--full) $(BENCH_ARGS)
+
 # Random pauses, resumes, terminates and worker kills; prints a table (tests/chaos.py).
 chaos: install
 	$(BIN)/python -m tests.chaos $(CHAOS_ARGS)

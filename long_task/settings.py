@@ -95,14 +95,14 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Django's SQLite backend, with fair write locks (see long_task/sqlite/base.py).
     DATABASES["default"]["ENGINE"] = "long_task.sqlite"
-    DATABASES["default"]["CONN_MAX_AGE"] = 0
+
     DATABASES["default"]["OPTIONS"] = {
         # The web and the worker write at once: WAL lets readers go on during a chunk,
         # IMMEDIATE takes the write lock at BEGIN so no transaction fails half-way with
         # "database is locked", and the timeout makes a writer wait for the other's commit.
         "transaction_mode": "IMMEDIATE",
         "timeout": 30,
-        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=10000",
     }
     # The test database must be a file: worker subprocesses in the tests open it too.
     DATABASES["default"]["TEST"] = {"NAME": os.environ.get("LONG_TASK_TEST_SQLITE", str(BASE_DIR / "test-db.sqlite3"))}
@@ -178,6 +178,8 @@ LONG_TASK_CSV_FIELD_LIMIT = int(os.environ.get("LONG_TASK_CSV_FIELD_LIMIT", str(
 LONG_TASK_LEASE_SECONDS = float(os.environ.get("LONG_TASK_LEASE_SECONDS", "30"))
 # Target wall time of one chunk: bounds how long a pause waits for the worker's ack.
 LONG_TASK_CHUNK_SECONDS = float(os.environ.get("LONG_TASK_CHUNK_SECONDS", "0.05"))
+# CPU niceness of process_tasks workers (0-19): the web keeps answering at once during imports.
+LONG_TASK_WORKER_NICE = int(os.environ.get("LONG_TASK_WORKER_NICE", "10"))
 # How often an idle worker looks for stalled operations (expired leases).
 LONG_TASK_RECOVERY_SECONDS = float(os.environ.get("LONG_TASK_RECOVERY_SECONDS", "2"))
 # Database errors a worker retries (with backoff) before it marks the operation failed.

@@ -11,6 +11,30 @@ State = Operation.State
 WORKING_STATES = (State.RUNNING, State.PAUSING)
 
 
+def operation_status(op: Operation) -> dict:
+    """The status object of SPEC §5 (also the REST detail). A plain dict: this is the hot path
+    of clients polling for progress (api/serializers.py documents the same fields)."""
+    return {
+        "op_id": op.pk,
+        "op_type": op.op_type,
+        "state": op.state,
+        "lines_finished": op.lines_finished,
+        "is_finished": op.state == State.COMPLETED,
+        "is_paused": op.state == State.PAUSED,
+        "is_terminated": op.state == State.TERMINATED,
+        "lines_failed": op.lines_failed,
+        "total_lines": op.total_lines,
+        "percent": percent_done(op),
+        "rows_per_second": rows_per_second(op),
+        "eta_seconds": eta_seconds(op),
+        "error": op.error,
+        "created_at": op.created_at,
+        "started_at": op.started_at,
+        "finished_at": op.finished_at,
+        "updated_at": op.updated_at,
+    }
+
+
 def percent_done(op: Operation) -> float | None:
     if op.state == State.COMPLETED:
         return 100.0

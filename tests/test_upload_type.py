@@ -623,7 +623,7 @@ def test_a_connection_lost_during_copy_is_retried_not_failed(api, start_upload, 
     calls = []
 
     def insert_rows_on_a_cut_connection(rows):
-        calls.append(len(rows))
+        calls.append(rows)
         if len(calls) == 4:
             kill_connection_of_this_thread()
         return original(rows)

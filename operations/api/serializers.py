@@ -7,13 +7,16 @@ from operations.models import Operation, OperationEvent, RowError
 
 
 class OperationSerializer(serializers.ModelSerializer):
+    """The status object. It renders through `selectors.operation_status`, which builds the
+    same fields without DRF's per-field machinery (clients poll it)."""
+
     op_id = serializers.IntegerField(source="pk", read_only=True)
-    is_finished = serializers.SerializerMethodField()
-    is_paused = serializers.SerializerMethodField()
-    is_terminated = serializers.SerializerMethodField()
-    percent = serializers.SerializerMethodField()
-    rows_per_second = serializers.SerializerMethodField()
-    eta_seconds = serializers.SerializerMethodField()
+    is_finished = serializers.BooleanField(read_only=True)
+    is_paused = serializers.BooleanField(read_only=True)
+    is_terminated = serializers.BooleanField(read_only=True)
+    percent = serializers.FloatField(read_only=True, allow_null=True)
+    rows_per_second = serializers.FloatField(read_only=True, allow_null=True)
+    eta_seconds = serializers.FloatField(read_only=True, allow_null=True)
 
     class Meta:
         model = Operation
@@ -38,23 +41,8 @@ class OperationSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = fields
 
-    def get_is_finished(self, op: Operation) -> bool:
-        return op.state == Operation.State.COMPLETED
-
-    def get_is_paused(self, op: Operation) -> bool:
-        return op.state == Operation.State.PAUSED
-
-    def get_is_terminated(self, op: Operation) -> bool:
-        return op.state == Operation.State.TERMINATED
-
-    def get_percent(self, op: Operation) -> float | None:
-        return selectors.percent_done(op)
-
-    def get_rows_per_second(self, op: Operation) -> float | None:
-        return selectors.rows_per_second(op)
-
-    def get_eta_seconds(self, op: Operation) -> float | None:
-        return selectors.eta_seconds(op)
+    def to_representation(self, op: Operation) -> dict:
+        return selectors.operation_status(op)
 
 
 class RegisterSerializer(serializers.Serializer):

@@ -30,7 +30,7 @@ State = Operation.State
 
 
 def _status(op: Operation) -> dict:
-    return OperationSerializer(op).data
+    return selectors.operation_status(op)
 
 
 # --- Commands shared by both interfaces ---------------------------------------------------

@@ -156,11 +156,10 @@ class UploadJob(Job):
         units = 0
         error = ""
         finished = False
-        # The offset after the last row taken into this chunk: a strict failure stops before
-        # the bad row, so the checkpoint must not include it.
+        # The offset after the last record taken into this chunk, which is also where the next
+        # one starts. A strict failure stops before the bad row, so the checkpoint excludes it.
         position = reader.offset
         while units < max_rows:
-            start = reader.offset
             try:
                 fields = next(records)
             except StopIteration:
@@ -192,7 +191,7 @@ class UploadJob(Job):
                     operation_id=op_id,
                     line_number=line,
                     reason=reason[:255],
-                    raw=self._raw_text(start, reader.offset),
+                    raw=self._raw_text(position, reader.offset),
                 )
             )
             position = reader.offset

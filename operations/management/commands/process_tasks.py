@@ -8,6 +8,7 @@
 """
 
 import logging
+import os
 import signal
 import time
 
@@ -27,6 +28,9 @@ class Command(BackgroundTasksCommand):
     help = "Run queued operations. Ctrl-C or SIGTERM stops after the current chunk."
 
     def handle(self, *args, **options):
+        # Below the web processes' CPU priority: a request that needs a core while an import
+        # runs gets it at once, and costs the import only the milliseconds it uses.
+        os.nice(settings.LONG_TASK_WORKER_NICE)
         self.sig_manager = SignalManager()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_stop_signal)

@@ -1,0 +1,29 @@
+"""A smoke run of `make bench` (bench/bench.py) at a tiny size, so that it cannot rot. Its
+figures mean nothing at this size; that every target is measured and reported does."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from .support import ROOT, database_url
+
+pytestmark = [pytest.mark.processes, pytest.mark.django_db(transaction=True)]
+
+
+def test_bench_measures_and_reports_every_target():
+    env = {**os.environ}
+    if database_url().startswith("postgres"):
+        env["DATABASE_URL"] = database_url()  # the bench uses <this name>_bench
+    else:
+        env.pop("DATABASE_URL", None)  # the bench makes a temporary SQLite file
+    arguments = ["--rows", "6000", "--samples", "2", "--repeats", "1", "--idle-seconds", "0.5", "--clients", "2"]
+    run = subprocess.run(
+        [sys.executable, "bench/bench.py", *arguments], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    table = [line for line in run.stdout.splitlines() if line.startswith("| ")]
+    targets = {line.split()[1] for line in table[1:]}
+    assert targets == {"1.", "2.", "3.", "4.", "5.", "6.", "7."}, run.stdout
+    assert all(line.rstrip(" |").split("|")[-1].strip() in ("PASS", "FAIL", "n/a") for line in table[1:])
