@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 PYTHON = sys.executable
 WORKER_POLL_SECONDS = 0.05
 MiB = 1024 * 1024
@@ -181,7 +182,6 @@ class Bench:
             "LONG_TASK_LOG_LEVEL": "WARNING",
         }
         os.environ.update(self.env)
-        sys.path.insert(0, str(ROOT))
         import django
 
         django.setup()
@@ -223,23 +223,9 @@ class Bench:
     def _fresh_database(self, url: str) -> str:
         if not url:
             return f"sqlite:///{self.workdir / 'bench.sqlite3'}"
-        import dj_database_url
-        import psycopg
+        from tests.databases import recreate_postgres_database
 
-        db = dj_database_url.parse(url)
-        name = f"{db['NAME']}_bench"
-        with psycopg.connect(
-            host=db["HOST"] or "127.0.0.1",
-            port=db["PORT"] or 5432,
-            user=db["USER"],
-            password=db["PASSWORD"] or None,
-            dbname="postgres",
-            autocommit=True,
-        ) as maintenance:
-            maintenance.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            maintenance.execute(f'CREATE DATABASE "{name}"')
-        auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-        return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{name}"
+        return recreate_postgres_database(url, suffix="_bench")
 
     def _spawn(self, command: list[str], name: str) -> subprocess.Popen:
         log = open(self.workdir / f"{name}-{len(self.processes)}.log", "wb")  # noqa: SIM115
@@ -339,17 +325,41 @@ class Bench:
         started = time.perf_counter()
         with connection.cursor() as cursor:
             cursor.execute("DELETE FROM operations_uploadedrow WHERE operation_id = %s", [op.pk])
-        return self.args.rows / (time.perf_counter() - started)
+        rate = self.args.rows / (time.perf_counter() - started)
+        if connection.vendor == "postgresql":
+            # Reclaim the dead rows now, outside any timing, rather than have autovacuum do it
+            # during the next measurement.
+            with connection.cursor() as cursor:
+                cursor.execute("VACUUM operations_uploadedrow")
+        return rate
 
-    def loaded_operation(self):
-        """A paused operation whose rows the raw driver loaded: something to terminate."""
+    def alternate(self, first, second) -> None:
+        """Run `first` and `second` `repeats` times each, in the order ABBA ABBA...: this kind of
+        machine (2 shared cores) varies by a third from minute to minute, and a fixed order
+        would hand one side the better minutes. The callers compare medians."""
+        for repeat in range(self.args.repeats):
+            for measure in (first, second) if repeat % 2 == 0 else (second, first):
+                measure()
+
+    def imported(self, op_id: int) -> float:
+        """Rows/s of a completed import; then its rows are deleted (untimed), so that every
+        measurement starts from a table of the same size."""
+        rate = self.args.rows / self.import_seconds(op_id)
+        self.raw_delete(self.op(op_id))
+        return rate
+
+    def scratch_operation(self):
         from rest_framework.authtoken.models import Token
 
         from operations.models import Operation
 
-        op = Operation.objects.create(
-            owner=Token.objects.get(key=self.token).user, state="paused", lines_finished=self.args.rows
-        )
+        return Operation.objects.create(owner=Token.objects.get(key=self.token).user, state="paused")
+
+    def loaded_operation(self):
+        """A paused operation whose rows the raw driver loaded: something to terminate."""
+        op = self.scratch_operation()
+        op.lines_finished = self.args.rows
+        op.save(update_fields=["lines_finished"])
         self.raw_load(op)
         return op
 
@@ -367,23 +377,23 @@ class Bench:
 
         self.worker = self.start_worker()
         ours, raw_loads, uploads = [], [], []
-        for repeat in range(self.args.repeats):
-            # Ours and the driver alone take turns, and the medians are compared: this kind of
-            # machine (2 shared cores) varies by a third from one minute to the next.
+
+        def import_once() -> None:
             op_id, upload_seconds = self.started(self.big)
-            if repeat == 0:
-                web_big = peak_rss_mib(self.server_worker_pid())
             uploads.append(upload_seconds)
             cpu = cpu_ticks()
             self.wait_state(op_id, "completed")
             self.figures["cpu one worker"] = cpu_busy_since(cpu)
-            ours.append(self.args.rows / self.import_seconds(op_id))
-            from operations.models import Operation
+            ours.append(self.imported(op_id))
 
-            scratch = Operation.objects.create(state="paused")
+        def raw_once() -> None:
+            scratch = self.scratch_operation()
             raw_loads.append(self.raw_load(scratch))
             self.raw_delete(scratch)
             scratch.delete()
+
+        self.alternate(import_once, raw_once)
+        web_big = peak_rss_mib(self.server_worker_pid())
         worker_big = peak_rss_mib(self.worker.pid)
         ours, load = median(ours), median(raw_loads)
         self.figures["one worker"] = ours
@@ -443,6 +453,8 @@ class Bench:
                 samples.append(max(0.0, acknowledged - answered) * 1000)
                 self.client.call("resume", op_id=op_id)
                 self._wait(lambda op_id=op_id: self.op(op_id).state != "queued", 60, "claimed again", 0.002)
+        self.client.call("terminate", op_id=op_id, force=True)  # out of the way of what follows
+        self.wait_state(op_id, "terminated", "completed")
         if not samples:
             self.add("2. pause answered -> ack", "no pause landed in a running import", "", "", "", None)
             return
@@ -491,9 +503,8 @@ class Bench:
 
     def rollback(self) -> None:
         ours, raw = [], []
-        for _ in range(self.args.repeats):
-            # Terminate an operation of N rows through the API, then delete N rows with one
-            # raw DELETE; in turns, medians compared.
+
+        def terminate_once() -> None:
             op = self.loaded_operation()
             self.client.call("terminate", op_id=op.pk)
             op = self.wait_state(op.pk, "terminated")
@@ -501,9 +512,13 @@ class Bench:
             started = op.events.filter(to_state="terminating", from_state="terminating").order_by("id").first().at
             finished = op.events.get(to_state="terminated").at
             ours.append(self.args.rows / (finished - started).total_seconds())
+
+        def delete_once() -> None:
             scratch = self.loaded_operation()
             raw.append(self.raw_delete(scratch))
             scratch.delete()
+
+        self.alternate(terminate_once, delete_once)
         ours, raw = median(ours), median(raw)
         self.add(
             f"6. terminate rollback rows/s (median of {self.args.repeats})",
@@ -535,14 +550,18 @@ class Bench:
     def status_under_load(self) -> None:
         idle = self.poll_statuses(self.register(), lambda: time.sleep(self.args.idle_seconds))
         latencies, loaded, alone = [], [], []
-        for _ in range(self.args.repeats):
-            # With and without the pollers in turns, medians compared (see target 1).
+
+        def without_pollers() -> None:
             op_id, _ = self.started(self.big)
             self.wait_state(op_id, "completed")
-            alone.append(self.args.rows / self.import_seconds(op_id))
+            alone.append(self.imported(op_id))
+
+        def with_pollers() -> None:
             op_id, _ = self.started(self.big)
-            latencies += self.poll_statuses(op_id, lambda op_id=op_id: self.wait_state(op_id, "completed"))
-            loaded.append(self.args.rows / self.import_seconds(op_id))
+            latencies.extend(self.poll_statuses(op_id, lambda: self.wait_state(op_id, "completed")))
+            loaded.append(self.imported(op_id))
+
+        self.alternate(without_pollers, with_pollers)
         p99 = percentile(latencies, 0.99)
         self.add(
             f"5. /get_status/ p50 / p99 during imports ({len(latencies)} calls)",
@@ -572,6 +591,8 @@ class Bench:
         claims = [self.op(op_id).events.filter(to_state="running").order_by("id").first().at for op_id in ops]
         ends = [self.op(op_id).events.get(to_state="completed").at for op_id in ops]
         total = 2 * self.args.rows / (max(ends) - min(claims)).total_seconds()
+        for op_id in ops:
+            self.raw_delete(self.op(op_id))
         one = self.figures["one worker"]
         goal, passed = (">= 1.60", total / one >= 1.6) if self.vendor == "postgresql" else ("(PostgreSQL)", None)
         self.add(

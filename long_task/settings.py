@@ -102,7 +102,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         # "database is locked", and the timeout makes a writer wait for the other's commit.
         "transaction_mode": "IMMEDIATE",
         "timeout": 30,
-        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=10000",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
+        f"PRAGMA wal_autocheckpoint={os.environ.get('LONG_TASK_SQLITE_CHECKPOINT_PAGES', '10000')}",
     }
     # The test database must be a file: worker subprocesses in the tests open it too.
     DATABASES["default"]["TEST"] = {"NAME": os.environ.get("LONG_TASK_TEST_SQLITE", str(BASE_DIR / "test-db.sqlite3"))}

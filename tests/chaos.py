@@ -203,21 +203,9 @@ def _fresh_database(url: str, workdir: Path) -> str:
     """Drop and create the database of `url` (PostgreSQL), or a new SQLite file."""
     if not url:
         return f"sqlite:///{workdir / 'chaos.sqlite3'}"
-    import dj_database_url
-    import psycopg
+    from tests.databases import recreate_postgres_database
 
-    db = dj_database_url.parse(url)
-    with psycopg.connect(
-        host=db["HOST"] or "127.0.0.1",
-        port=db["PORT"] or 5432,
-        user=db["USER"],
-        password=db["PASSWORD"] or None,
-        dbname="postgres",
-        autocommit=True,
-    ) as maintenance:
-        maintenance.execute(f'DROP DATABASE IF EXISTS "{db["NAME"]}" WITH (FORCE)')
-        maintenance.execute(f'CREATE DATABASE "{db["NAME"]}"')
-    return url
+    return recreate_postgres_database(url)
 
 
 def main() -> int:

@@ -1,15 +1,17 @@
 """Test support shared by the test suite and `make chaos`: CSV data, polling, real
 `process_tasks` workers against the database in use, and the overlap check of I5."""
 
+import contextlib
 import csv
 import io
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from django.db import connection
@@ -156,3 +158,38 @@ class Workers:
 
     def logs(self) -> str:
         return "\n".join(Path(p.log_path).read_text(errors="replace")[-3000:] for p in self.processes)
+
+
+# --- a real web server ------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+@contextlib.contextmanager
+def running_server(*, media_root: Path, log_path: Path) -> Iterator[tuple[subprocess.Popen, int]]:
+    """`manage.py runserver` on the test database, as (process, port), killed afterwards."""
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": database_url(), "LONG_TASK_MEDIA_ROOT": str(media_root)}
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen(
+            [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_for(lambda: port_open(port), timeout=30, what="the web server")
+            yield server, port
+        finally:
+            server.kill()
+            server.wait()

@@ -2,11 +2,8 @@
 database, several workers, and a storm of control requests on SQLite."""
 
 import json
-import os
 import random
 import signal
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -19,8 +16,9 @@ from rest_framework.authtoken.models import Token
 from operations.models import Operation, OperationEvent
 from operations.state_machine import Actor, operation_resume
 
-from .conftest import ROOT, csv_bytes, database_url, op_in_state, overlapping_chunks, stored_lines, wait_for
-from .test_processes import _free_port, _port_open, row_count, stored_file
+from .conftest import csv_bytes, op_in_state, overlapping_chunks, stored_lines, wait_for
+from .support import running_server
+from .test_processes import row_count, stored_file
 
 pytestmark = [pytest.mark.processes, pytest.mark.django_db(transaction=True)]
 S = Operation.State
@@ -250,19 +248,10 @@ def test_sqlite_control_storm_has_no_lock_errors_and_no_5xx(user, start_upload, 
     token = Token.objects.get_or_create(user=user)[0].key
     workers.start(chunk_delay=0.01, lease_seconds=10)
     op_id = start_upload(csv_bytes(60_000))
-    port = _free_port()
-    env = {**os.environ, "DATABASE_URL": database_url(), "LONG_TASK_MEDIA_ROOT": str(media_root)}
-    server = subprocess.Popen(
-        [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
-        cwd=ROOT,
-        env=env,
-        stdout=open(tmp_path / "web.log", "wb"),  # noqa: SIM115
-        stderr=subprocess.STDOUT,
-    )
     answers: list[int] = []
     problems: list[str] = []
 
-    def client(seed: int) -> None:
+    def client(port: int, seed: int) -> None:
         rng = random.Random(seed)
         deadline = time.monotonic() + 6
         while time.monotonic() < deadline:
@@ -281,16 +270,12 @@ def test_sqlite_control_storm_has_no_lock_errors_and_no_5xx(user, start_upload, 
                     problems.append(f"{verb}: {error.code} {error.read()[:200]!r}")
             time.sleep(rng.uniform(0, 0.02))
 
-    try:
-        wait_for(lambda: _port_open(port), timeout=30, what="server")
-        threads = [threading.Thread(target=client, args=(seed,)) for seed in range(4)]
+    with running_server(media_root=media_root, log_path=tmp_path / "web.log") as (_, port):
+        threads = [threading.Thread(target=client, args=(port, seed)) for seed in range(4)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
-    finally:
-        server.kill()
-        server.wait()
     assert not problems, problems[:5]
     assert len(answers) > 200 and set(answers) <= {200, 202, 409}
     logs = (tmp_path / "web.log").read_text() + workers.logs()

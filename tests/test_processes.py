@@ -5,11 +5,7 @@ pause, a terminate or a kill reliably lands while a chunk is in flight.
 """
 
 import http.client
-import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,7 +15,7 @@ from django.db import connection
 
 from operations.models import Operation, RowError, UploadedRow
 
-from .conftest import ROOT, csv_bytes, database_url, op_in_state, stored_lines, wait_for
+from .support import csv_bytes, op_in_state, running_server, stored_lines, wait_for
 
 pytestmark = [pytest.mark.processes, pytest.mark.django_db(transaction=True)]
 S = Operation.State
@@ -181,12 +177,6 @@ def test_worker_memory_does_not_grow_with_the_file(start_upload, workers):
     assert large - small < 8 * 1024, f"peak RSS {small} KiB for 20k rows, {large} KiB for 200k rows"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _stream_upload(port: int, op_id: int, token: str, size: int) -> int:
     """POST a multipart upload of about `size` bytes, generated on the fly (never in memory)."""
     boundary = "long-task-test-boundary"
@@ -227,27 +217,9 @@ def test_web_memory_does_not_grow_with_the_upload(user, register, media_root, tm
     from rest_framework.authtoken.models import Token
 
     token = Token.objects.get_or_create(user=user)[0].key
-    port = _free_port()
-    env = {**os.environ, "DATABASE_URL": database_url(), "LONG_TASK_MEDIA_ROOT": str(media_root)}
-    server = subprocess.Popen(
-        [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
-        cwd=ROOT,
-        env=env,
-        stdout=open(tmp_path / "web.log", "wb"),  # noqa: SIM115
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_for(lambda: _port_open(port), timeout=30, what="server")
+    with running_server(media_root=media_root, log_path=tmp_path / "web.log") as (server, port):
         assert _stream_upload(port, register(), token, 2 * 1024**2) == 202
         small = _peak_rss_kib(server.pid)
         assert _stream_upload(port, register(), token, 40 * 1024**2) == 202
         large = _peak_rss_kib(server.pid)
-    finally:
-        server.kill()
-        server.wait()
     assert large - small < 8 * 1024, f"peak RSS {small} KiB after 2 MB, {large} KiB after 40 MB"
-
-
-def _port_open(port: int) -> bool:
-    with socket.socket() as probe:
-        return probe.connect_ex(("127.0.0.1", port)) == 0

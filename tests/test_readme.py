@@ -13,7 +13,7 @@ import pytest
 from operations.models import Operation, UploadedRow
 
 from .conftest import ROOT, database_url, wait_for
-from .test_processes import _free_port, _port_open
+from .support import free_port, port_open
 
 pytestmark = [pytest.mark.processes, pytest.mark.django_db(transaction=True)]
 
@@ -26,7 +26,7 @@ def readme_flow() -> str:
 
 
 def test_readme_flow_works_as_written(media_root, tmp_path):
-    port = _free_port()
+    port = free_port()
     for name in (".venv", "manage.py"):
         (tmp_path / name).symlink_to(ROOT / name)
     env = {
@@ -44,7 +44,7 @@ def test_readme_flow_works_as_written(media_root, tmp_path):
         stderr=subprocess.STDOUT,
     )
     try:
-        wait_for(lambda: _port_open(port), timeout=30, what="make run's server")
+        wait_for(lambda: port_open(port), timeout=30, what="make run's server")
         flow = subprocess.run(
             ["bash", "-c", readme_flow()], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
         )
