@@ -179,6 +179,15 @@ LONG_TASK_CSV_FIELD_LIMIT = int(os.environ.get("LONG_TASK_CSV_FIELD_LIMIT", str(
 LONG_TASK_LEASE_SECONDS = float(os.environ.get("LONG_TASK_LEASE_SECONDS", "30"))
 # Target wall time of one chunk: bounds how long a pause waits for the worker's ack.
 LONG_TASK_CHUNK_SECONDS = float(os.environ.get("LONG_TASK_CHUNK_SECONDS", "0.05"))
+# Target wall time of one chunk of a terminate's rollback. PostgreSQL deletes under row locks that
+# block nobody, and each commit waits for a WAL flush: longer chunks there. SQLite's write lock
+# blocks every other writer (a pause request too) while a chunk deletes: as short as imports.
+LONG_TASK_ROLLBACK_CHUNK_SECONDS = float(
+    os.environ.get(
+        "LONG_TASK_ROLLBACK_CHUNK_SECONDS",
+        LONG_TASK_CHUNK_SECONDS if DATABASES["default"]["ENGINE"] == "long_task.sqlite" else 0.5,
+    )
+)
 # CPU niceness of process_tasks workers (0-19): the web keeps answering at once during imports.
 LONG_TASK_WORKER_NICE = int(os.environ.get("LONG_TASK_WORKER_NICE", "10"))
 # How often an idle worker looks for stalled operations (expired leases).

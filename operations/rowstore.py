@@ -48,17 +48,13 @@ def insert_rows(rows: Iterable[Row]) -> None:
             raw.executemany(f"INSERT INTO {_TABLE} (operation_id, line_number, data) VALUES (?, ?, ?)", rows)
 
 
-def delete_lines(*, operation_id: int, after: int, up_to: int) -> int:
-    """Delete the rows with after < line_number <= up_to; return how many went."""
+def delete_lines(*, operation_id: int, after: int, up_to: int | None = None) -> int:
+    """Delete the rows with after < line_number <= up_to (no upper bound: all after); return
+    how many went. Always a range of the primary key, so PostgreSQL walks the index even where
+    its statistics still expect rows that were deleted a moment ago."""
+    bound, params = "", [operation_id, after]
+    if up_to is not None:
+        bound, params = " AND line_number <= %s", [*params, up_to]
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"DELETE FROM {_TABLE} WHERE operation_id = %s AND line_number > %s AND line_number <= %s",
-            [operation_id, after, up_to],
-        )
-        return cursor.rowcount
-
-
-def delete_all(*, operation_id: int) -> int:
-    with connection.cursor() as cursor:
-        cursor.execute(f"DELETE FROM {_TABLE} WHERE operation_id = %s", [operation_id])
+        cursor.execute(f"DELETE FROM {_TABLE} WHERE operation_id = %s AND line_number > %s{bound}", params)
         return cursor.rowcount

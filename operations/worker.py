@@ -217,7 +217,7 @@ class Runner:
     def _rollback(self) -> None:
         """Delete what the operation wrote, chunk by chunk (resumable), then its file."""
         # Deleting by primary-key range runs at about a million rows a second: start big.
-        sizer = ChunkSizer(target=settings.LONG_TASK_CHUNK_SECONDS, initial=50_000, maximum=2_000_000)
+        sizer = ChunkSizer(target=settings.LONG_TASK_ROLLBACK_CHUNK_SECONDS, initial=50_000, maximum=5_000_000)
         while not self.op_type.rollback_done(self.op):
             if stop_requested():
                 state_machine.operation_release(op_id=self.op.pk, worker_id=self.worker, reason="worker stopping")

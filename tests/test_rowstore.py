@@ -148,7 +148,7 @@ def test_delete_lines_deletes_exactly_the_range_of_one_operation():
     assert rowstore.delete_lines(operation_id=op.pk, after=0, up_to=1) == 1
     assert [line for line, _ in stored(op)] == [2, 3, 8, 9, 10]
     assert [line for line, _ in stored(other)] == [1, 2, 3, 4, 5]
-    assert rowstore.delete_all(operation_id=op.pk) == 5
+    assert rowstore.delete_lines(operation_id=op.pk, after=0) == 5
     assert stored(op) == []
     assert [line for line, _ in stored(other)] == [1, 2, 3, 4, 5]
 

@@ -105,7 +105,10 @@ class Upload(OperationType):
         return up_to
 
     def rollback_rest(self, op: Operation) -> None:
-        rowstore.delete_all(operation_id=op.pk)
+        # Every line up to the rollback checkpoint is deleted and committed; rows can only be
+        # left after it (none are, since a terminating operation commits no chunk, but this is
+        # the last word). A range, not "all of the operation's", which would scan dead rows.
+        rowstore.delete_lines(operation_id=op.pk, after=op.rollback_position)
         RowError.objects.filter(operation_id=op.pk).delete()
 
     def delete_input(self, op: Operation) -> None:
