@@ -205,7 +205,7 @@ class Bench:
                 "long_task.wsgi",
                 "-b",
                 f"127.0.0.1:{self.port}",
-                *os.environ.get("BENCH_GUNICORN_ARGS", "-w 1 -k gthread --threads 8").split(),
+                *os.environ.get("BENCH_GUNICORN_ARGS", "--workers 2 --threads 8").split(),
                 "--timeout",
                 "600",
                 # BENCH_ACCESS_LOG=1: each request's server-side milliseconds in the web log.
@@ -370,7 +370,7 @@ class Bench:
         # peak RSS, and the web process's after each upload.
         worker = self.start_worker()
         small_op, _ = self.started(self.small)
-        web_small = peak_rss_mib(self.server_worker_pid())
+        web_small = self.web_peak_rss_mib()
         self.wait_state(small_op, "completed")
         worker_small = peak_rss_mib(worker.pid)
         self.stop(worker)
@@ -393,7 +393,7 @@ class Bench:
             scratch.delete()
 
         self.alternate(import_once, raw_once)
-        web_big = peak_rss_mib(self.server_worker_pid())
+        web_big = self.web_peak_rss_mib()
         worker_big = peak_rss_mib(self.worker.pid)
         ours, load = median(ours), median(raw_loads)
         self.figures["one worker"] = ours
@@ -420,11 +420,11 @@ class Bench:
                 big <= 80 and abs(big - small) <= 5,
             )
 
-    def server_worker_pid(self) -> int:
-        """The gunicorn worker process (the master's only child) that serves the requests."""
+    def web_peak_rss_mib(self) -> float:
+        """The highest peak RSS of gunicorn's worker processes (the master's children)."""
         import psutil
 
-        return psutil.Process(self.server.pid).children()[0].pid
+        return max(peak_rss_mib(child.pid) for child in psutil.Process(self.server.pid).children())
 
     def pause_latency(self) -> None:
         samples: list[float] = []
@@ -630,6 +630,8 @@ class Bench:
 
 def poll_status(port: int, token: str, op_id: int) -> None:
     """A status poller (target 5): 10 calls a second until SIGINT, then the latencies in ms."""
+    # A shell starts background jobs with SIGINT ignored, and we would inherit that.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     client = Client(port, token)
     latencies = []
     try:
