@@ -6,7 +6,7 @@ the same run, on a real server (gunicorn) with real `process_tasks` workers.
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/long_task make bench FULL=1
 
 On PostgreSQL the database "<name>_bench" is dropped and created again; on SQLite a temporary
-file is used. The data is generated (name,phone,email,city, about 62 bytes a row).
+file is used. The data is generated (name,phone,email,city, about 75 bytes a row).
 
 Targets (see the README's Performance section):
  1. import throughput >= 0.8x the raw driver's single-transaction load of the same rows into the
