@@ -37,6 +37,7 @@ def start_run(media_root, log_path, *, chunk_delay: float = 0.0, **popen) -> tup
             **popen,
         )
     wait_for(lambda: port_open(port), timeout=30, what="the server of manage.py run")
+    wait_for(lambda: ": started" in log_path.read_text(errors="replace"), timeout=30, what="its worker")
     return run, port
 
 
