@@ -82,6 +82,25 @@ def op_in(register, start_upload):
 # --- /register/ -------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("debug", [False, True])
+def test_endpoints_answer_without_the_trailing_slash(api, settings, debug):
+    """curl users leave the slash off; a POST cannot follow APPEND_SLASH's redirect."""
+    settings.DEBUG = debug
+    response = api.post("/register", {}, format="json")
+    assert response.status_code == 201, response.content
+    op_id = response.json()["op_id"]
+    response = api.post("/get_status", {"op_id": op_id})
+    assert response.status_code == 200
+    assert response.json()["state"] == "registered"
+    assert api.post(f"/api/operations/{op_id}/pause", format="json").status_code == 409
+
+
+def test_a_get_without_the_slash_is_redirected_to_the_canonical_url(api):
+    response = api.get("/api/operations")
+    assert response.status_code == 301
+    assert response["Location"] == "/api/operations/"
+
+
 @pytest.mark.parametrize("encoding", ENCODINGS)
 def test_register_defaults_to_upload(api, encoding):
     response = post(api, "/register/", {}, encoding)

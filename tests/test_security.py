@@ -1,7 +1,11 @@
 """SPEC §8: authentication everywhere, owners, staff, the anonymous switch, server-chosen file names."""
 
 import base64
+import os
 import re
+import secrets
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,7 +14,7 @@ from rest_framework.test import APIClient
 
 from operations.models import Operation, OperationEvent
 
-from .conftest import csv_bytes, token_client, upload_file
+from .conftest import ROOT, csv_bytes, token_client, upload_file
 
 pytestmark = pytest.mark.django_db
 
@@ -139,6 +143,12 @@ def test_schema_and_docs_require_authentication(url):
     response = APIClient().get(url)
     assert response.status_code == 401
     assert response.json() == NOT_AUTHENTICATED
+
+
+def test_the_schema_documents_every_authentication(api):
+    schemes = api.get("/api/schema/?format=json").json()["components"]["securitySchemes"]
+    assert schemes["basicAuth"] == {"type": "http", "scheme": "basic"}
+    assert {"tokenAuth", "cookieAuth"} <= set(schemes)
 
 
 @pytest.mark.parametrize(
@@ -400,3 +410,24 @@ def test_two_uploads_with_the_same_name_do_not_collide(api, register):
     assert a.file.name != b.file.name
     assert (Path(settings.MEDIA_ROOT) / a.file.name).read_bytes() == csv_bytes(2)
     assert (Path(settings.MEDIA_ROOT) / b.file.name).read_bytes() == csv_bytes(3)
+
+
+def test_the_production_settings_pass_check_deploy(tmp_path):
+    """README's Production section says `check --deploy` is clean: keep it so."""
+    env = {
+        **os.environ,
+        "DJANGO_DEBUG": "0",
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+        "DJANGO_ALLOWED_HOSTS": "tasks.example.com",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+    }
+    check = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "no issues" in check.stdout
