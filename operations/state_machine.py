@@ -136,7 +136,10 @@ def _transition(op: Operation, verb: str, *, actor: Actor, detail: str = "", fie
 
 
 def _enqueue_after_commit(op_id: int) -> None:
-    transaction.on_commit(lambda: tasks.run_operation(op_id))
+    # Robust: once the transition has committed, a failure to enqueue must neither undo the
+    # request's input nor turn its answer into an error; the worker's recovery sweep takes up a
+    # queued operation whose task never came.
+    transaction.on_commit(lambda: tasks.run_operation(op_id), robust=True)
 
 
 def _lease_until() -> CombinedExpression:

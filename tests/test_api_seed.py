@@ -11,8 +11,10 @@ from urllib.parse import urlencode
 
 import pytest
 from django.conf import settings
+from django.db import OperationalError
 from rest_framework.test import APIClient
 
+from operations import tasks
 from operations.models import Operation, OperationEvent, RowError
 
 from .conftest import csv_bytes, upload_file
@@ -191,6 +193,26 @@ def test_upload_starts_a_registered_operation(api, register):
     assert op.file_size == len(content)
     assert op.columns == ["name", "phone", "email", "city"]
     assert (Path(settings.MEDIA_ROOT) / op.file.name).read_bytes() == content
+
+
+def test_a_failed_enqueue_after_the_commit_keeps_the_upload(
+    api, register, monkeypatch, django_capture_on_commit_callbacks
+):
+    """The start has committed: the answer stays 202 and the file stays; the worker's recovery
+    sweep takes up a queued operation whose task never came."""
+
+    def queue_away(op_id):
+        raise OperationalError("the task queue is away")
+
+    monkeypatch.setattr(tasks, "run_operation", queue_away)
+    op_id = register()
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        response = api.post("/upload/", {"op_id": op_id, "file": upload_file(csv_bytes(3))})
+    assert len(callbacks) == 1
+    assert response.status_code == 202, response.content
+    op = Operation.objects.get(pk=op_id)
+    assert op.state == S.QUEUED
+    assert (Path(settings.MEDIA_ROOT) / op.file.name).read_bytes() == csv_bytes(3)
 
 
 def test_upload_with_matching_lines_starts(api, register):
