@@ -200,16 +200,16 @@ def operation_pause(*, op_id: int, actor: Actor) -> Operation:
         return _transition(op, "pause", actor=actor)
 
 
-def operation_resume(*, op_id: int, actor: Actor, check: Callable[[Operation], None] | None = None) -> Operation:
+def operation_resume(*, op_id: int, actor: Actor, check: Callable[[Operation], dict] | None = None) -> Operation:
     """Queue a paused or failed operation again; it continues from its checkpoint.
 
-    `check` may refuse the resume (e.g. a re-sent file that differs from the stored one).
+    `check` may refuse the resume (e.g. a re-sent file that differs from the stored one) and
+    returns the fields the resume changes besides the state (e.g. options).
     """
     with transaction.atomic():
         op = _lock(op_id, user=actor.user)
-        if op.state in TRANSITIONS["resume"] and check is not None:
-            check(op)
-        _transition(op, "resume", actor=actor, fields={"error": ""})
+        changes = check(op) if op.state in TRANSITIONS["resume"] and check is not None else {}
+        _transition(op, "resume", actor=actor, fields={"error": "", **changes})
         _enqueue_after_commit(op.pk)
     return op
 

@@ -334,6 +334,40 @@ def test_strict_fails_the_operation_at_the_first_bad_row(api, register, chunks, 
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("endpoint", ["/upload/", "/resume/"])
+def test_a_strict_failure_resumed_with_strict_false_counts_the_bad_rows_and_completes(api, register, endpoint):
+    f = strict_csv(9)
+    op_id = register(strict=True)
+    assert api.post("/upload/", {"op_id": op_id, "file": upload_file(f.content())}).status_code == 202
+    assert run(op_id).state == S.FAILED
+
+    response = api.post(endpoint, {"op_id": op_id, "strict": "false"})
+    assert response.status_code == 202, response.content
+    assert Operation.objects.get(pk=op_id).options == {"strict": False}
+    run(op_id)
+    assert_imported(api, op_id, f)
+    assert [line for line, _, _ in errors_of(op_id)] == [9, 13]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("endpoint", ["/upload/", "/resume/"])
+def test_an_invalid_strict_is_refused_and_changes_nothing(api, register, endpoint):
+    op_id = register()
+    if endpoint == "/resume/":
+        assert api.post("/upload/", {"op_id": op_id, "file": upload_file(csv_bytes(3))}).status_code == 202
+        assert api.post("/pause/", {"op_id": op_id}).status_code == 200
+    before = Operation.objects.get(pk=op_id)
+    response = api.post(endpoint, {"op_id": op_id, "strict": "maybe", "file": upload_file(csv_bytes(3))})
+    assert response.status_code == 400
+    assert response.json() == {"message": "strict must be true or false"}
+    after = Operation.objects.get(pk=op_id)
+    assert (after.state, after.options, after.file.name) == (before.state, before.options, before.file.name)
+    assert sorted(p.name for p in (Path(settings.MEDIA_ROOT) / "uploads").glob("*")) == (
+        [Path(before.file.name).name] if before.file else []
+    )
+
+
+@pytest.mark.django_db(transaction=True)
 def test_without_strict_the_same_rows_are_only_counted(api, start_upload, chunks):
     f = strict_csv(9)
     op_id = start_upload(f.content())

@@ -56,9 +56,7 @@ def start_operation(request, op_id: int, data: Mapping) -> Response:
     files = request.FILES
     word = op.op_type.lower()
     if op.state in TRANSITIONS["resume"]:
-        op = state_machine.operation_resume(
-            op_id=op_id, actor=actor, check=lambda locked: op_type.check_resume(locked, data=data, files=files)
-        )
+        op = _resume(request, op, data)
         return Response({"message": f"{word} resumed", **_status(op)}, status=status.HTTP_202_ACCEPTED)
     op = state_machine.operation_start(
         op_id=op_id, actor=actor, prepare=lambda locked: op_type.prepare_input(locked, data=data, files=files)
@@ -74,8 +72,19 @@ def pause_operation(request, op_id: int, data: Mapping) -> Response:
 
 
 def resume_operation(request, op_id: int, data: Mapping) -> Response:
-    op = state_machine.operation_resume(op_id=op_id, actor=Actor.for_user(request.user))
+    op = _resume(request, state_machine.get_visible(op_id=op_id, user=request.user), data)
     return Response({"success": True, **_status(op)}, status=status.HTTP_202_ACCEPTED)
+
+
+def _resume(request, op: Operation, data: Mapping) -> Operation:
+    """Resume through the type's check: `lines`, a re-sent file and `strict` mean the same on
+    /resume/ as on /upload/."""
+    op_type = registry.get(op.op_type)
+    return state_machine.operation_resume(
+        op_id=op.pk,
+        actor=Actor.for_user(request.user),
+        check=lambda locked: op_type.check_resume(locked, data=data, files=request.FILES),
+    )
 
 
 def terminate_operation(request, op_id: int, data: Mapping) -> Response:

@@ -64,8 +64,10 @@ class OperationType(ABC):
     def prepare_input(self, op: Operation, *, data: Mapping, files: Mapping) -> dict:
         """Check and store the input of a start; return the Operation fields to save."""
 
-    def check_resume(self, op: Operation, *, data: Mapping, files: Mapping) -> None:
-        """Refuse a resume whose request disagrees with the stored input or checkpoint."""
+    def check_resume(self, op: Operation, *, data: Mapping, files: Mapping) -> dict:
+        """Refuse a resume whose request disagrees with the stored input or checkpoint; return
+        the Operation fields the resume changes (e.g. options), if any."""
+        return {}
 
     def discard_input(self, fields: Mapping) -> None:
         """Undo `prepare_input` when the start lost a race."""

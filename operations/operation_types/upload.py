@@ -16,6 +16,7 @@ from django.conf import settings
 from django.core.files.storage import default_storage
 
 from operations import rowstore
+from operations.api.parsing import flag
 from operations.csv_reader import CsvProblem, RecordReader, read_header, set_field_limit
 from operations.errors import BadInput, Conflict, TooLarge
 from operations.models import Operation, RowError
@@ -29,8 +30,11 @@ def _binary_stream(stored) -> BinaryIO:
     return getattr(stored, "file", stored)
 
 
-def _flag(value) -> bool:
-    return str(value).strip().lower() in {"1", "true", "yes", "on"}
+def _options_changed(op: Operation, data: Mapping) -> dict:
+    """`strict`, when the request gives it (on a start or a resume): the fields to save."""
+    if "strict" not in data:
+        return {}
+    return {"options": {**op.options, "strict": flag(data, "strict")}}
 
 
 def _check_lines(op: Operation, data: Mapping) -> None:
@@ -51,6 +55,7 @@ class Upload(OperationType):
 
     def prepare_input(self, op: Operation, *, data: Mapping, files: Mapping) -> dict:
         _check_lines(op, data)
+        options = _options_changed(op, data)
         upload = files.get("file")
         if upload is None:
             raise BadInput("A CSV file is required in the 'file' field (multipart/form-data)")
@@ -67,9 +72,6 @@ class Upload(OperationType):
         except CsvProblem as exc:
             default_storage.delete(name)
             raise BadInput(str(exc)) from None
-        options = dict(op.options)
-        if "strict" in data:
-            options["strict"] = _flag(data.get("strict"))
         return {
             "file": name,
             "file_name": os.path.basename(upload.name or "")[:255],
@@ -77,14 +79,15 @@ class Upload(OperationType):
             "file_sha256": getattr(upload, "sha256", ""),
             "columns": header.columns,
             "position": header.end_offset,
-            "options": options,
+            **options,
         }
 
-    def check_resume(self, op: Operation, *, data: Mapping, files: Mapping) -> None:
+    def check_resume(self, op: Operation, *, data: Mapping, files: Mapping) -> dict:
         _check_lines(op, data)
         upload = files.get("file")
         if upload is not None and getattr(upload, "sha256", None) != op.file_sha256:
             raise Conflict("The file differs from the one uploaded first")
+        return _options_changed(op, data)
 
     def discard_input(self, fields: Mapping) -> None:
         if fields.get("file"):
