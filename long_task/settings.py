@@ -176,6 +176,8 @@ LONG_TASK_ALLOW_ANONYMOUS = env_bool("LONG_TASK_ALLOW_ANONYMOUS", False)
 LONG_TASK_MAX_UPLOAD_BYTES = int(os.environ.get("LONG_TASK_MAX_UPLOAD_BYTES", str(2 * 1024**3)))
 # Largest CSV field, in bytes; a longer field (often an unclosed quote) rejects its row.
 LONG_TASK_CSV_FIELD_LIMIT = int(os.environ.get("LONG_TASK_CSV_FIELD_LIMIT", str(1024**2)))
+# Bounds the memory of one line; a row within the field limit can be wider than one field.
+LONG_TASK_CSV_LINE_LIMIT = int(os.environ.get("LONG_TASK_CSV_LINE_LIMIT", str(16 * 1024**2)))
 # A worker's lease on an operation; a dead worker's operation is taken over after this.
 LONG_TASK_LEASE_SECONDS = float(os.environ.get("LONG_TASK_LEASE_SECONDS", "30"))
 # Target wall time of one chunk: bounds how long a pause waits for the worker's ack.

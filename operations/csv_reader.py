@@ -81,11 +81,11 @@ class RecordReader:
         return str(exc)
 
 
-def read_header(stream: BinaryIO) -> Header:
+def read_header(stream: BinaryIO, *, line_limit: int | None = None) -> Header:
     """Read and check the header row: present, not blank, no duplicate column names."""
     stream.seek(0)
     start = len(BOM) if stream.read(len(BOM)) == BOM else 0
-    reader = RecordReader(stream, offset=start)
+    reader = RecordReader(stream, offset=start, line_limit=line_limit)
     columns: list[str] = []
     try:
         while not columns:  # blank lines before the header are tolerated

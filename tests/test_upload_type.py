@@ -270,6 +270,34 @@ def test_an_unreadable_row_is_rejected_and_the_import_goes_on(api, start_upload,
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_row_wider_than_one_field_limit_is_imported(api, register, chunks, settings, restore_field_limit):
+    """The field limit is per field: a row of many fields within it is valid, however wide."""
+    settings.LONG_TASK_CSV_FIELD_LIMIT = 10
+    columns = list("abcdef")
+    fields = [f"{name}" * 9 for name in columns]
+    op_id = register()
+    content = (",".join(columns) + "\n" + ",".join(fields) + "\n").encode()
+    assert api.post("/upload/", {"op_id": op_id, "file": upload_file(content)}).status_code == 202
+    op = run(op_id)
+    assert (op.state, op.lines_finished, op.lines_failed) == (S.COMPLETED, 1, 0)
+    assert rows_of(op_id) == [(1, dict(zip(columns, fields, strict=True)))]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_line_over_the_line_limit_is_rejected_and_the_import_goes_on(api, start_upload, chunks, settings):
+    settings.LONG_TASK_CSV_LINE_LIMIT = 100
+    f = CsvFile().row("a", "b", "c", "d")
+    long_row = f._line(["x" * 30, "y" * 30, "z" * 30, "w" * 30])
+    f.parts.append(long_row)
+    f.row("e", "f", "g", "h")
+    op_id = start_upload(f.content())
+    op = run(op_id)
+    assert (op.state, op.lines_finished, op.lines_failed) == (S.COMPLETED, 3, 1)
+    [(line, reason, _)] = errors_of(op_id)
+    assert line == 2 and "a line is longer than 100 bytes" in reason
+
+
+@pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize(
     "content",
     [b"name,note\n", b"name,note", BOM + b"a,b\r\n\r\n\r\n", b"\n\na\n\n"],

@@ -66,9 +66,10 @@ class Upload(OperationType):
         if getattr(upload, "text_problem", ""):
             raise BadInput(upload.text_problem)
         name = default_storage.save(f"uploads/{op.pk}-{uuid.uuid4().hex}.csv", upload)
+        set_field_limit(settings.LONG_TASK_CSV_FIELD_LIMIT)
         try:
             with default_storage.open(name, "rb") as stored:
-                header = read_header(_binary_stream(stored))
+                header = read_header(_binary_stream(stored), line_limit=settings.LONG_TASK_CSV_LINE_LIMIT)
         except CsvProblem as exc:
             default_storage.delete(name)
             raise BadInput(str(exc)) from None
@@ -144,7 +145,9 @@ class UploadJob(Job):
         self.lines_failed = op.lines_failed
         self._file_name = op.file.name
         self._stored = default_storage.open(self._file_name, "rb")
-        self.reader = RecordReader(_binary_stream(self._stored), offset=op.position)
+        self.reader = RecordReader(
+            _binary_stream(self._stored), offset=op.position, line_limit=settings.LONG_TASK_CSV_LINE_LIMIT
+        )
 
     def read_chunk(self, *, max_rows: int) -> UploadChunk:
         return UploadChunk(self, max_rows)
