@@ -297,9 +297,19 @@ def test_upload_start_with_lines_that_disagree(api, register):
     assert stored_uploads() == []
 
 
-def test_upload_lines_not_a_number(api, register):
+@pytest.mark.parametrize("lines", ["many", "1.9", "1_0", "\u0663", "9" * 5000])
+def test_upload_lines_not_a_number(api, register, lines):
     op_id = register()
-    response = api.post("/upload/", {"op_id": op_id, "lines": "many", "file": upload_file(csv_bytes(3))})
+    response = api.post("/upload/", {"op_id": op_id, "lines": lines, "file": upload_file(csv_bytes(3))})
+    assert response.status_code == 400
+    assert response.json() == {"message": "lines must be an integer"}
+    assert state_of(op_id) == S.REGISTERED
+
+
+@pytest.mark.parametrize("lines", [0.0, 1.9, True, [0], {"n": 0}])
+def test_upload_lines_must_be_a_json_integer(api, register, lines):
+    op_id = register()
+    response = api.post("/upload/", {"op_id": op_id, "lines": lines}, format="json")
     assert response.status_code == 400
     assert response.json() == {"message": "lines must be an integer"}
     assert state_of(op_id) == S.REGISTERED

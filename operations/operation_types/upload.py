@@ -8,6 +8,7 @@ header; blank lines are skipped and not counted.
 
 import csv
 import os
+import re
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from typing import BinaryIO
@@ -42,10 +43,13 @@ def _check_lines(op: Operation, data: Mapping) -> None:
     lines = data.get("lines")
     if lines in (None, ""):
         return
-    try:
+    # Digits only: int() would also take 1.9, true, "1_0" and other scripts' digits.
+    if isinstance(lines, int) and not isinstance(lines, bool):
+        pass
+    elif isinstance(lines, str) and re.fullmatch(r"\s*-?[0-9]{1,19}\s*", lines):
         lines = int(lines)
-    except (TypeError, ValueError):
-        raise BadInput("lines must be an integer") from None
+    else:
+        raise BadInput("lines must be an integer")
     if lines != op.lines_finished:
         raise Conflict(f"lines is {lines} but the server has finished {op.lines_finished} lines")
 
