@@ -529,6 +529,25 @@ def test_terminate_with_force(api, op_in, state, force, encoding):
     assert state_of(op_id) == S.TERMINATING
 
 
+@pytest.mark.parametrize("state", [S.RUNNING, S.PAUSING])
+def test_terminate_takes_force_from_the_query_string_beside_a_body(api, op_in, state):
+    op_id = op_in(state)
+    response = api.post("/terminate/?force=true", {"op_id": op_id}, format="json")
+    assert response.status_code == 200, response.content
+    assert state_of(op_id) == S.TERMINATING
+    other = op_in(state)
+    response = api.post(f"/api/operations/{other}/terminate/?force=true", {"wait": 0}, format="json")
+    assert response.status_code == 200, response.content
+    assert state_of(other) == S.TERMINATING
+
+
+def test_the_body_wins_over_the_query_string(api, op_in):
+    op_id = op_in(S.RUNNING)
+    response = api.post("/terminate/?force=true", {"op_id": op_id, "force": "false"}, format="json")
+    assert response.status_code == 409
+    assert response.json() == {"message": "Pause the operation"}
+
+
 @pytest.mark.parametrize("force", [False, True])
 @pytest.mark.parametrize(
     ("state", "message"),

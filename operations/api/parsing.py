@@ -25,15 +25,16 @@ class JSONParser(parsers.JSONParser):
 
 
 def body(request) -> Mapping:
-    """The request's parameters: the body (JSON, form or multipart), or the query string."""
+    """The request's parameters: the body (JSON, form or multipart) and the query string; the
+    body wins where both name a parameter."""
     data = request.data
     if upload_too_large(request._request):
         # Checked first: a body refused unread has no other fields either.
         raise TooLarge("The file is larger than the configured upload limit")
     if not isinstance(data, Mapping):
         raise BadInput("The request body must be a JSON object or a form")
-    if not data and request.query_params:
-        return request.query_params
+    if request.query_params:
+        return {**request.query_params.dict(), **data}
     return data
 
 
