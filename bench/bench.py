@@ -26,7 +26,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,6 +35,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from tests.machine import free_port, peak_rss_kib, port_open, recreate_postgres_database, wait_for  # noqa: E402
+
 PYTHON = sys.executable
 WORKER_POLL_SECONDS = 0.05
 MiB = 1024 * 1024
@@ -78,19 +79,6 @@ def cpu_ticks() -> tuple[int, int]:
 def cpu_busy_since(start: tuple[int, int]) -> float:
     busy, total = cpu_ticks()
     return (busy - start[0]) / max(1, total - start[1])
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 class Client:
@@ -218,12 +206,11 @@ class Bench:
             "web",
         )
         self.client = Client(self.port, self.token)
-        self._wait(lambda: self._port_open(), 30, "the web server")
+        wait_for(lambda: port_open(self.port), what="the web server")
 
     def _fresh_database(self, url: str) -> str:
         if not url:
             return f"sqlite:///{self.workdir / 'bench.sqlite3'}"
-        from tests.databases import recreate_postgres_database
 
         return recreate_postgres_database(url, suffix="_bench")
 
@@ -249,20 +236,6 @@ class Bench:
                 process.kill()
                 process.wait()
 
-    def _port_open(self) -> bool:
-        with socket.socket() as probe:
-            return probe.connect_ex(("127.0.0.1", self.port)) == 0
-
-    @staticmethod
-    def _wait(predicate, timeout: float, what: str, interval: float = 0.02):
-        """Poll `predicate`; coarse by default, since polling competes with what is measured."""
-        deadline = time.monotonic() + timeout
-        while not (value := predicate()):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"timed out waiting for {what}")
-            time.sleep(interval)
-        return value
-
     # helpers on operations
 
     def op(self, op_id: int):
@@ -284,7 +257,7 @@ class Bench:
             op = self.op(op_id)
             return op if op.state in states else None
 
-        return self._wait(reached, timeout, f"operation {op_id} {states}")
+        return wait_for(reached, timeout=timeout, what=f"operation {op_id} {states}")
 
     def moved_past(self, op_id: int, lines: int) -> bool:
         op = self.op(op_id)
@@ -376,7 +349,7 @@ class Bench:
         small_op, _ = self.started(self.small)
         web_small = self.web_peak_rss_mib()
         self.wait_state(small_op, "completed")
-        worker_small = peak_rss_mib(worker.pid)
+        worker_small = peak_rss_kib(worker.pid) / 1024
         self.stop(worker)
 
         self.worker = self.start_worker()
@@ -398,7 +371,7 @@ class Bench:
 
         self.alternate(import_once, raw_once)
         web_big = self.web_peak_rss_mib()
-        worker_big = peak_rss_mib(self.worker.pid)
+        worker_big = peak_rss_kib(self.worker.pid) / 1024
         ours, load = median(ours), median(raw_loads)
         self.figures["one worker"] = ours
         self.add(
@@ -428,7 +401,7 @@ class Bench:
         """The highest peak RSS of gunicorn's worker processes (the master's children)."""
         import psutil
 
-        return max(peak_rss_mib(child.pid) for child in psutil.Process(self.server.pid).children())
+        return max(peak_rss_kib(child.pid) / 1024 for child in psutil.Process(self.server.pid).children())
 
     def pause_latency(self) -> None:
         samples: list[float] = []
@@ -442,7 +415,9 @@ class Bench:
                 break
             if op_id is None or self.op(op_id).state == "completed":
                 op_id, _ = self.started(self.big)
-                self._wait(lambda op_id=op_id: self.op(op_id).state != "queued", 60, "claimed", 0.002)
+                wait_for(
+                    lambda op_id=op_id: self.op(op_id).state != "queued", timeout=60, interval=0.002, what="claimed"
+                )
             time.sleep(rng.uniform(0, longest_wait))
             status, body, _ = self.client.call("pause", op_id=op_id)
             answered = time.time()
@@ -456,7 +431,12 @@ class Bench:
                 acknowledged = op.events.filter(to_state="paused").latest("id").at.timestamp()
                 samples.append(max(0.0, acknowledged - answered) * 1000)
                 self.client.call("resume", op_id=op_id)
-                self._wait(lambda op_id=op_id: self.op(op_id).state != "queued", 60, "claimed again", 0.002)
+                wait_for(
+                    lambda op_id=op_id: self.op(op_id).state != "queued",
+                    timeout=60,
+                    interval=0.002,
+                    what="claimed again",
+                )
         self.client.call("terminate", op_id=op_id, force=True)  # out of the way of what follows
         self.wait_state(op_id, "terminated", "completed")
         if not samples:
@@ -477,7 +457,12 @@ class Bench:
         medians = []
         for fraction in (0.1, 0.85):
             target = int(self.args.rows * fraction)
-            self._wait(lambda target=target: self.op(op_id).lines_finished >= target, 600, f"{fraction:.0%}", 0.002)
+            wait_for(
+                lambda target=target: self.op(op_id).lines_finished >= target,
+                timeout=600,
+                interval=0.002,
+                what=f"{fraction:.0%}",
+            )
             times = []
             for _ in range(3):  # the worker's poll makes each one vary by up to its interval
                 _, body, _ = self.client.call("pause", op_id=op_id, wait=10)
@@ -488,7 +473,12 @@ class Bench:
                 answered = time.perf_counter()
                 # A small file may have been paused after its last row, before its end was seen:
                 # then the resume's first commit is the completion, with no new row.
-                self._wait(lambda at=at: self.moved_past(op_id, at), 60, "first commit after resume", 0.001)
+                wait_for(
+                    lambda at=at: self.moved_past(op_id, at),
+                    timeout=60,
+                    interval=0.001,
+                    what="first commit after resume",
+                )
                 times.append((time.perf_counter() - answered) * 1000)
             if len(times) == 3:
                 medians.append(sorted(times)[1])

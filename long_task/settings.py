@@ -96,7 +96,6 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Django's SQLite backend, with fair write locks (see long_task/sqlite/base.py).
     DATABASES["default"]["ENGINE"] = "long_task.sqlite"
-
     DATABASES["default"]["OPTIONS"] = {
         # The web and the worker write at once: WAL lets readers go on during a chunk,
         # IMMEDIATE takes the write lock at BEGIN so no transaction fails half-way with

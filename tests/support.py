@@ -7,11 +7,9 @@ import io
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 from django.db import connection
@@ -19,6 +17,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from operations.models import Operation, UploadedRow
+from tests.machine import free_port, port_open, wait_for  # noqa: F401 (shared with the tests)
 
 ROOT = Path(__file__).resolve().parent.parent
 HEADER = ["name", "phone", "email", "city"]
@@ -48,18 +47,6 @@ def stored_lines(op_id: int) -> list[int]:
     return list(
         UploadedRow.objects.filter(operation_id=op_id).order_by("line_number").values_list("line_number", flat=True)
     )
-
-
-def wait_for(predicate: Callable[[], object], *, timeout: float = 30.0, interval: float = 0.02, what: str = ""):
-    """Poll `predicate` until it returns something truthy; fail the test after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
-        time.sleep(interval)
 
 
 def overlapping_chunks(records: list[dict]) -> list[tuple[dict, dict]]:
@@ -163,17 +150,6 @@ class Workers:
 # --- a real web server ------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def port_open(port: int) -> bool:
-    with socket.socket() as probe:
-        return probe.connect_ex(("127.0.0.1", port)) == 0
-
-
 @contextlib.contextmanager
 def running_server(*, media_root: Path, log_path: Path) -> Iterator[tuple[subprocess.Popen, int]]:
     """`manage.py runserver` on the test database, as (process, port), killed afterwards."""
@@ -193,3 +169,36 @@ def running_server(*, media_root: Path, log_path: Path) -> Iterator[tuple[subpro
         finally:
             server.kill()
             server.wait()
+
+
+def start_manage_run(
+    *, media_root: Path, log_path: Path, cwd: Path = ROOT, preexec_fn=None, **env: str
+) -> tuple[subprocess.Popen, int]:
+    """`manage.py run` (what `make run` starts) on the test database, in a process group of its
+    own as in a terminal; returns (process, port) once its server answers and its worker runs."""
+    port = free_port()
+    environment = {**os.environ, "DATABASE_URL": database_url(), "LONG_TASK_MEDIA_ROOT": str(media_root), **env}
+    with open(log_path, "wb") as log:
+        run = subprocess.Popen(
+            [sys.executable, "manage.py", "run", "--port", str(port)],
+            cwd=cwd,
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=preexec_fn,
+        )
+    wait_for(lambda: port_open(port), timeout=30, what="the server of manage.py run")
+    wait_for(lambda: ": started" in log_path.read_text(errors="replace"), timeout=30, what="its worker")
+    return run, port
+
+
+def wait_stopped(run: subprocess.Popen, port: int) -> int:
+    """The exit code of `manage.py run`, which must stop within 20 s and take its server along."""
+    try:
+        code = run.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(run.pid, signal.SIGKILL)
+        raise
+    assert not port_open(port), "the server outlived manage.py run"
+    return code

@@ -658,6 +658,8 @@ BAD_OP_IDS = [
     (2**63, "op_id must be a positive integer"),
     ("9" * 5000, "op_id must be a positive integer"),
     (1.5, "op_id must be a positive integer"),
+    ("1_0", "op_id must be a positive integer"),
+    ("\u0663", "op_id must be a positive integer"),
     (True, "op_id must be a positive integer"),
     (False, "op_id must be a positive integer"),
     ([1], "op_id must be a positive integer"),

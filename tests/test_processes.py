@@ -15,6 +15,7 @@ from django.db import connection
 
 from operations.models import Operation, RowError, UploadedRow
 
+from .machine import peak_rss_kib
 from .support import csv_bytes, op_in_state, running_server, stored_lines, wait_for
 
 pytestmark = [pytest.mark.processes, pytest.mark.django_db(transaction=True)]
@@ -155,13 +156,6 @@ def test_status_and_pause_do_not_wait_for_a_chunk(api, start_upload, workers):
         assert pause_seconds < 1.0, f"pause took {pause_seconds:.2f}s"
 
 
-def _peak_rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmHWM")
-
-
 def test_worker_memory_does_not_grow_with_the_file(start_upload, workers):
     """I7 (worker): the peak RSS of a worker importing 20,000 rows and one importing 200,000
     (11 MB) are within 8 MiB; reading the file whole would cost several times its size."""
@@ -170,7 +164,7 @@ def test_worker_memory_does_not_grow_with_the_file(start_upload, workers):
         worker = workers.start()
         op_id = start_upload(csv_bytes(rows))
         wait_for(lambda op_id=op_id: op_in_state(op_id, S.COMPLETED), timeout=120, what="completed")
-        peaks.append(_peak_rss_kib(worker.pid))
+        peaks.append(peak_rss_kib(worker.pid))
         worker.send_signal(signal.SIGKILL)
         worker.wait()
     small, large = peaks
@@ -219,7 +213,7 @@ def test_web_memory_does_not_grow_with_the_upload(user, register, media_root, tm
     token = Token.objects.get_or_create(user=user)[0].key
     with running_server(media_root=media_root, log_path=tmp_path / "web.log") as (server, port):
         assert _stream_upload(port, register(), token, 2 * 1024**2) == 202
-        small = _peak_rss_kib(server.pid)
+        small = peak_rss_kib(server.pid)
         assert _stream_upload(port, register(), token, 40 * 1024**2) == 202
-        large = _peak_rss_kib(server.pid)
+        large = peak_rss_kib(server.pid)
     assert large - small < 8 * 1024, f"peak RSS {small} KiB after 2 MB, {large} KiB after 40 MB"

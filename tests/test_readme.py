@@ -6,14 +6,13 @@ import os
 import re
 import signal
 import subprocess
-import sys
 
 import pytest
 
 from operations.models import Operation, UploadedRow
 
-from .conftest import ROOT, database_url, wait_for
-from .support import free_port, port_open
+from .conftest import ROOT, database_url
+from .support import start_manage_run, wait_stopped
 
 pytestmark = [pytest.mark.processes, pytest.mark.django_db(transaction=True)]
 
@@ -26,26 +25,13 @@ def readme_flow() -> str:
 
 
 def test_readme_flow_works_as_written(media_root, tmp_path):
-    port = free_port()
     for name in (".venv", "manage.py"):
         (tmp_path / name).symlink_to(ROOT / name)
-    env = {
-        **os.environ,
-        "PORT": str(port),
-        "PYTHONPATH": str(ROOT),
-        "DATABASE_URL": database_url(),
-        "LONG_TASK_MEDIA_ROOT": str(media_root),
-    }
-    run = subprocess.Popen(
-        [sys.executable, "manage.py", "run", "--port", str(port)],
-        cwd=tmp_path,
-        env=env,
-        stdout=open(tmp_path / "run.log", "wb"),  # noqa: SIM115
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # its own process group, as in a terminal
+    run, port = start_manage_run(
+        media_root=media_root, log_path=tmp_path / "run.log", cwd=tmp_path, PYTHONPATH=str(ROOT)
     )
     try:
-        wait_for(lambda: port_open(port), timeout=30, what="make run's server")
+        env = {**os.environ, "PORT": str(port), "PYTHONPATH": str(ROOT), "DATABASE_URL": database_url()}
         flow = subprocess.run(
             ["bash", "-c", readme_flow()], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
         )
@@ -53,11 +39,7 @@ def test_readme_flow_works_as_written(media_root, tmp_path):
         answers = [json.loads(line) for line in flow.stdout.splitlines() if line.startswith("{")]
     finally:
         os.killpg(run.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the whole group
-        try:
-            exit_code = run.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            run.kill()
-            raise
+        exit_code = wait_stopped(run, port)
     log = (tmp_path / "run.log").read_text(errors="replace")
 
     started, paused, status_1, status_2, resumed, final = answers[:6]

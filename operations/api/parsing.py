@@ -1,6 +1,7 @@
 """Reading request parameters. Every malformed value becomes a 400 with a message that says
 which parameter and what is expected."""
 
+import re
 from collections.abc import Mapping
 
 from rest_framework import parsers
@@ -42,15 +43,20 @@ def op_id(data: Mapping) -> int:
     value = data.get("op_id")
     if value is None or value == "":
         raise BadInput("op_id is required")
-    if isinstance(value, bool):
-        raise BadInput("op_id must be a positive integer")
-    try:
-        number = int(str(value).strip())
-    except ValueError:
-        raise BadInput("op_id must be a positive integer") from None
+    number = integer(value, message="op_id must be a positive integer")
     if not 0 < number <= MAX_ID:
         raise BadInput("op_id must be a positive integer")
     return number
+
+
+def integer(value, *, message: str) -> int:
+    """A JSON integer, or a string of ASCII digits; anything else is a 400 with `message`.
+    (int() would also take 1.9, true, "1_0" and other scripts' digits.)"""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"\s*[+-]?[0-9]{1,19}\s*", value):
+        return int(value)
+    raise BadInput(message)
 
 
 def flag(data: Mapping, name: str, *, default: bool = False) -> bool:

@@ -8,7 +8,6 @@ header; blank lines are skipped and not counted.
 
 import csv
 import os
-import re
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from typing import BinaryIO
@@ -17,7 +16,7 @@ from django.conf import settings
 from django.core.files.storage import default_storage
 
 from operations import rowstore
-from operations.api.parsing import flag
+from operations.api.parsing import flag, integer
 from operations.csv_reader import CsvProblem, RecordReader, read_header, set_field_limit
 from operations.errors import BadInput, Conflict, TooLarge
 from operations.models import Operation, RowError
@@ -43,13 +42,7 @@ def _check_lines(op: Operation, data: Mapping) -> None:
     lines = data.get("lines")
     if lines in (None, ""):
         return
-    # Digits only: int() would also take 1.9, true, "1_0" and other scripts' digits.
-    if isinstance(lines, int) and not isinstance(lines, bool):
-        pass
-    elif isinstance(lines, str) and re.fullmatch(r"\s*-?[0-9]{1,19}\s*", lines):
-        lines = int(lines)
-    else:
-        raise BadInput("lines must be an integer")
+    lines = integer(lines, message="lines must be an integer")
     if lines != op.lines_finished:
         raise Conflict(f"lines is {lines} but the server has finished {op.lines_finished} lines")
 
