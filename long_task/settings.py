@@ -199,8 +199,9 @@ LONG_TASK_DB_RETRIES = int(os.environ.get("LONG_TASK_DB_RETRIES", "5"))
 # Upper bound of the optional "wait" parameter of pause/terminate, in seconds.
 LONG_TASK_MAX_WAIT_SECONDS = float(os.environ.get("LONG_TASK_MAX_WAIT_SECONDS", "10"))
 
-# django-background-tasks: our operations keep their own leases, so its task lock only has to
-# outlive a normal run; recovery of dead workers never waits for it.
+# django-background-tasks: its task only wakes a worker up (operations keep their own leases,
+# and recovery of dead workers never waits for the library's lock); a wake-up that fails is
+# tried this many times.
 MAX_ATTEMPTS = 3
 
 # --- Production ---------------------------------------------------------------------------

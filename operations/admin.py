@@ -1,5 +1,5 @@
 """The admin (SPEC §10): operations with their progress, events and row errors, and actions that
-pause, resume or terminate them through the state machine.
+pause, resume or terminate them through the same services as the API.
 
 An operation's page is view-only: a change form saves the whole row, which would write back
 the state and checkpoint it had loaded over the ones a worker wrote since. Operators act
@@ -17,7 +17,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
-from operations import selectors, state_machine
+from operations import selectors, services
 from operations.errors import OperationError
 from operations.models import Operation, OperationEvent, RowError
 from operations.state_machine import Actor
@@ -83,7 +83,10 @@ class OperationAdmin(admin.ModelAdmin):
             },
         ),
         ("Input", {"fields": ["file", "file_name", "file_size", "file_sha256", "columns"]}),
-        ("Checkpoint and lease", {"fields": ["position", "rollback_position", "lease_owner", "lease_expires_at"]}),
+        (
+            "Checkpoint and lease",
+            {"fields": ["position", "checkpoint", "rollback_position", "lease_owner", "lease_expires_at"]},
+        ),
         ("Times", {"fields": ["created_at", "started_at", "finished_at", "updated_at"]}),
     ]
     # Everything: the state machine and the worker own state, lease, checkpoint and counters.
@@ -138,16 +141,16 @@ class OperationAdmin(admin.ModelAdmin):
 
     @admin.action(description="Pause", permissions=["change"])
     def pause(self, request: HttpRequest, queryset: QuerySet) -> None:
-        self._apply(request, queryset, "Paused", state_machine.operation_pause)
+        self._apply(request, queryset, "Paused", services.operation_pause)
 
     @admin.action(description="Resume", permissions=["change"])
     def resume(self, request: HttpRequest, queryset: QuerySet) -> None:
-        self._apply(request, queryset, "Resumed", state_machine.operation_resume)
+        self._apply(request, queryset, "Resumed", services.operation_resume)
 
     @admin.action(description="Terminate (force)", permissions=["change"])
     def terminate_force(self, request: HttpRequest, queryset: QuerySet) -> None:
         def terminate(*, op_id: int, actor: Actor) -> Operation:
-            return state_machine.operation_terminate(op_id=op_id, actor=actor, force=True)
+            return services.operation_terminate(op_id=op_id, actor=actor, force=True)
 
         self._apply(request, queryset, "Terminating", terminate)
 

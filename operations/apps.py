@@ -10,5 +10,12 @@ class OperationsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        # Uploads stream into this directory before they are stored (see uploads.py).
+        from operations import queue, tasks
+        from operations.operation_types import export, registry, upload
+
+        # Uploads stream into this directory before they are stored (see uploads.py); Django's
+        # checks want it to exist from the start.
         os.makedirs(settings.FILE_UPLOAD_TEMP_DIR, exist_ok=True)
+        queue.set_enqueue(tasks.enqueue)
+        registry.register(upload.Upload())
+        registry.register(export.Export())

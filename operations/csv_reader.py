@@ -25,10 +25,6 @@ class Header:
     end_offset: int  # byte offset of the first data row
 
 
-def set_field_limit(limit: int) -> None:
-    csv.field_size_limit(limit)
-
-
 class RecordReader:
     """Records of a CSV file from byte `offset` on. `offset` follows the last record returned.
 
@@ -39,7 +35,11 @@ class RecordReader:
     `overlong` after each record (see `problem`).
     """
 
-    def __init__(self, stream: BinaryIO, *, offset: int = 0, line_limit: int | None = None):
+    def __init__(
+        self, stream: BinaryIO, *, offset: int = 0, line_limit: int | None = None, field_limit: int | None = None
+    ):
+        if field_limit is not None:
+            csv.field_size_limit(field_limit)  # the csv module's limit is per process
         stream.seek(offset)
         self.offset = offset
         self.line_limit = line_limit or 4 * csv.field_size_limit() + 4
@@ -81,11 +81,11 @@ class RecordReader:
         return str(exc)
 
 
-def read_header(stream: BinaryIO, *, line_limit: int | None = None) -> Header:
+def read_header(stream: BinaryIO, *, line_limit: int | None = None, field_limit: int | None = None) -> Header:
     """Read and check the header row: present, not blank, no duplicate column names."""
     stream.seek(0)
     start = len(BOM) if stream.read(len(BOM)) == BOM else 0
-    reader = RecordReader(stream, offset=start, line_limit=line_limit)
+    reader = RecordReader(stream, offset=start, line_limit=line_limit, field_limit=field_limit)
     columns: list[str] = []
     try:
         while not columns:  # blank lines before the header are tolerated

@@ -5,8 +5,9 @@ class OperationError(Exception):
     status_code = 400
     default_message = "Bad request"
 
-    def __init__(self, message: str | None = None):
+    def __init__(self, message: str | None = None, *, hint: str = ""):
         self.message = message or self.default_message
+        self.hint = hint  # a way forward, given beside the message when there is one
         super().__init__(self.message)
 
 

@@ -1,6 +1,7 @@
 """The data model: an operation, its history, and what an Upload writes.
 
-Only `operations.state_machine` writes `Operation.state` and the lease fields.
+Only `operations.state_machine` writes `Operation.state` (through the services and the lease
+protocol); only `operations.leases` writes the lease fields.
 """
 
 from django.conf import settings
@@ -19,6 +20,10 @@ class OperationQuerySet(models.QuerySet):
     def active(self) -> "OperationQuerySet":
         """Operations that a worker holds or should hold."""
         return self.filter(state__in=Operation.State.active())
+
+    def worked(self) -> "OperationQuerySet":
+        """Operations that a worker holding a lease works on."""
+        return self.filter(state__in=Operation.State.worked())
 
     def finished(self) -> "OperationQuerySet":
         return self.filter(state__in=Operation.State.final())
@@ -45,13 +50,28 @@ class Operation(models.Model):
         # Rolled back: no rows, no stored file.
         TERMINATED = "terminated"
 
-        @classmethod
-        def active(cls) -> list[str]:
-            return [cls.QUEUED, cls.RUNNING, cls.PAUSING, cls.TERMINATING]
+        # The groups of states, defined here once and used everywhere (tests included).
 
         @classmethod
-        def final(cls) -> list[str]:
-            return [cls.COMPLETED, cls.TERMINATED]
+        def active(cls) -> tuple[str, ...]:
+            """A worker holds the operation or should: queued or worked."""
+            return (cls.QUEUED, *cls.worked())
+
+        @classmethod
+        def worked(cls) -> tuple[str, ...]:
+            """A worker holding a live lease is doing the operation's work (importing, or
+            finishing a pause, or rolling back). Outside these states nobody holds a lease."""
+            return (cls.RUNNING, cls.PAUSING, cls.TERMINATING)
+
+        @classmethod
+        def moving(cls) -> tuple[str, ...]:
+            """The worker is making progress: the rate and the ETA mean something."""
+            return (cls.RUNNING, cls.PAUSING)
+
+        @classmethod
+        def final(cls) -> tuple[str, ...]:
+            """Nothing will ever change again."""
+            return (cls.COMPLETED, cls.TERMINATED)
 
     op_type = models.CharField(max_length=64, default="Upload")
     state = models.CharField(max_length=16, choices=State.choices, default=State.REGISTERED)
@@ -70,11 +90,14 @@ class Operation(models.Model):
     file_sha256 = models.CharField(max_length=64, blank=True, default="")
     columns = models.JSONField(null=True, blank=True)
 
-    # Checkpoint, written in the same transaction as the chunk it describes.
-    position = models.BigIntegerField(default=0, help_text="Byte offset in the file after the last finished row.")
+    # Checkpoint, written in the same transaction as the chunk it describes. The operation type
+    # decides what the columns mean (for an Upload: bytes and data rows of its file) and keeps
+    # whatever else it needs in `checkpoint`; the worker saves what the type returns.
+    position = models.BigIntegerField(default=0, help_text="Where the type stands, e.g. a byte offset in the file.")
     lines_finished = models.BigIntegerField(default=0)
     lines_failed = models.BigIntegerField(default=0)
     total_lines = models.BigIntegerField(null=True, blank=True)
+    checkpoint = models.JSONField(default=dict, blank=True, help_text="More of the type's checkpoint, if any.")
     rollback_position = models.BigIntegerField(default=0, help_text="Terminate: rows deleted up to this line.")
     rows_per_second = models.FloatField(null=True, blank=True)
 

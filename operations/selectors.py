@@ -1,14 +1,38 @@
-"""Reads: progress figures derived from the checkpoint, and waiting for a worker's ack."""
+"""Every read: the operations a user may see, those that need a worker, the status object and
+its progress figures, and waiting for a worker's acknowledgement."""
 
 import time
+from datetime import timedelta
 
 from django.conf import settings
+from django.db.models import Q
+from django.db.models.functions import Now
 
+from operations.errors import NotFound
 from operations.models import Operation
 from operations.operation_types import registry
 
 State = Operation.State
-WORKING_STATES = (State.RUNNING, State.PAUSING)
+
+
+def operation_get(*, op_id: int, user) -> Operation:
+    """The operation if `user` may see it, else NotFound (a stranger's looks like a missing one)."""
+    try:
+        return Operation.objects.visible_to(user).get(pk=op_id)
+    except Operation.DoesNotExist:
+        raise NotFound() from None
+
+
+def operations_stalled(*, limit: int = 20) -> list[int]:
+    """Ids of operations that need a worker and have none: a worked state with an expired
+    lease or none, or queued for longer than a lease (their wake-up was lost)."""
+    lease = timedelta(seconds=settings.LONG_TASK_LEASE_SECONDS)
+    stalled = Operation.objects.filter(
+        Q(state__in=State.worked(), lease_expires_at__lt=Now())
+        | Q(state__in=State.worked(), lease_owner="")
+        | Q(state=State.QUEUED, updated_at__lt=Now() - lease)
+    )
+    return list(stalled.order_by("id").values_list("id", flat=True)[:limit])
 
 
 def operation_status(op: Operation) -> dict:
@@ -46,7 +70,7 @@ def percent_done(op: Operation) -> float | None:
 
 def rows_per_second(op: Operation) -> float | None:
     """The worker's current speed; None when no worker is on it."""
-    return op.rows_per_second if op.state in WORKING_STATES else None
+    return op.rows_per_second if op.state in State.moving() else None
 
 
 def eta_seconds(op: Operation) -> float | None:

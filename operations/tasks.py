@@ -1,12 +1,17 @@
-"""The django-background-tasks entry point. Its Task row only wakes a worker up: the truth
-about an operation (state, checkpoint, lease) lives in `Operation`, and the task carries
-nothing but the operation's id."""
+"""The django-background-tasks adapter. Its Task row only wakes a worker up: the truth about an
+operation (state, checkpoint, lease) lives in `Operation`, and the task carries nothing but the
+operation's id. `OperationsConfig.ready()` makes `enqueue` the core's queue hook."""
 
 from background_task import background
 
 
+# The task's name is what queued rows in the database refer to: it stays as it was.
 @background(name="operations.run_operation")
-def run_operation(op_id: int) -> None:
+def work_operation_task(op_id: int) -> None:
     from operations import worker
 
-    worker.run_operation(op_id)
+    worker.work_operation(op_id)
+
+
+def enqueue(op_id: int) -> None:
+    work_operation_task(op_id)

@@ -5,7 +5,6 @@ size costs one chunk of memory, and storing it afterwards is a rename within the
 """
 
 import hashlib
-import os
 
 from django.conf import settings
 from django.core.files.uploadhandler import StopUpload, TemporaryFileUploadHandler
@@ -13,6 +12,7 @@ from django.http import QueryDict
 from django.utils.datastructures import MultiValueDict
 
 from operations.csv_reader import TextCheck
+from operations.errors import TooLarge
 
 # Marks a request whose upload went over LONG_TASK_MAX_UPLOAD_BYTES.
 TOO_LARGE_ATTRIBUTE = "long_task_upload_too_large"
@@ -20,8 +20,10 @@ TOO_LARGE_ATTRIBUTE = "long_task_upload_too_large"
 MULTIPART_SLACK_BYTES = 1024**2
 
 
-def upload_too_large(request) -> bool:
-    return getattr(request, TOO_LARGE_ATTRIBUTE, False)
+def check_upload_size(request) -> None:
+    """Raise the one 413 of an upload over LONG_TASK_MAX_UPLOAD_BYTES, if this request's was."""
+    if getattr(request, TOO_LARGE_ATTRIBUTE, False):
+        raise TooLarge(f"The file is larger than the upload limit of {settings.LONG_TASK_MAX_UPLOAD_BYTES} bytes")
 
 
 class CheckedUploadHandler(TemporaryFileUploadHandler):
@@ -35,7 +37,6 @@ class CheckedUploadHandler(TemporaryFileUploadHandler):
         return None
 
     def new_file(self, *args, **kwargs) -> None:
-        os.makedirs(settings.FILE_UPLOAD_TEMP_DIR, exist_ok=True)
         super().new_file(*args, **kwargs)
         self.sha256 = hashlib.sha256()
         self.text_check = TextCheck()

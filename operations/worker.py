@@ -13,15 +13,14 @@ import secrets
 import socket
 import threading
 import time
-import traceback
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
-from operations import state_machine
-from operations.errors import LeaseLost
+from operations import leases, selectors
+from operations.errors import LeaseLost, OperationError
 from operations.models import Operation
 from operations.operation_types import registry
 
@@ -30,13 +29,16 @@ State = Operation.State
 
 _stop = threading.Event()
 _identity: tuple[int, str] | None = None
+STOPPING = "worker stopping"
 
 
 def worker_id() -> str:
-    """This process's identity: unique across machines and restarts (not just a PID)."""
+    """This process's identity in leases and events: unique across machines and restarts, and
+    opaque (host names and PIDs are for the log, where `worker_id` is printed beside them)."""
     global _identity
     if _identity is None or _identity[0] != os.getpid():
-        _identity = (os.getpid(), f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}")
+        _identity = (os.getpid(), secrets.token_hex(6))
+        logger.info("worker %s is process %s on %s", _identity[1], os.getpid(), socket.gethostname())
     return _identity[1]
 
 
@@ -71,11 +73,18 @@ class ChunkSizer:
         self.size = int(max(self.minimum, min(self.maximum, 2 * self.size, (self.size + ideal) / 2)))
 
 
-def run_operation(op_id: int) -> None:
-    """Work `op_id` if it needs a worker and nobody else holds it."""
+def smoothed_rate(previous: float | None, rows: int, seconds: float) -> float:
+    """Rows per second, smoothed over chunks (the last chunk weighs 30%) so that one slow
+    chunk does not make the ETA jump."""
+    rate = rows / max(seconds, 1e-6)
+    return round(rate if not previous else 0.7 * previous + 0.3 * rate, 1)
+
+
+def work_operation(op_id: int) -> None:
+    """Work `op_id` now, in this process, if it needs a worker and nobody else holds it."""
     me = worker_id()
     try:
-        op = state_machine.operation_claim(op_id=op_id, worker_id=me)
+        op = leases.operation_claim(op_id=op_id, worker_id=me)
     except (OperationalError, InterfaceError) as exc:
         # Nothing is claimed; the operation stays queued and recovery picks it up.
         logger.warning("claim of operation %s failed: %s", op_id, exc)
@@ -99,10 +108,10 @@ def prune_task_history(*, days: float = 7.0) -> int:
 def recover_stalled() -> int:
     """Take up operations whose worker died (lease expired) or whose queue task was lost."""
     worked = 0
-    for op_id in state_machine.operations_stalled():
+    for op_id in selectors.operations_stalled():
         if stop_requested():
             break
-        run_operation(op_id)
+        work_operation(op_id)
         worked += 1
     return worked
 
@@ -137,9 +146,16 @@ class Runner:
                 logger.warning("operation %s: database error (%s), retrying in %.1fs", self.op.pk, exc, delay)
                 if wait_for_stop(delay):
                     return  # the lease expires and another worker continues
+            except OperationError as exc:
+                # The type refused its input (e.g. the stored file is gone): the user's message.
+                logger.warning("operation %s failed: %s", self.op.pk, exc.message)
+                self._fail(exc.message)
+                return
             except Exception as exc:
+                # A bug or an environment problem: the traceback goes to the log, the user
+                # reads what happened without the server's internals.
                 logger.exception("operation %s failed", self.op.pk)
-                self._fail(f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}")
+                self._fail(f"internal error ({type(exc).__name__}); the worker's log has the details")
                 return
 
     def _dispatch(self) -> None:
@@ -152,7 +168,8 @@ class Runner:
                 if not self._import():
                     return
             elif self.op.state == State.PAUSING:
-                state_machine.operation_ack_pause(op_id=self.op.pk, worker_id=self.worker)
+                detail = f"stopped at {self.op_type.describe_checkpoint(self.op)}"
+                leases.operation_ack_pause(op_id=self.op.pk, worker_id=self.worker, detail=detail)
                 return
             elif self.op.state == State.TERMINATING:
                 self._rollback()
@@ -160,42 +177,39 @@ class Runner:
             else:
                 return
 
+    def _release(self) -> None:
+        """A stop was asked for (SIGTERM, Ctrl-C): give the operation back at its checkpoint."""
+        leases.operation_release(op_id=self.op.pk, worker_id=self.worker, detail=STOPPING)
+
     def _import(self) -> bool:
         """Commit chunks until the end, a stop, or a state change. True: look at the state again."""
         job = self.op_type.open(self.op)
         # SQLite has one writer at a time: read the chunk before taking the write lock, so that
-        # a pause request waits for the inserts only. Elsewhere reading streams into the writes.
+        # a pause request waits for the writes only. Elsewhere reading streams into the writes.
         prepare_first = connection.vendor == "sqlite"
         try:
             while True:
                 if stop_requested():
-                    state_machine.operation_release(op_id=self.op.pk, worker_id=self.worker, reason="worker stopping")
+                    self._release()
                     return False
                 started = time.monotonic()
                 chunk = job.read_chunk(max_rows=self.sizer.size)
                 if prepare_first:
                     chunk.prepare()
-                if not state_machine.operation_is_held(op_id=self.op.pk, worker_id=self.worker):
+                if not leases.operation_is_held(op_id=self.op.pk, worker_id=self.worker):
                     return True  # paused, terminated or taken over since the last chunk: write nothing
                 try:
                     with transaction.atomic():
                         job.write_chunk(chunk)
                         progress = chunk.progress
-                        elapsed = max(time.monotonic() - started, 1e-6)
-                        state_machine.operation_checkpoint(
+                        rate = smoothed_rate(self.op.rows_per_second, chunk.units, time.monotonic() - started)
+                        leases.operation_checkpoint(
                             op=self.op,
                             worker_id=self.worker,
-                            fields={
-                                "position": progress.position,
-                                "lines_finished": progress.lines_finished,
-                                "lines_failed": progress.lines_failed,
-                                "rows_per_second": self._rate(chunk.units, elapsed),
-                            },
+                            fields={**progress.checkpoint, "rows_per_second": rate},
                         )
                         if progress.finished and not progress.error:
-                            state_machine.operation_complete(
-                                op_id=self.op.pk, worker_id=self.worker, total_lines=progress.lines_finished
-                            )
+                            leases.operation_complete(op_id=self.op.pk, worker_id=self.worker)
                 except LeaseLost:
                     return True  # paused, terminated or taken over: the chunk rolled back
                 self.db_failures = 0
@@ -204,15 +218,10 @@ class Runner:
                     self._fail(progress.error)
                     return False
                 if progress.finished:
-                    logger.info("operation %s: completed, %s lines", self.op.pk, progress.lines_finished)
+                    logger.info("operation %s: completed", self.op.pk)
                     return False
         finally:
             job.close()
-
-    def _rate(self, rows: int, seconds: float) -> float:
-        rate = rows / seconds
-        previous = self.op.rows_per_second
-        return round(rate if not previous else 0.7 * previous + 0.3 * rate, 1)
 
     def _rollback(self) -> None:
         """Delete what the operation wrote, chunk by chunk (resumable), then its file."""
@@ -220,28 +229,28 @@ class Runner:
         sizer = ChunkSizer(target=settings.LONG_TASK_ROLLBACK_CHUNK_SECONDS, initial=50_000, maximum=5_000_000)
         while not self.op_type.rollback_done(self.op):
             if stop_requested():
-                state_machine.operation_release(op_id=self.op.pk, worker_id=self.worker, reason="worker stopping")
+                self._release()
                 return
             started = time.monotonic()
             before = self.op.rollback_position
             with transaction.atomic():
-                position = self.op_type.rollback_chunk(self.op, max_rows=sizer.size)
-                state_machine.operation_checkpoint(
+                rolled_back_to = self.op_type.rollback_chunk(self.op, max_rows=sizer.size)
+                leases.operation_checkpoint(
                     op=self.op,
                     worker_id=self.worker,
                     state=State.TERMINATING,
-                    fields={"rollback_position": position},
+                    fields={"rollback_position": rolled_back_to},
                 )
             self.db_failures = 0
-            sizer.observe(position - before, time.monotonic() - started)
+            sizer.observe(rolled_back_to - before, time.monotonic() - started)
         self.op_type.delete_input(self.op)
         with transaction.atomic():
-            self.op_type.rollback_rest(self.op)
-            state_machine.operation_finish_terminate(op_id=self.op.pk, worker_id=self.worker)
+            kept = self.op_type.rollback_rest(self.op)
+            leases.operation_finish_terminate(op_id=self.op.pk, worker_id=self.worker, fields=kept)
         logger.info("operation %s: terminated, rolled back", self.op.pk)
 
     def _fail(self, error: str) -> None:
         try:
-            state_machine.operation_fail(op_id=self.op.pk, worker_id=self.worker, error=error)
+            leases.operation_fail(op_id=self.op.pk, worker_id=self.worker, error=error)
         except Exception as exc:  # the database is gone or the lease too: recovery will retry
             logger.warning("operation %s: could not record the failure: %s", self.op.pk, exc)

@@ -8,6 +8,9 @@ from collections.abc import Callable
 import pytest
 from rest_framework.test import APIClient
 
+from operations import worker
+from operations.models import Operation
+
 from .support import (  # noqa: F401 (re-exported for the tests)
     HEADER,
     ROOT,
@@ -15,6 +18,7 @@ from .support import (  # noqa: F401 (re-exported for the tests)
     csv_bytes,
     database_url,
     op_in_state,
+    operation_in_state,
     overlapping_chunks,
     stored_lines,
     token_client,
@@ -35,6 +39,12 @@ def media_root(tmp_path, settings):
     settings.FILE_UPLOAD_TEMP_DIR = str(tmp_path / "media" / "incoming")
     os.makedirs(settings.FILE_UPLOAD_TEMP_DIR)
     return settings.MEDIA_ROOT
+
+
+@pytest.fixture
+def in_state(db) -> Callable[..., Operation]:
+    """An operation in a given state, with a lease where the state has one (see support)."""
+    return operation_in_state
 
 
 @pytest.fixture
@@ -88,6 +98,40 @@ def workers(transactional_db, media_root, tmp_path, request):
     pool.stop_all()
     if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
         print(pool.logs())
+
+
+# --- the worker loop in-process ---------------------------------------------------------------
+
+
+class Chunks:
+    """A fixed chunk size, and a hook called after each committed chunk with its count."""
+
+    def __init__(self):
+        self.size = 3
+        self.count = 0
+        self.after_chunk: Callable[[int], None] | None = None
+
+    def sizer_class(self):
+        chunks = self
+
+        class FixedSizer:
+            def __init__(self, *, target: float, **_):
+                self.size = chunks.size
+
+            def observe(self, rows: int, seconds: float) -> None:
+                chunks.count += 1
+                if chunks.after_chunk is not None:
+                    chunks.after_chunk(chunks.count)
+
+        return FixedSizer
+
+
+@pytest.fixture
+def chunks(monkeypatch) -> Chunks:
+    """Fixed chunk sizes for `worker.work_operation` called in the test's own process."""
+    fixed = Chunks()
+    monkeypatch.setattr(worker, "ChunkSizer", fixed.sizer_class())
+    return fixed
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

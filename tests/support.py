@@ -6,13 +6,16 @@ import csv
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 from django.db import connection
+from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -67,6 +70,25 @@ def overlapping_chunks(records: list[dict]) -> list[tuple[dict, dict]]:
     return pairs
 
 
+TEST_WORKER = "test-worker"
+
+
+def operation_in_state(state: str, *, op_id: int | None = None, expired: bool = False, **fields) -> Operation:
+    """An operation put straight into `state` (a new one, or `op_id`), bypassing the state
+    machine. A worked state gets a lease by TEST_WORKER (unless `lease_owner` is given), live
+    for a minute or, with `expired`, run out five seconds ago; other states get none."""
+    if state in Operation.State.worked():
+        fields.setdefault("lease_owner", TEST_WORKER)
+    if fields.get("lease_owner"):
+        fields.setdefault("lease_expires_at", timezone.now() + timedelta(seconds=-5 if expired else 60))
+    else:
+        fields.update(lease_owner="", lease_expires_at=None)
+    if op_id is None:
+        return Operation.objects.create(state=state, **fields)
+    Operation.objects.filter(pk=op_id).update(state=state, **fields)
+    return Operation.objects.get(pk=op_id)
+
+
 def op_in_state(op_id: int, *states: str) -> Operation | None:
     op = Operation.objects.get(pk=op_id)
     return op if op.state in states else None
@@ -104,8 +126,15 @@ class Workers:
         self.processes: list[subprocess.Popen] = []
 
     def start(
-        self, *, chunk_delay: float = 0.0, rollback_delay: float = 0.0, lease_seconds: float = 3.0, **env
+        self,
+        *,
+        chunk_delay: float = 0.0,
+        rollback_delay: float = 0.0,
+        lease_seconds: float = 3.0,
+        own_group: bool = False,
+        **env,
     ) -> subprocess.Popen:
+        """A worker; `own_group` puts it in a process group of its own, as a shell's job is."""
         self.chunk_log_dir.mkdir(exist_ok=True)
         environment = {
             **os.environ,
@@ -127,6 +156,7 @@ class Workers:
             env=environment,
             stdout=log,
             stderr=subprocess.STDOUT,
+            process_group=0 if own_group else None,
         )
         process.log_path = log.name
         self.processes.append(process)
@@ -138,6 +168,12 @@ class Workers:
                 process.send_signal(signal.SIGKILL)
         for process in self.processes:
             process.wait(timeout=10)
+
+    def worker_id(self, process: subprocess.Popen) -> str:
+        """The opaque id a worker process uses in leases and events (its log names its PID)."""
+        pattern = re.compile(rf"worker (\w+) is process {process.pid} ")
+        found = wait_for(lambda: pattern.search(Path(process.log_path).read_text(errors="replace")), what="its id")
+        return found.group(1)
 
     def chunk_records(self) -> list[dict]:
         """Every committed chunk, as recorded by tests/worker_hooks."""

@@ -1,26 +1,20 @@
 """The admin (SPEC §10): pages render with progress, events and row errors; the actions go
 through the state machine, report each operation, and refuse without a 500 or a change."""
 
-from datetime import timedelta
-
 import pytest
 from django.contrib.auth.models import Permission
 from django.urls import reverse
-from django.utils import timezone
 
 from operations.admin import ROW_ERRORS_SHOWN
 from operations.models import Operation, OperationEvent, RowError
 
+from .support import operation_in_state
+
 S = Operation.State
 CHANGELIST = reverse("admin:operations_operation_changelist")
-WORKER = "host:1:abc"
 
 
-def make_op(state: str, **fields) -> Operation:
-    if state in (S.RUNNING, S.PAUSING, S.TERMINATING):
-        fields.setdefault("lease_owner", WORKER)
-        fields.setdefault("lease_expires_at", timezone.now() + timedelta(seconds=60))
-    return Operation.objects.create(state=state, **fields)
+make_op = operation_in_state
 
 
 def change_url(op: Operation) -> str:

@@ -14,16 +14,16 @@ from django.conf import settings
 from django.db import OperationalError
 from rest_framework.test import APIClient
 
-from operations import tasks
+from operations import queue
 from operations.models import Operation, OperationEvent, RowError
 
 from .conftest import csv_bytes, upload_file
+from .support import operation_in_state
 
 pytestmark = pytest.mark.django_db
 
 S = Operation.State
 ALL_STATES = [state for state, _ in S.choices]
-WORKED = (S.RUNNING, S.PAUSING, S.TERMINATING)
 STATUS_FIELDS = {
     "op_id",
     "op_type",
@@ -48,9 +48,7 @@ ENCODINGS = ["json", "multipart", "form"]
 
 
 def set_state(op_id: int, state: str, **fields) -> None:
-    """Put an operation into `state`; a worked state gets a (fake) live lease."""
-    lease = "test-host:1:abc" if state in WORKED else ""
-    Operation.objects.filter(pk=op_id).update(state=state, lease_owner=lease, **fields)
+    operation_in_state(state, op_id=op_id, **fields)
 
 
 def state_of(op_id: int) -> str:
@@ -143,7 +141,7 @@ def test_register_strict_option(api):
 def test_register_unknown_op_type(api, encoding):
     response = post(api, "/register/", {"op_type": "Nope"}, encoding)
     assert response.status_code == 400
-    assert response.json() == {"message": "Unknown op_type 'Nope'. Known types: Upload"}
+    assert response.json() == {"message": "Unknown op_type 'Nope'. Known types: Export, Upload"}
     assert not Operation.objects.exists()
 
 
@@ -204,7 +202,7 @@ def test_a_failed_enqueue_after_the_commit_keeps_the_upload(
     def queue_away(op_id):
         raise OperationalError("the task queue is away")
 
-    monkeypatch.setattr(tasks, "run_operation", queue_away)
+    monkeypatch.setattr(queue, "_enqueue", queue_away)
     op_id = register()
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         response = api.post("/upload/", {"op_id": op_id, "file": upload_file(csv_bytes(3))})
@@ -351,7 +349,9 @@ def test_upload_over_the_limit(api, register, settings):
     op_id = register()
     response = api.post("/upload/", {"op_id": op_id, "file": upload_file(csv_bytes(20))})
     assert response.status_code == 413
-    assert response.json() == {"message": "The file is larger than the configured upload limit"}
+    assert response.json() == {
+        "message": f"The file is larger than the upload limit of {settings.LONG_TASK_MAX_UPLOAD_BYTES} bytes"
+    }
     assert state_of(op_id) == S.REGISTERED
     assert stored_uploads() == []
 
@@ -362,7 +362,9 @@ def test_upload_far_over_the_limit_is_refused_before_reading(api, register, sett
     op_id = register()
     response = api.post("/upload/", {"op_id": op_id, "file": upload_file(csv_bytes(30_000))})
     assert response.status_code == 413
-    assert response.json() == {"message": "The file is larger than the configured upload limit"}
+    assert response.json() == {
+        "message": f"The file is larger than the upload limit of {settings.LONG_TASK_MAX_UPLOAD_BYTES} bytes"
+    }
     assert state_of(op_id) == S.REGISTERED
     assert stored_uploads() == []
 
@@ -511,7 +513,7 @@ def test_terminate_without_force_asks_to_pause(api, op_in, state, force):
     body = {"op_id": op_id} if force is None else {"op_id": op_id, "force": force}
     response = api.post("/terminate/", body, format="json")
     assert response.status_code == 409
-    assert response.json() == {"message": "Pause the operation"}
+    assert response.json() == {"message": "Pause the operation", "hint": "force=true terminates a running operation"}
     assert state_of(op_id) == state
 
 
@@ -545,7 +547,7 @@ def test_the_body_wins_over_the_query_string(api, op_in):
     op_id = op_in(S.RUNNING)
     response = api.post("/terminate/?force=true", {"op_id": op_id, "force": "false"}, format="json")
     assert response.status_code == 409
-    assert response.json() == {"message": "Pause the operation"}
+    assert response.json() == {"message": "Pause the operation", "hint": "force=true terminates a running operation"}
 
 
 @pytest.mark.parametrize("force", [False, True])
@@ -858,7 +860,7 @@ def test_rest_create(api):
 def test_rest_create_unknown_type(api):
     response = api.post("/api/operations/", {"op_type": "Nope"}, format="json")
     assert response.status_code == 400
-    assert response.json() == {"message": "Unknown op_type 'Nope'. Known types: Upload"}
+    assert response.json() == {"message": "Unknown op_type 'Nope'. Known types: Export, Upload"}
 
 
 def test_rest_detail(api, register):
@@ -904,7 +906,7 @@ def test_rest_start_pause_resume_terminate(api):
 
     refused = api.post(f"{base}/terminate/")
     assert refused.status_code == 409
-    assert refused.json() == {"message": "Pause the operation"}
+    assert refused.json() == {"message": "Pause the operation", "hint": "force=true terminates a running operation"}
 
     paused = api.post(f"{base}/pause/")
     assert paused.status_code == 200
@@ -943,7 +945,9 @@ def test_rest_start_errors(api, register, settings):
     settings.LONG_TASK_MAX_UPLOAD_BYTES = 10
     too_large = api.post(f"{base}/start/", {"file": upload_file(csv_bytes(3))})
     assert too_large.status_code == 413
-    assert too_large.json() == {"message": "The file is larger than the configured upload limit"}
+    assert too_large.json() == {
+        "message": f"The file is larger than the upload limit of {settings.LONG_TASK_MAX_UPLOAD_BYTES} bytes"
+    }
     assert state_of(op_id) == S.REGISTERED
 
 

@@ -14,7 +14,8 @@ from django.db import connection
 from rest_framework.authtoken.models import Token
 
 from operations.models import Operation, OperationEvent
-from operations.state_machine import Actor, operation_resume
+from operations.services import operation_resume
+from operations.state_machine import Actor
 
 from .conftest import csv_bytes, op_in_state, overlapping_chunks, stored_lines, wait_for
 from .support import running_server
@@ -48,7 +49,7 @@ def test_a_killed_workers_operation_is_taken_over_from_its_checkpoint(start_uplo
     op_id = start_upload(csv_bytes(2_000))
     wait_for(lambda: lines_finished(op_id) > 0, what="first chunk")
     holder = Operation.objects.get(pk=op_id).lease_owner
-    assert f":{doomed.pid}:" in holder
+    assert holder == workers.worker_id(doomed)
     survivor = workers.start(lease_seconds=LEASE)
 
     time.sleep(0.15)  # inside a chunk: rows written, not committed
@@ -62,7 +63,8 @@ def test_a_killed_workers_operation_is_taken_over_from_its_checkpoint(start_uplo
     wait_for(lambda: op_in_state(op_id, S.COMPLETED), timeout=60, what="completed")
     assert stored_lines(op_id) == list(range(1, 2_001))
     takeover = OperationEvent.objects.filter(operation_id=op_id, detail__startswith="took over").get()
-    assert holder in takeover.detail and f":{survivor.pid}:" in takeover.actor
+    assert takeover.actor == f"worker:{workers.worker_id(survivor)}"
+    assert takeover.detail == "took over (the lease had expired)"
     assert overlapping_chunks(workers.chunk_records()) == []
 
 
@@ -103,7 +105,7 @@ def test_sigterm_finishes_the_chunk_and_requeues_at_the_checkpoint(start_upload,
     assert op.lines_finished > before, "the chunk in flight was finished, not abandoned"
     assert row_count(op_id) == op.lines_finished
     requeue = OperationEvent.objects.filter(operation_id=op_id, to_state=S.QUEUED).last()
-    assert requeue.detail == "worker stopping" and f":{leaving.pid}:" in requeue.actor
+    assert requeue.detail == "worker stopping" and requeue.actor == f"worker:{workers.worker_id(leaving)}"
 
     workers.start(lease_seconds=LEASE)
     wait_for(lambda: op_in_state(op_id, S.COMPLETED), timeout=60, what="completed")
@@ -287,3 +289,19 @@ def test_sqlite_control_storm_has_no_lock_errors_and_no_5xx(user, start_upload, 
         operation_resume(op_id=op_id, actor=Actor("test"))
     wait_for(lambda: op_in_state(op_id, S.COMPLETED), timeout=120, what="completed")
     assert stored_lines(op_id) == list(range(1, 60_001))
+
+
+def test_ctrl_z_suspends_a_worker_and_fg_continues_it(workers):
+    """SIGTSTP keeps its default meaning: django-background-tasks' SignalManager, which our
+    worker does not use, used to catch it (and SIGUSR1/2), so Ctrl-Z did nothing."""
+    import psutil
+
+    # A group of its own under this process, as a shell's job: a SIGTSTP to a group whose
+    # parents are all outside the session (an orphaned group) is discarded by the kernel.
+    process = workers.start(own_group=True)
+    workers.worker_id(process)  # started: its signal handlers are set
+    process.send_signal(signal.SIGTSTP)
+    wait_for(lambda: psutil.Process(process.pid).status() == psutil.STATUS_STOPPED, timeout=5, what="stopped")
+    process.send_signal(signal.SIGCONT)
+    wait_for(lambda: psutil.Process(process.pid).status() != psutil.STATUS_STOPPED, timeout=5, what="continued")
+    assert process.poll() is None

@@ -22,10 +22,8 @@ class CountdownJob(Job):
         step = min(max_rows, self.total - self.done)
         self.done += step
         finished = self.done == self.total
-        return Chunk(
-            progress=Progress(position=self.done, lines_finished=self.done, lines_failed=0, finished=finished),
-            units=step,
-        )
+        checkpoint = {"position": self.done, "lines_finished": self.done}
+        return Chunk(progress=Progress(checkpoint=checkpoint, finished=finished), units=step)
 
     def write_chunk(self, chunk: Chunk) -> None:
         pass  # a real type writes here, inside the chunk's transaction
@@ -47,11 +45,14 @@ class Countdown(OperationType):
     def open(self, op: Operation) -> Job:
         return CountdownJob(op)
 
-    def rollback_chunk(self, op: Operation, *, max_rows: int) -> int:
-        return op.lines_finished
+    def rollback_done(self, op: Operation) -> bool:
+        return True  # it wrote nothing
 
-    def rollback_rest(self, op: Operation) -> None:
-        pass
+    def rollback_chunk(self, op: Operation, *, max_rows: int) -> int:
+        return op.rollback_position
+
+    def rollback_rest(self, op: Operation) -> dict:
+        return {"lines_finished": 0, "position": 0}
 
 
 @pytest.fixture
@@ -74,7 +75,7 @@ def test_a_new_type_runs_through_the_same_api_and_worker(api, countdown, setting
 
     assert api.post("/pause/", {"op_id": op_id}).json()["state"] == S.PAUSED  # still queued: at once
     assert api.post("/upload/", {"op_id": op_id}).json()["message"] == "countdown resumed"
-    worker.run_operation(op_id)
+    worker.work_operation(op_id)
 
     status = api.get("/get_status/", {"op_id": op_id}).json()
     assert (status["state"], status["lines_finished"], status["percent"]) == (S.COMPLETED, 5000, 100.0)
@@ -86,4 +87,4 @@ def test_a_new_type_runs_through_the_same_api_and_worker(api, countdown, setting
 def test_unknown_types_are_refused(api):
     response = api.post("/register/", {"op_type": "Nope"}, format="json")
     assert response.status_code == 400
-    assert response.json() == {"message": "Unknown op_type 'Nope'. Known types: Upload"}
+    assert response.json() == {"message": "Unknown op_type 'Nope'. Known types: Export, Upload"}

@@ -16,7 +16,7 @@ from django.db import connection
 from operations.models import Operation, RowError, UploadedRow
 
 from .machine import peak_rss_kib
-from .support import csv_bytes, op_in_state, running_server, stored_lines, wait_for
+from .support import csv_bytes, op_in_state, overlapping_chunks, running_server, stored_lines, wait_for
 
 pytestmark = [pytest.mark.processes, pytest.mark.django_db(transaction=True)]
 S = Operation.State
@@ -86,7 +86,6 @@ def test_pause_stops_the_chunk_in_flight_and_resume_finishes_exactly(api, start_
     path = stored_file(op_id)
     with open(path, "r+b") as handle:
         handle.write(b"\xff" * op.position)
-    Operation.objects.filter(pk=op_id).update(file_sha256=op.file_sha256)  # unchanged
 
     response = api.post("/resume/", {"op_id": op_id})
     assert response.status_code == 202
@@ -124,7 +123,10 @@ def test_forced_terminate_rolls_back_a_racing_chunk(api, start_upload, workers):
     path = stored_file(op_id)
 
     response = api.post("/terminate/", {"op_id": op_id})
-    assert response.status_code == 409 and response.json() == {"message": "Pause the operation"}
+    assert response.status_code == 409 and response.json() == {
+        "message": "Pause the operation",
+        "hint": "force=true terminates a running operation",
+    }
     response = api.post("/terminate/", {"op_id": op_id, "force": "true"})
     assert response.status_code == 200 and response.json()["state"] == S.TERMINATING
 
@@ -217,3 +219,88 @@ def test_web_memory_does_not_grow_with_the_upload(user, register, media_root, tm
         assert _stream_upload(port, register(), token, 40 * 1024**2) == 202
         large = peak_rss_kib(server.pid)
     assert large - small < 8 * 1024, f"peak RSS {small} KiB after 2 MB, {large} KiB after 40 MB"
+
+
+# --- Export: the same guarantees for the second type ---------------------------------------------
+
+
+def exported_source(start_upload, workers, rows: int) -> tuple[int, bytes]:
+    """An imported Upload, and its export made without interruption (the reference file), by a
+    fast worker that is gone afterwards."""
+    fast = workers.start()
+    source_id = start_upload(csv_bytes(rows, bom=True))
+    wait_for(lambda: op_in_state(source_id, S.COMPLETED), what="source imported")
+    reference_id = start_export(source_id)
+    wait_for(lambda: op_in_state(reference_id, S.COMPLETED), what="reference exported")
+    fast.send_signal(signal.SIGKILL)
+    fast.wait()
+    return source_id, exported_file(reference_id)
+
+
+def start_export(source_id: int) -> int:
+    from operations import services
+    from operations.state_machine import Actor
+
+    owner = Operation.objects.get(pk=source_id).owner
+    actor = Actor.for_user(owner)
+    op = services.operation_register(op_type="Export", actor=actor, data={"source": source_id})
+    services.operation_start(op_id=op.pk, actor=actor, data={}, files={})
+    return op.pk
+
+
+def exported_file(op_id: int) -> bytes:
+    return (Path(settings.MEDIA_ROOT) / Operation.objects.get(pk=op_id).file.name).read_bytes()
+
+
+def test_export_pause_and_resume_by_real_workers_give_the_reference_file(api, start_upload, workers):
+    _, reference = exported_source(start_upload, workers, 3_000)
+    source_id = Operation.objects.filter(op_type="Upload").get().pk
+    workers.start(chunk_delay=0.2)
+    op_id = start_export(source_id)
+    wait_for(lambda: Operation.objects.get(pk=op_id).lines_finished > 0, what="first chunk")
+
+    assert api.post("/pause/", {"op_id": op_id}).json()["state"] == S.PAUSING
+    at_pause = Operation.objects.get(pk=op_id).checkpoint["last_line"]
+    wait_for(lambda: op_in_state(op_id, S.PAUSED), what="paused")
+    time.sleep(0.6)
+    assert Operation.objects.get(pk=op_id).checkpoint["last_line"] == at_pause < 3_000
+
+    assert api.post("/resume/", {"op_id": op_id}).status_code == 202
+    wait_for(lambda: op_in_state(op_id, S.COMPLETED), timeout=60, what="completed")
+    assert exported_file(op_id) == reference
+
+
+def test_export_killed_mid_chunk_resumes_to_a_byte_identical_file(start_upload, workers):
+    """I4 for Export: SIGKILL while a chunk's part is written and not committed; another worker
+    takes over from the checkpoint and the result is the reference file, byte for byte."""
+    _, reference = exported_source(start_upload, workers, 3_000)
+    source_id = Operation.objects.filter(op_type="Upload").get().pk
+    doomed = workers.start(chunk_delay=0.3)
+    op_id = start_export(source_id)
+    wait_for(lambda: Operation.objects.get(pk=op_id).lines_finished > 0, what="first chunk")
+    time.sleep(0.15)  # inside a chunk: its part written, the checkpoint not committed
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait()
+    assert Operation.objects.get(pk=op_id).state == S.RUNNING
+
+    workers.start()
+    wait_for(lambda: op_in_state(op_id, S.COMPLETED), timeout=60, what="completed")
+    assert exported_file(op_id) == reference
+    assert overlapping_chunks(workers.chunk_records()) == []
+
+
+def test_export_terminate_deletes_the_partial_file(api, start_upload, workers):
+    """I3 for Export: terminated leaves no part and no result file."""
+    source_id = start_upload(csv_bytes(3_000))
+    workers.start(chunk_delay=0.2)
+    wait_for(lambda: op_in_state(source_id, S.COMPLETED), timeout=60, what="source imported")
+    op_id = start_export(source_id)
+    wait_for(lambda: Operation.objects.get(pk=op_id).lines_finished > 0, what="first chunk")
+    assert api.post("/pause/", {"op_id": op_id, "wait": 5}).json()["state"] == S.PAUSED
+    parts = Path(settings.MEDIA_ROOT) / "exports" / str(op_id)
+    assert list(parts.iterdir())
+
+    assert api.post("/terminate/", {"op_id": op_id, "wait": 10}).json()["state"] == S.TERMINATED
+    assert not list(parts.iterdir())
+    assert not list((Path(settings.MEDIA_ROOT) / "exports").glob(f"{op_id}-*"))
+    assert row_count(source_id) == 3_000

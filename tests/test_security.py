@@ -15,6 +15,7 @@ from rest_framework.test import APIClient
 from operations.models import Operation, OperationEvent
 
 from .conftest import ROOT, csv_bytes, token_client, upload_file
+from .support import operation_in_state
 
 pytestmark = pytest.mark.django_db
 
@@ -24,8 +25,7 @@ MISSING = {"message": "Operation ID Invalid"}
 
 
 def set_state(op_id: int, state: str) -> None:
-    lease = "test-host:1:abc" if state in (S.RUNNING, S.PAUSING, S.TERMINATING) else ""
-    Operation.objects.filter(pk=op_id).update(state=state, lease_owner=lease)
+    operation_in_state(state, op_id=op_id)
 
 
 def basic_client(username: str, password: str) -> APIClient:

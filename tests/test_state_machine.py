@@ -11,19 +11,21 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from operations import state_machine
+from operations import leases, selectors, services
 from operations.errors import Conflict, LeaseLost, NotFound
 from operations.models import Operation, OperationEvent
 from operations.state_machine import Actor
+
+from .support import csv_bytes, operation_in_state, upload_file
 
 S = Operation.State
 ALL_STATES = [state for state, _ in S.choices]
 WORKER = "host:1:abc"
 
 
-def make_op(state: str, *, owner=None, lease_owner: str = "", expired: bool = False) -> Operation:
-    expires = timezone.now() + timedelta(seconds=-5 if expired else 60) if lease_owner else None
-    return Operation.objects.create(state=state, owner=owner, lease_owner=lease_owner, lease_expires_at=expires)
+def make_op(state: str, *, lease_owner: str = "", **fields) -> Operation:
+    """Unlike the shared helper, no lease unless one is given: claims are tested on both."""
+    return operation_in_state(state, lease_owner=lease_owner, **fields)
 
 
 def system() -> Actor:
@@ -65,27 +67,36 @@ TERMINATE = {
     S.TERMINATED: "Upload already terminated",
 }
 FORCE_TERMINATE = {**TERMINATE, S.QUEUED: S.TERMINATING, S.RUNNING: S.TERMINATING, S.PAUSING: S.TERMINATING}
+# The seed's /upload/: a start, or a resume of a paused or failed operation.
 START = {
     S.REGISTERED: S.QUEUED,
     S.QUEUED: "Upload already running",
     S.RUNNING: "Upload already running",
     S.PAUSING: "Upload already running",
-    S.PAUSED: "Upload already paused",
+    S.PAUSED: S.QUEUED,
     S.COMPLETED: "Upload already finished",
-    S.FAILED: "Upload failed: resume or terminate it",
+    S.FAILED: S.QUEUED,
     S.TERMINATING: "Upload already terminated",
     S.TERMINATED: "Upload already terminated",
 }
 
 REQUESTS = {
-    "pause": (PAUSE, lambda op: state_machine.operation_pause(op_id=op.pk, actor=system())),
-    "resume": (RESUME, lambda op: state_machine.operation_resume(op_id=op.pk, actor=system())),
-    "terminate": (TERMINATE, lambda op: state_machine.operation_terminate(op_id=op.pk, actor=system())),
+    "pause": (PAUSE, lambda op: services.operation_pause(op_id=op.pk, actor=system())),
+    "resume": (RESUME, lambda op: services.operation_resume(op_id=op.pk, actor=system())),
+    "terminate": (TERMINATE, lambda op: services.operation_terminate(op_id=op.pk, actor=system())),
     "force_terminate": (
         FORCE_TERMINATE,
-        lambda op: state_machine.operation_terminate(op_id=op.pk, actor=system(), force=True),
+        lambda op: services.operation_terminate(op_id=op.pk, actor=system(), force=True),
     ),
-    "start": (START, lambda op: state_machine.operation_start(op_id=op.pk, actor=system(), prepare=lambda _: {})),
+    "start": (
+        START,
+        lambda op: services.operation_start(
+            op_id=op.pk,
+            actor=system(),
+            data={},
+            files={"file": upload_file(csv_bytes(3))} if op.state == S.REGISTERED else {},
+        )[0],
+    ),
 }
 
 
@@ -95,7 +106,7 @@ REQUESTS = {
 def test_request_in_every_state(verb, state):
     expected_table, call = REQUESTS[verb]
     expected = expected_table[state]
-    op = make_op(state, lease_owner=WORKER if state in state_machine.WORKED_STATES else "")
+    op = make_op(state, lease_owner=WORKER if state in S.worked() else "")
     events_before = OperationEvent.objects.filter(operation=op).count()
 
     if expected in ALL_STATES:
@@ -122,9 +133,9 @@ def test_request_on_missing_or_foreign_operation_is_not_found(django_user_model)
     bob = django_user_model.objects.create_user("bob")
     op = make_op(S.QUEUED, owner=alice)
     with pytest.raises(NotFound) as missing:
-        state_machine.operation_pause(op_id=op.pk + 1000, actor=Actor.for_user(alice))
+        services.operation_pause(op_id=op.pk + 1000, actor=Actor.for_user(alice))
     with pytest.raises(NotFound) as foreign:
-        state_machine.operation_pause(op_id=op.pk, actor=Actor.for_user(bob))
+        services.operation_pause(op_id=op.pk, actor=Actor.for_user(bob))
     assert missing.value.message == foreign.value.message == "Operation ID Invalid"
     op.refresh_from_db()
     assert op.state == S.QUEUED
@@ -140,11 +151,11 @@ def test_claim_takes_only_what_needs_a_worker(state):
     held = make_op(state, lease_owner="other:2:def")
     expired = make_op(state, lease_owner="dead:3:123", expired=True)
 
-    claimed_free = state_machine.operation_claim(op_id=free.pk, worker_id=WORKER)
-    claimed_held = state_machine.operation_claim(op_id=held.pk, worker_id=WORKER)
-    claimed_expired = state_machine.operation_claim(op_id=expired.pk, worker_id=WORKER)
+    claimed_free = leases.operation_claim(op_id=free.pk, worker_id=WORKER)
+    claimed_held = leases.operation_claim(op_id=held.pk, worker_id=WORKER)
+    claimed_expired = leases.operation_claim(op_id=expired.pk, worker_id=WORKER)
 
-    needs_worker = state in (S.QUEUED, S.RUNNING, S.PAUSING, S.TERMINATING)
+    needs_worker = state in S.active()
     assert (claimed_free is not None) == needs_worker
     # A live lease is never stolen, except that a queued operation has none to respect.
     assert (claimed_held is not None) == (state == S.QUEUED)
@@ -160,28 +171,28 @@ def test_claim_takes_only_what_needs_a_worker(state):
 
 
 WORKER_VERBS = {
-    "ack_pause": (lambda op, w: state_machine.operation_ack_pause(op_id=op.pk, worker_id=w), {S.PAUSING: S.PAUSED}),
+    "ack_pause": (lambda op, w: leases.operation_ack_pause(op_id=op.pk, worker_id=w, detail=""), {S.PAUSING: S.PAUSED}),
     "complete": (
-        lambda op, w: state_machine.operation_complete(op_id=op.pk, worker_id=w, total_lines=3),
+        lambda op, w: leases.operation_complete(op_id=op.pk, worker_id=w),
         {S.RUNNING: S.COMPLETED},
     ),
     "fail": (
-        lambda op, w: state_machine.operation_fail(op_id=op.pk, worker_id=w, error="boom"),
+        lambda op, w: leases.operation_fail(op_id=op.pk, worker_id=w, error="boom"),
         {S.RUNNING: S.FAILED, S.PAUSING: S.FAILED},
     ),
     "finish_terminate": (
-        lambda op, w: state_machine.operation_finish_terminate(op_id=op.pk, worker_id=w),
+        lambda op, w: leases.operation_finish_terminate(op_id=op.pk, worker_id=w, fields={}),
         {S.TERMINATING: S.TERMINATED},
     ),
     "release": (
-        lambda op, w: state_machine.operation_release(op_id=op.pk, worker_id=w, reason="stopping"),
+        lambda op, w: leases.operation_release(op_id=op.pk, worker_id=w, detail="stopping"),
         {S.RUNNING: S.QUEUED, S.PAUSING: S.PAUSED, S.TERMINATING: S.TERMINATING},
     ),
 }
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("state", [S.RUNNING, S.PAUSING, S.TERMINATING])
+@pytest.mark.parametrize("state", S.worked())
 @pytest.mark.parametrize("verb", list(WORKER_VERBS))
 def test_worker_acknowledgements(verb, state):
     call, allowed = WORKER_VERBS[verb]
@@ -190,7 +201,7 @@ def test_worker_acknowledgements(verb, state):
         call(op, WORKER)
         op.refresh_from_db()
         assert op.state == allowed[state]
-        if op.state not in state_machine.WORKED_STATES or verb == "release":
+        if op.state not in S.worked() or verb == "release":
             assert op.lease_owner == ""
     else:
         with pytest.raises(Conflict):
@@ -206,15 +217,15 @@ def test_worker_acknowledgements(verb, state):
 @pytest.mark.django_db
 def test_checkpoint_refuses_after_pause_or_lease_loss():
     op = make_op(S.RUNNING, lease_owner=WORKER)
-    state_machine.operation_checkpoint(op=op, worker_id=WORKER, fields={"lines_finished": 10, "position": 99})
+    leases.operation_checkpoint(op=op, worker_id=WORKER, fields={"lines_finished": 10, "position": 99})
     op.refresh_from_db()
     assert (op.lines_finished, op.position) == (10, 99)
 
     with pytest.raises(LeaseLost):
-        state_machine.operation_checkpoint(op=op, worker_id="intruder:9:999", fields={"lines_finished": 20})
-    state_machine.operation_pause(op_id=op.pk, actor=system())
+        leases.operation_checkpoint(op=op, worker_id="intruder:9:999", fields={"lines_finished": 20})
+    services.operation_pause(op_id=op.pk, actor=system())
     with pytest.raises(LeaseLost):
-        state_machine.operation_checkpoint(op=op, worker_id=WORKER, fields={"lines_finished": 20})
+        leases.operation_checkpoint(op=op, worker_id=WORKER, fields={"lines_finished": 20})
     op.refresh_from_db()
     assert op.lines_finished == 10
 
@@ -228,7 +239,7 @@ def test_stalled_operations_are_found():
     alive = make_op(S.RUNNING, lease_owner="alive:1:1")
     orphan_terminate = make_op(S.TERMINATING)
     paused = make_op(S.PAUSED)
-    stalled = set(state_machine.operations_stalled())
+    stalled = set(selectors.operations_stalled())
     assert {queued_long_ago.pk, dead.pk, orphan_terminate.pk} <= stalled
     assert not {fresh_queue.pk, alive.pk, paused.pk} & stalled
 
@@ -256,12 +267,12 @@ ANY_VERB = st.sampled_from(
 def _apply(op: Operation, verb: str) -> None:
     worker = op.lease_owner or WORKER
     calls = {
-        "claim": lambda: state_machine.operation_claim(op_id=op.pk, worker_id=f"w:{op.events.count()}"),
-        "ack": lambda: state_machine.operation_ack_pause(op_id=op.pk, worker_id=worker),
-        "complete": lambda: state_machine.operation_complete(op_id=op.pk, worker_id=worker, total_lines=0),
-        "fail": lambda: state_machine.operation_fail(op_id=op.pk, worker_id=worker, error="x"),
-        "release": lambda: state_machine.operation_release(op_id=op.pk, worker_id=worker, reason="x"),
-        "finish": lambda: state_machine.operation_finish_terminate(op_id=op.pk, worker_id=worker),
+        "claim": lambda: leases.operation_claim(op_id=op.pk, worker_id=f"w:{op.events.count()}"),
+        "ack": lambda: leases.operation_ack_pause(op_id=op.pk, worker_id=worker, detail=""),
+        "complete": lambda: leases.operation_complete(op_id=op.pk, worker_id=worker),
+        "fail": lambda: leases.operation_fail(op_id=op.pk, worker_id=worker, error="x"),
+        "release": lambda: leases.operation_release(op_id=op.pk, worker_id=worker, detail="x"),
+        "finish": lambda: leases.operation_finish_terminate(op_id=op.pk, worker_id=worker, fields={}),
         "expire": lambda: Operation.objects.filter(pk=op.pk).update(lease_expires_at=timezone.now() - timedelta(1)),
     }
     try:
@@ -277,15 +288,15 @@ def _apply(op: Operation, verb: str) -> None:
 @hypothesis_settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(verbs=st.lists(ANY_VERB, max_size=25))
 def test_any_sequence_keeps_a_consistent_history(verbs):
-    op = state_machine.operation_register(op_type="Upload", actor=system())
+    op = services.operation_register(op_type="Upload", actor=system(), data={})
     for verb in verbs:
         before = Operation.objects.get(pk=op.pk).state
         _apply(op, verb)
         op.refresh_from_db()
         assert op.state in ALL_STATES
-        if before in (S.COMPLETED, S.TERMINATED):
+        if before in S.final():
             assert op.state == before, "final states are final"
-        if op.state not in state_machine.WORKED_STATES:
+        if op.state not in S.worked():
             assert op.lease_owner == "", "only a worked operation has a lease"
     # Each event starts where the previous one ended; the last ends in the current state.
     events = list(op.events.order_by("id"))

@@ -1,6 +1,6 @@
 """The Upload type run by the real worker loop, in-process (SPEC §7, I1, I3, I8).
 
-Each test starts an upload through the API, then calls `worker.run_operation` right here: it
+Each test starts an upload through the API, then calls `worker.work_operation` right here: it
 claims the operation and imports the whole file, chunk by chunk. `ChunkSizer` is replaced by a
 fixed size so that small files take many chunks, and its `observe` (called after each chunk has
 committed, outside any transaction) is where a test acts "between two chunks", as another
@@ -118,38 +118,8 @@ def rich_csv(*, terminator: str = "\n", bom: bool = False) -> CsvFile:
 # --- the worker, in-process ---------------------------------------------------------------------
 
 
-class Chunks:
-    """A fixed chunk size, and a hook called after each committed chunk with its count."""
-
-    def __init__(self):
-        self.size = 3
-        self.count = 0
-        self.after_chunk: Callable[[int], None] | None = None
-
-    def sizer_class(self):
-        chunks = self
-
-        class FixedSizer:
-            def __init__(self, *, target: float, **_):
-                self.size = chunks.size
-
-            def observe(self, rows: int, seconds: float) -> None:
-                chunks.count += 1
-                if chunks.after_chunk is not None:
-                    chunks.after_chunk(chunks.count)
-
-        return FixedSizer
-
-
-@pytest.fixture
-def chunks(monkeypatch) -> Chunks:
-    fixed = Chunks()
-    monkeypatch.setattr(worker, "ChunkSizer", fixed.sizer_class())
-    return fixed
-
-
 def run(op_id: int) -> Operation:
-    worker.run_operation(op_id)
+    worker.work_operation(op_id)
     return Operation.objects.get(pk=op_id)
 
 
@@ -631,9 +601,10 @@ def test_a_rollback_interrupted_after_deleting_the_file_is_finished_later(
 
     def crashing_rollback_rest(self, op):
         calls.append(op.pk)
-        original(self, op)
+        kept = original(self, op)
         if len(calls) == 1:
             raise RuntimeError("simulated crash before the final commit")
+        return kept
 
     monkeypatch.setattr(Upload, "rollback_rest", crashing_rollback_rest)
     op = run(op_id)

@@ -23,9 +23,11 @@ def _message(detail) -> str:
 
 
 def exception_handler(exc, context) -> Response | None:
-    headers = {}
+    headers, extra = {}, {}
     if isinstance(exc, OperationError):
         code, message = exc.status_code, exc.message
+        if exc.hint:
+            extra["hint"] = exc.hint
     elif isinstance(exc, exceptions.APIException):
         code, message = exc.status_code, _message(exc.detail)
         if getattr(exc, "auth_header", None):
@@ -43,7 +45,7 @@ def exception_handler(exc, context) -> Response | None:
     else:
         return None  # a bug: Django logs it and answers 500 (see json_server_error)
     set_rollback()
-    return Response({"message": message}, status=code, headers=headers)
+    return Response({"message": message, **extra}, status=code, headers=headers)
 
 
 def json_bad_request(request, exception=None) -> JsonResponse:

@@ -1,18 +1,21 @@
 """The HTTP interface: the seed-compatible endpoints (SPEC §5) and the REST API (§6).
 
-Views only parse, call the state machine and serialize. Both interfaces share the command
+Views only parse, call a service or a selector and serialize. Both interfaces share the command
 functions below, so they follow the same rules and give the same messages.
 """
 
 from collections.abc import Mapping
 
+from django.core.files.storage import default_storage
+from django.http import FileResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from operations import selectors, state_machine
+from operations import params, selectors, services
 from operations.api import parsing
 from operations.api.serializers import (
     EventSerializer,
@@ -21,10 +24,10 @@ from operations.api.serializers import (
     RegisterSerializer,
     RowErrorSerializer,
 )
-from operations.errors import BadInput
+from operations.errors import BadInput, Conflict
 from operations.models import Operation
 from operations.operation_types import registry
-from operations.state_machine import TRANSITIONS, Actor
+from operations.state_machine import Actor
 
 State = Operation.State
 
@@ -36,67 +39,48 @@ def _status(op: Operation) -> dict:
 # --- Commands shared by both interfaces ---------------------------------------------------
 
 
+def _register(request, data: Mapping) -> Operation:
+    op_type = params.text(data, "op_type", default="Upload")
+    return services.operation_register(op_type=op_type, actor=Actor.for_user(request.user), data=data)
+
+
 def register_operation(request, data: Mapping) -> Response:
-    options = {}
-    if "strict" in data:
-        options["strict"] = parsing.flag(data, "strict")
-    op = state_machine.operation_register(
-        op_type=parsing.text(data, "op_type", default="Upload"),
-        actor=Actor.for_user(request.user),
-        options=options,
-    )
+    op = _register(request, data)
     return Response({"op_id": op.pk, "op_type": op.op_type, "state": op.state}, status=status.HTTP_201_CREATED)
 
 
 def start_operation(request, op_id: int, data: Mapping) -> Response:
     """Start a registered operation with its input, or resume a paused or failed one."""
-    actor = Actor.for_user(request.user)
-    op = state_machine.get_visible(op_id=op_id, user=request.user)
-    op_type = registry.get(op.op_type)
-    files = request.FILES
-    word = op.op_type.lower()
-    if op.state in TRANSITIONS["resume"]:
-        op = _resume(request, op, data)
-        return Response({"message": f"{word} resumed", **_status(op)}, status=status.HTTP_202_ACCEPTED)
-    op = state_machine.operation_start(
-        op_id=op_id, actor=actor, prepare=lambda locked: op_type.prepare_input(locked, data=data, files=files)
+    op, resumed = services.operation_start(
+        op_id=op_id, actor=Actor.for_user(request.user), data=data, files=request.FILES
     )
-    return Response({"message": f"{word} started", **_status(op)}, status=status.HTTP_202_ACCEPTED)
+    message = f"{op.op_type.lower()} {'resumed' if resumed else 'started'}"
+    return Response({"message": message, **_status(op)}, status=status.HTTP_202_ACCEPTED)
 
 
 def pause_operation(request, op_id: int, data: Mapping) -> Response:
-    wait = parsing.seconds(data, "wait")
-    op = state_machine.operation_pause(op_id=op_id, actor=Actor.for_user(request.user))
+    wait = params.seconds(data, "wait")
+    op = services.operation_pause(op_id=op_id, actor=Actor.for_user(request.user))
     op = selectors.operation_wait(op, until={State.PAUSED}, seconds=wait)
     return Response({"success": True, **_status(op)})
 
 
 def resume_operation(request, op_id: int, data: Mapping) -> Response:
-    op = _resume(request, state_machine.get_visible(op_id=op_id, user=request.user), data)
+    """`lines`, a re-sent file and `strict` mean the same on /resume/ as on /upload/."""
+    op = services.operation_resume(op_id=op_id, actor=Actor.for_user(request.user), data=data, files=request.FILES)
     return Response({"success": True, **_status(op)}, status=status.HTTP_202_ACCEPTED)
 
 
-def _resume(request, op: Operation, data: Mapping) -> Operation:
-    """Resume through the type's check: `lines`, a re-sent file and `strict` mean the same on
-    /resume/ as on /upload/."""
-    op_type = registry.get(op.op_type)
-    return state_machine.operation_resume(
-        op_id=op.pk,
-        actor=Actor.for_user(request.user),
-        check=lambda locked: op_type.check_resume(locked, data=data, files=request.FILES),
-    )
-
-
 def terminate_operation(request, op_id: int, data: Mapping) -> Response:
-    force = parsing.flag(data, "force")
-    wait = parsing.seconds(data, "wait")
-    op = state_machine.operation_terminate(op_id=op_id, actor=Actor.for_user(request.user), force=force)
+    force = params.flag(data, "force")
+    wait = params.seconds(data, "wait")
+    op = services.operation_terminate(op_id=op_id, actor=Actor.for_user(request.user), force=force)
     op = selectors.operation_wait(op, until={State.TERMINATED}, seconds=wait)
     return Response({"success": True, **_status(op)})
 
 
 def status_of_operation(request, op_id: int, data: Mapping) -> Response:
-    return Response(_status(state_machine.get_visible(op_id=op_id, user=request.user)))
+    return Response(_status(selectors.operation_get(op_id=op_id, user=request.user)))
 
 
 # --- Seed-compatible endpoints: POST, op_id in the body -------------------------------------
@@ -219,8 +203,7 @@ class OperationViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
     @extend_schema(request=RegisterSerializer, responses={201: OperationSerializer})
     def create(self, request):
-        created = register_operation(request, parsing.body(request))
-        op = state_machine.get_visible(op_id=created.data["op_id"], user=request.user)
+        op = _register(request, parsing.body(request))
         return Response(_status(op), status=status.HTTP_201_CREATED)
 
     def retrieve(self, request, pk=None):
@@ -269,14 +252,28 @@ class OperationViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     @extend_schema(responses=EventSerializer(many=True))
     @action(detail=True, methods=["get"])
     def events(self, request, pk=None):
-        op = state_machine.get_visible(op_id=self._op_id(), user=request.user)
+        op = selectors.operation_get(op_id=self._op_id(), user=request.user)
         return self._page(op.events.all(), EventSerializer)
 
     @extend_schema(responses=RowErrorSerializer(many=True))
     @action(detail=True, methods=["get"], url_path="row-errors")
     def row_errors(self, request, pk=None):
-        op = state_machine.get_visible(op_id=self._op_id(), user=request.user)
+        op = selectors.operation_get(op_id=self._op_id(), user=request.user)
         return self._page(op.row_errors.all(), RowErrorSerializer)
+
+    @extend_schema(
+        description="The operation's file: an Export's result once completed, an Upload's input while stored.",
+        responses={(200, "text/csv"): OpenApiTypes.BINARY, 404: MessageSerializer, 409: MessageSerializer},
+    )
+    @action(detail=True, methods=["get"])
+    def download(self, request, pk=None):
+        op = selectors.operation_get(op_id=self._op_id(), user=request.user)
+        refusal = registry.get(op.op_type).download_refusal(op)
+        if refusal:
+            raise Conflict(refusal)
+        stored = default_storage.open(op.file.name, "rb")
+        name = op.file_name or op.file.name.rsplit("/", 1)[-1]
+        return FileResponse(stored, as_attachment=True, filename=name, content_type="text/csv")
 
     def _page(self, queryset, serializer_class) -> Response:
         page = self.paginate_queryset(queryset)

@@ -1,8 +1,2 @@
-"""Operation types behind one interface (`base.OperationType`), found by name in `registry`."""
-
-from operations.operation_types import registry
-from operations.operation_types.upload import Upload
-
-registry.register(Upload())
-
-__all__ = ["registry"]
+"""Operation types behind one interface (`base.OperationType`), found by name in `registry`.
+The built-in ones (`upload.Upload`, `export.Export`) are registered in `OperationsConfig.ready()`."""

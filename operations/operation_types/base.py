@@ -1,24 +1,26 @@
 """The interface of an operation type (SPEC §9).
 
-A type says how to take its input, how to cut the work into chunks and do one chunk, what its
-checkpoint is, and how to roll back. The state machine, the worker loop and the API only talk
-to this interface, so a new type touches none of them.
+A type declares its options, says how to take its input, how to cut the work into chunks and
+do one chunk, what its checkpoint and progress are, and how to roll back. The services, the
+worker loop and the state machine only talk to this interface and save what it returns as
+opaque Operation fields, so a new type touches none of them.
 """
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from operations.models import Operation
 
 
 @dataclass(frozen=True)
 class Progress:
-    """Where a job stands after a chunk; saved as the operation's checkpoint."""
+    """Where a job stands after a chunk."""
 
-    position: int
-    lines_finished: int
-    lines_failed: int
+    # The Operation fields to save with the chunk, in its transaction: the type's cursor
+    # (`position`, `checkpoint`) and counters (`lines_finished`, `lines_failed`, `total_lines`).
+    checkpoint: dict = field(default_factory=dict)
+    # The work is done: the operation completes with this chunk.
     finished: bool = False
     # Set when the operation must fail right after this chunk (e.g. a bad row in strict mode).
     error: str = ""
@@ -28,15 +30,15 @@ class Progress:
 class Chunk:
     """Up to `max_rows` units of work. A chunk may be read lazily, while `Job.write_chunk`
     writes it (streaming into the database), or all at once by `prepare()`. `progress` and
-    `units` are known once it has been read."""
+    `units` are known once it has been written."""
 
     progress: Progress | None = None
-    units: int = 0  # units (rows) of work it held, for sizing the next chunk
+    units: int = 0  # units (rows) of work it held, for sizing the next chunk and the rate
 
     def prepare(self) -> None:
-        """Read the whole chunk now. The worker calls this outside the transaction where the
+        """Read the whole chunk now. The worker calls this before the transaction where the
         database has a single writer (SQLite), so that the write lock is held for the writes
-        only; elsewhere reading streams into the writes."""
+        only; elsewhere reading may stream into the writes."""
 
 
 class Job(ABC):
@@ -48,7 +50,7 @@ class Job(ABC):
 
     @abstractmethod
     def write_chunk(self, chunk: Chunk) -> None:
-        """Write the chunk on Django's default connection. The worker calls this inside the
+        """Do the chunk's work on Django's default connection. The worker calls this inside the
         chunk's transaction and commits it together with `chunk.progress`, or rolls both back.
         When it returns, `chunk.progress` is set."""
 
@@ -59,10 +61,17 @@ class Job(ABC):
 class OperationType(ABC):
     name: str
 
+    # --- options, at registration ---
+    def parse_options(self, data: Mapping, *, actor) -> dict:
+        """The type's options from a registration's parameters; BadInput for a bad one.
+        `actor` is who registers (a type may check what that user may see)."""
+        return {}
+
     # --- the web side: input ---
     @abstractmethod
     def prepare_input(self, op: Operation, *, data: Mapping, files: Mapping) -> dict:
-        """Check and store the input of a start; return the Operation fields to save."""
+        """Check and store the input of a start; return the Operation fields to save, which
+        include the initial checkpoint. Runs outside any lock."""
 
     def check_resume(self, op: Operation, *, data: Mapping, files: Mapping) -> dict:
         """Refuse a resume whose request disagrees with the stored input or checkpoint; return
@@ -76,22 +85,32 @@ class OperationType(ABC):
         """How far the work is, 0-100, from the checkpoint alone (None: unknown)."""
         return None
 
+    def download_refusal(self, op: Operation) -> str:
+        """Why `op.file` cannot be downloaded now ("": it can)."""
+        return "" if op.file else "This operation has no file to download"
+
+    def describe_checkpoint(self, op: Operation) -> str:
+        """Where the operation stands, for the events (e.g. "line 7,500")."""
+        return "checkpoint"
+
     # --- the worker side: work ---
     @abstractmethod
     def open(self, op: Operation) -> Job:
         """A job that continues `op` from its checkpoint, without redoing finished work."""
 
     @abstractmethod
+    def rollback_done(self, op: Operation) -> bool:
+        """Nothing is left for `rollback_chunk` to delete."""
+
+    @abstractmethod
     def rollback_chunk(self, op: Operation, *, max_rows: int) -> int:
         """Delete up to `max_rows` of what `op` wrote, after `op.rollback_position`; return the
         new rollback position. Runs inside a transaction with the rollback checkpoint."""
 
-    def rollback_done(self, op: Operation) -> bool:
-        return op.rollback_position >= op.lines_finished
-
     @abstractmethod
-    def rollback_rest(self, op: Operation) -> None:
-        """Delete whatever is left (in the final transaction of a terminate)."""
+    def rollback_rest(self, op: Operation) -> dict:
+        """Delete whatever is left (in the final transaction of a terminate); return the
+        Operation fields that a terminated operation keeps (e.g. counters back to zero)."""
 
     def delete_input(self, op: Operation) -> None:
-        """Delete the stored input (before the terminate is acknowledged)."""
+        """Delete the stored input and output files (before the terminate is acknowledged)."""

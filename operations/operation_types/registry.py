@@ -1,4 +1,6 @@
-"""Registered operation types, by name. Add one with `register(MyType())` in an AppConfig.ready()."""
+"""Registered operation types, by name. Register one with `register(MyType())` in an
+AppConfig.ready() (see docs/operation-types.md); the built-in ones are registered in
+`OperationsConfig.ready()`."""
 
 from operations.errors import BadInput
 from operations.operation_types.base import OperationType
@@ -16,10 +18,11 @@ def unregister(name: str) -> None:
 
 
 def get(name: str) -> OperationType:
+    """The type called `name`; BadInput (400) with the known names otherwise."""
     try:
         return _types[name]
     except KeyError:
-        raise BadInput(f"Unknown op_type '{name}'") from None
+        raise BadInput(f"Unknown op_type '{name}'. Known types: {', '.join(names())}") from None
 
 
 def names() -> list[str]:

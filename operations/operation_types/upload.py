@@ -3,7 +3,7 @@
 Checkpoint: `position` is the byte offset after the last finished data row, `lines_finished`
 and `lines_failed` count the data rows done (stored or rejected). A resume seeks to
 `position` and goes on (I8). Line numbers count data rows: 1 is the first row after the
-header; blank lines are skipped and not counted.
+header; blank lines are skipped and not counted. Option: `strict` (fail at the first bad row).
 """
 
 import csv
@@ -16,11 +16,11 @@ from django.conf import settings
 from django.core.files.storage import default_storage
 
 from operations import rowstore
-from operations.api.parsing import flag, integer
-from operations.csv_reader import CsvProblem, RecordReader, read_header, set_field_limit
-from operations.errors import BadInput, Conflict, TooLarge
+from operations.csv_reader import CsvProblem, RecordReader, read_header
+from operations.errors import BadInput, Conflict
 from operations.models import Operation, RowError
 from operations.operation_types.base import Chunk, Job, OperationType, Progress
+from operations.params import flag, integer
 
 RAW_TEXT_LIMIT = 500
 
@@ -30,11 +30,20 @@ def _binary_stream(stored) -> BinaryIO:
     return getattr(stored, "file", stored)
 
 
+def _limits() -> dict:
+    """The CSV reader's bounds on one record, from the settings."""
+    return {"field_limit": settings.LONG_TASK_CSV_FIELD_LIMIT, "line_limit": settings.LONG_TASK_CSV_LINE_LIMIT}
+
+
+def _strict(data: Mapping) -> dict:
+    """`strict`, when the request gives it (at registration, on a start or a resume)."""
+    return {"strict": flag(data, "strict")} if "strict" in data else {}
+
+
 def _options_changed(op: Operation, data: Mapping) -> dict:
-    """`strict`, when the request gives it (on a start or a resume): the fields to save."""
-    if "strict" not in data:
-        return {}
-    return {"options": {**op.options, "strict": flag(data, "strict")}}
+    """The fields a start or a resume saves for the options it gives."""
+    changed = _strict(data)
+    return {"options": {**op.options, **changed}} if changed else {}
 
 
 def _check_lines(op: Operation, data: Mapping) -> None:
@@ -48,7 +57,14 @@ def _check_lines(op: Operation, data: Mapping) -> None:
 
 
 class Upload(OperationType):
+    """Checkpoint: `position` is the byte offset after the last finished data row,
+    `lines_finished` and `lines_failed` count the data rows done; `total_lines` is set with
+    the last chunk."""
+
     name = "Upload"
+
+    def parse_options(self, data: Mapping, *, actor) -> dict:
+        return _strict(data)
 
     def prepare_input(self, op: Operation, *, data: Mapping, files: Mapping) -> dict:
         _check_lines(op, data)
@@ -58,15 +74,12 @@ class Upload(OperationType):
             raise BadInput("A CSV file is required in the 'file' field (multipart/form-data)")
         if upload.size == 0:
             raise BadInput("The file is empty")
-        if upload.size > settings.LONG_TASK_MAX_UPLOAD_BYTES:
-            raise TooLarge(f"The file is larger than {settings.LONG_TASK_MAX_UPLOAD_BYTES} bytes")
         if getattr(upload, "text_problem", ""):
             raise BadInput(upload.text_problem)
         name = default_storage.save(f"uploads/{op.pk}-{uuid.uuid4().hex}.csv", upload)
-        set_field_limit(settings.LONG_TASK_CSV_FIELD_LIMIT)
         try:
             with default_storage.open(name, "rb") as stored:
-                header = read_header(_binary_stream(stored), line_limit=settings.LONG_TASK_CSV_LINE_LIMIT)
+                header = read_header(_binary_stream(stored), **_limits())
         except CsvProblem as exc:
             default_storage.delete(name)
             raise BadInput(str(exc)) from None
@@ -97,20 +110,27 @@ class Upload(OperationType):
             return None
         return min(100.0, 100.0 * op.position / op.file_size)
 
+    def describe_checkpoint(self, op: Operation) -> str:
+        return f"line {op.lines_finished:,}"
+
     def open(self, op: Operation) -> Job:
         return UploadJob(op)
+
+    def rollback_done(self, op: Operation) -> bool:
+        return op.rollback_position >= op.lines_finished
 
     def rollback_chunk(self, op: Operation, *, max_rows: int) -> int:
         up_to = min(op.rollback_position + max_rows, op.lines_finished)
         rowstore.delete_lines(operation_id=op.pk, after=op.rollback_position, up_to=up_to)
         return up_to
 
-    def rollback_rest(self, op: Operation) -> None:
+    def rollback_rest(self, op: Operation) -> dict:
         # Every line up to the rollback checkpoint is deleted and committed; rows can only be
         # left after it (none are, since a terminating operation commits no chunk, but this is
         # the last word). A range, not "all of the operation's", which would scan dead rows.
         rowstore.delete_lines(operation_id=op.pk, after=op.rollback_position)
         RowError.objects.filter(operation_id=op.pk).delete()
+        return {"lines_finished": 0, "lines_failed": 0, "position": 0, "file": ""}
 
     def delete_input(self, op: Operation) -> None:
         if op.file:
@@ -133,7 +153,6 @@ class UploadChunk(Chunk):
 
 class UploadJob(Job):
     def __init__(self, op: Operation):
-        set_field_limit(settings.LONG_TASK_CSV_FIELD_LIMIT)
         self.op_id = op.pk
         self.strict = bool(op.options.get("strict"))
         self.columns = list(op.columns or [])
@@ -142,9 +161,7 @@ class UploadJob(Job):
         self.lines_failed = op.lines_failed
         self._file_name = op.file.name
         self._stored = default_storage.open(self._file_name, "rb")
-        self.reader = RecordReader(
-            _binary_stream(self._stored), offset=op.position, line_limit=settings.LONG_TASK_CSV_LINE_LIMIT
-        )
+        self.reader = RecordReader(_binary_stream(self._stored), offset=op.position, **_limits())
 
     def read_chunk(self, *, max_rows: int) -> UploadChunk:
         return UploadChunk(self, max_rows)
@@ -204,13 +221,10 @@ class UploadJob(Job):
         self.lines_finished = line
         self.lines_failed += len(chunk.rejected)
         chunk.units = units
-        chunk.progress = Progress(
-            position=position,
-            lines_finished=line,
-            lines_failed=self.lines_failed,
-            finished=finished,
-            error=error,
-        )
+        checkpoint = {"position": position, "lines_finished": line, "lines_failed": self.lines_failed}
+        if finished:
+            checkpoint["total_lines"] = line
+        chunk.progress = Progress(checkpoint=checkpoint, finished=finished, error=error)
 
     def _raw_text(self, start: int, end: int) -> str:
         """The bytes of a rejected row, read apart from the stream the reader iterates."""

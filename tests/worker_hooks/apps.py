@@ -16,30 +16,36 @@ class WorkerHooksConfig(AppConfig):
 
     def ready(self) -> None:
         from operations import worker
+        from operations.operation_types.export import ExportJob
         from operations.operation_types.upload import Upload, UploadJob
 
         chunk_delay = _seconds("LONG_TASK_TEST_CHUNK_DELAY")
         rollback_delay = _seconds("LONG_TASK_TEST_ROLLBACK_DELAY")
         log_dir = os.environ.get("LONG_TASK_TEST_CHUNK_LOG")
 
-        write_chunk = UploadJob.write_chunk
+        def hook(job_class):
+            write_chunk = job_class.write_chunk
 
-        def hooked_write_chunk(self, chunk):
-            started = time.time()
-            write_chunk(self, chunk)
-            if chunk_delay:
-                time.sleep(chunk_delay)  # rows written, transaction still open
-            if log_dir and chunk.units:
-                record = {
-                    "op": self.op_id,
-                    "worker": worker.worker_id(),
-                    "first": chunk.first_line,
-                    "last": chunk.progress.lines_finished,
-                    "start": started,
-                }
-                transaction.on_commit(lambda: _append(log_dir, {**record, "end": time.time()}))
+            def hooked_write_chunk(self, chunk):
+                started = time.time()
+                first = chunk.first_line if hasattr(chunk, "first_line") else chunk.after + 1
+                write_chunk(self, chunk)
+                if chunk_delay:
+                    time.sleep(chunk_delay)  # rows written, transaction still open
+                if log_dir and chunk.units:
+                    record = {
+                        "op": self.op_id,
+                        "worker": worker.worker_id(),
+                        "first": first,
+                        "last": chunk.progress.checkpoint["lines_finished"],
+                        "start": started,
+                    }
+                    transaction.on_commit(lambda: _append(log_dir, {**record, "end": time.time()}))
 
-        UploadJob.write_chunk = hooked_write_chunk
+            job_class.write_chunk = hooked_write_chunk
+
+        hook(UploadJob)
+        hook(ExportJob)
 
         if rollback_delay:
             rollback_chunk = Upload.rollback_chunk

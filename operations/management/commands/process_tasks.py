@@ -14,7 +14,6 @@ import time
 
 from background_task.management.commands.process_tasks import Command as BackgroundTasksCommand
 from background_task.tasks import autodiscover
-from background_task.utils import SignalManager
 from django.conf import settings
 from django.db import close_old_connections
 
@@ -31,7 +30,6 @@ class Command(BackgroundTasksCommand):
         # Below the web processes' CPU priority: a request that needs a core while an import
         # runs gets it at once, and costs the import only the milliseconds it uses.
         os.nice(settings.LONG_TASK_WORKER_NICE)
-        self.sig_manager = SignalManager()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_stop_signal)
         self.run(*args, **options)

@@ -1,0 +1,73 @@
+"""The architecture as tests: no import cycle among `operations/` modules, the core imports no
+queue library, and the generic layers name no operation type's fields (SPEC §9)."""
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "operations"
+GENERIC = ["worker.py", "state_machine.py", "services.py", "leases.py", "queue.py"]
+UPLOAD_FIELDS = ["lines_finished", "lines_failed", "total_lines", "position", "strict"]
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports_of(path: Path) -> set[str]:
+    """The `operations` modules a module imports, at its top or inside a function (a cycle
+    through a function's import is a cycle all the same, only later)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found |= {f"{node.module}.{alias.name}" for alias in node.names}
+    return {name for name in found if name.startswith("operations")}
+
+
+def graph() -> dict[str, set[str]]:
+    modules = {module_name(path): path for path in PACKAGE.rglob("*.py") if "migrations" not in path.parts}
+    return {name: {dep for dep in imports_of(path) if dep in modules and dep != name} for name, path in modules.items()}
+
+
+def test_no_import_cycle_among_the_operations_modules():
+    edges = graph()
+    state: dict[str, str] = {}
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = "open"
+        for dep in sorted(edges[node]):
+            if state.get(dep) == "open":
+                cycle = path[path.index(dep) :] + [dep]
+                pytest.fail("import cycle: " + " -> ".join(cycle))
+            if dep not in state:
+                visit(dep, [*path, dep])
+        state[node] = "done"
+
+    for node in sorted(edges):
+        if node not in state:
+            visit(node, [node])
+
+
+def test_the_core_imports_no_queue_library_and_no_type():
+    edges = graph()
+    for core in ("operations.services", "operations.state_machine", "operations.leases", "operations.worker"):
+        assert "operations.tasks" not in edges[core]
+        assert not {dep for dep in edges[core] if dep.startswith("operations.operation_types.")} - {
+            "operations.operation_types.registry",
+            "operations.operation_types.base",
+        }
+        source = (PACKAGE / f"{core.split('.')[-1]}.py").read_text()
+        assert "background_task" not in source or core == "operations.worker"  # prune_task_history
+
+
+@pytest.mark.parametrize("name", GENERIC)
+def test_generic_layers_name_no_upload_field(name):
+    source = (PACKAGE / name).read_text()
+    named = [field for field in UPLOAD_FIELDS if re.search(rf"\b{field}\b", source)]
+    assert named == [], f"{name} names {named}"
