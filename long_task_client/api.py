@@ -60,13 +60,17 @@ def _error(response: httpx.Response) -> ApiError:
 
 
 class Api:
-    def __init__(self, url: str, token: str | None, *, timeout: float = 30.0):
+    def __init__(
+        self, url: str, token: str | None, *, timeout: float = 30.0, transport: httpx.BaseTransport | None = None
+    ):
         self.url = url.rstrip("/")
         headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
         if token:
             headers["Authorization"] = f"Token {token}"
         # The read timeout covers the longest `wait` the server allows (10 s by default).
-        self.http = httpx.Client(base_url=self.url, headers=headers, timeout=httpx.Timeout(timeout, connect=5.0))
+        self.http = httpx.Client(
+            base_url=self.url, headers=headers, timeout=httpx.Timeout(timeout, connect=5.0), transport=transport
+        )
 
     def close(self) -> None:
         self.http.close()
