@@ -210,6 +210,8 @@ def cmd_upload(api: Api, args) -> int:
             if isinstance(exc, KeyboardInterrupt):
                 say_error(f"upload interrupted; operation {op_id} withdrawn")
                 return outcome.INTERRUPTED
+            if isinstance(exc, ApiError) and not exc.hint:
+                exc.hint = f"operation {op_id} withdrawn"
             raise
     if args.json:
         out(json.dumps(started, indent=2))
