@@ -23,15 +23,20 @@ def integer(value, *, message: str) -> int:
     raise BadInput(message)
 
 
+def bounded_integer(value, *, minimum: int, maximum: int = MAX_ID, message: str) -> int:
+    """`integer`, refused with `message` outside minimum..maximum."""
+    number = integer(value, message=message)
+    if not minimum <= number <= maximum:
+        raise BadInput(message)
+    return number
+
+
 def positive_id(data: Mapping, name: str) -> int:
     """A required database id (1 to 2**63-1)."""
     value = data.get(name)
     if value is None or value == "":
         raise BadInput(f"{name} is required")
-    number = integer(value, message=f"{name} must be a positive integer")
-    if not 0 < number <= MAX_ID:
-        raise BadInput(f"{name} must be a positive integer")
-    return number
+    return bounded_integer(value, minimum=1, message=f"{name} must be a positive integer")
 
 
 def flag(data: Mapping, name: str, *, default: bool = False) -> bool:

@@ -1,4 +1,4 @@
-"""`manage.py op_status`: progress on the command line (SPEC §10)."""
+"""`manage.py op_status`: progress on the command line (SPEC §10), and `--follow` (issue 11)."""
 
 import io
 import os
@@ -139,3 +139,99 @@ def test_command_line_reports_unknown_id_without_traceback():
 @pytest.mark.parametrize(("seconds", "text"), [(None, "-"), (0.4, "0s"), (59.4, "59s"), (60, "1m00s"), (3725, "1h02m")])
 def test_format_duration(seconds, text):
     assert format_duration(seconds) == text
+
+
+# --- op_status ID --follow ------------------------------------------------------------------
+
+
+@pytest.fixture
+def no_connection_closing(monkeypatch):
+    # It would close the test's connection, which is inside the test's transaction.
+    monkeypatch.setattr("operations.management.commands.op_status.close_old_connections", lambda: None)
+
+
+def follow_until(monkeypatch, op: Operation, states: list[str], *args) -> tuple[list[float], str, int]:
+    """Run `op_status ID --follow`, moving the operation through `states`, one per refresh;
+    return the sleeps, the output and the exit code."""
+    sleeps = []
+
+    def sleep(seconds):
+        sleeps.append(seconds)
+        Operation.objects.filter(pk=op.pk).update(state=states[len(sleeps) - 1], lines_finished=len(sleeps) * 100)
+
+    monkeypatch.setattr("operations.management.commands.op_status.time.sleep", sleep)
+    out = io.StringIO()
+    try:
+        call_command("op_status", str(op.pk), "--follow", *args, stdout=out)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    return sleeps, out.getvalue(), code
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("final", "code"), [(S.COMPLETED, 0), (S.FAILED, 1), (S.PAUSED, 2), (S.TERMINATED, 2)])
+def test_follow_exits_when_the_operation_stops_moving(monkeypatch, no_connection_closing, final, code):
+    op = Operation.objects.create(state=S.QUEUED)
+    sleeps, output, exit_code = follow_until(monkeypatch, op, [S.RUNNING, S.RUNNING, S.PAUSING, final])
+    assert exit_code == code
+    assert sleeps == [1.0, 1.0, 1.0, 1.0]  # the default interval
+    # Not a terminal: the header once, then a line whenever the row changed.
+    lines = output.strip().splitlines()
+    assert lines[0].split()[:3] == ["id", "type", "state"]
+    assert [line.split()[2] for line in lines[1:]] == ["queued", "running", "running", "pausing", final]
+    assert "\033" not in output
+
+
+@pytest.mark.django_db
+def test_follow_interval_is_an_option(monkeypatch, no_connection_closing):
+    op = Operation.objects.create(state=S.RUNNING)
+    sleeps, _, code = follow_until(monkeypatch, op, [S.COMPLETED], "--interval", "0.25")
+    assert (sleeps, code) == ([0.25], 0)
+
+
+@pytest.mark.django_db
+def test_follow_of_a_finished_operation_returns_at_once(monkeypatch, no_connection_closing):
+    op = Operation.objects.create(state=S.COMPLETED, lines_finished=7)
+    sleeps, output, code = follow_until(monkeypatch, op, [])
+    assert (sleeps, code) == ([], 0)
+    assert table(output)[str(op.pk)][2] == "completed"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "args",
+    [["--follow"], ["1", "2", "--follow"], ["1", "--follow", "--watch", "2"], ["1", "--follow", "--state", "running"]],
+)
+def test_follow_takes_one_operation(args):
+    with pytest.raises(CommandError, match="--follow takes one operation id") as raised:
+        call_command("op_status", *args, stdout=io.StringIO())
+    assert raised.value.returncode == 3
+
+
+@pytest.mark.django_db
+def test_interval_without_follow_is_an_error():
+    with pytest.raises(CommandError, match="--interval goes with --follow"):
+        call_command("op_status", "--interval", "2", stdout=io.StringIO())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_command_line_follow_exit_codes():
+    paused = Operation.objects.create(state=S.PAUSED, lines_finished=5)
+
+    def run(*args):
+        return subprocess.run(
+            [sys.executable, "manage.py", "op_status", *args],
+            cwd=ROOT,
+            env={**os.environ, "DATABASE_URL": database_url()},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    result = run(str(paused.pk), "--follow", "--interval", "0.1")
+    assert result.returncode == 2, result.stderr
+    assert list(table(result.stdout)) == [str(paused.pk)]
+    missing = run("999999", "--follow")
+    assert missing.returncode == 3
+    assert "No operation with id 999999" in missing.stderr and "Traceback" not in missing.stderr

@@ -3,7 +3,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.renderers import JSONRenderer
 from rest_framework.routers import SimpleRouter
 
-from operations.api import views
+from operations.api import results, views
 
 
 class JsonErrors:
@@ -37,6 +37,7 @@ seed_urlpatterns = [
 ]
 
 api_urlpatterns = [
+    path("operations/<int:pk>/rows/", results.RowsView.as_view(), name="operation-rows"),
     *router.urls,
     path("schema/", SchemaView.as_view(), name="schema"),
     path("docs/", DocsView.as_view(url_name="schema"), name="docs"),

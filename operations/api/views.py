@@ -16,7 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from operations import params, selectors, services
-from operations.api import parsing
+from operations.api import parsing, results
 from operations.api.serializers import (
     EventSerializer,
     MessageSerializer,
@@ -255,11 +255,17 @@ class OperationViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         op = selectors.operation_get(op_id=self._op_id(), user=request.user)
         return self._page(op.events.all(), EventSerializer)
 
-    @extend_schema(responses=RowErrorSerializer(many=True))
-    @action(detail=True, methods=["get"], url_path="row-errors")
+    @extend_schema(**results.ROW_ERRORS_SCHEMA)
+    @action(
+        detail=True,
+        methods=["get"],
+        url_path="row-errors",
+        content_negotiation_class=results.FormatParameterNegotiation,
+    )
     def row_errors(self, request, pk=None):
         op = selectors.operation_get(op_id=self._op_id(), user=request.user)
-        return self._page(op.row_errors.all(), RowErrorSerializer)
+        download = results.row_errors_download(request, op)  # ?format=csv|jsonl
+        return download if download is not None else self._page(op.row_errors.all(), RowErrorSerializer)
 
     @extend_schema(
         description="The operation's file: an Export's result once completed, an Upload's input while stored.",

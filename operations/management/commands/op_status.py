@@ -1,4 +1,6 @@
-"""Progress on the command line (SPEC §10): `manage.py op_status [op_id ...] [--state S] [--watch N]`."""
+"""Progress on the command line (SPEC §10): `manage.py op_status [op_id ...] [--state S] [--watch N]`,
+and `manage.py op_status ID --follow [--interval N]`, which exits when the operation stops moving,
+with the exit codes of the `long-task` client."""
 
 import time
 from datetime import datetime
@@ -7,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections
 from django.utils import timezone
 
+from long_task_client import humanize, outcome
 from operations import selectors
 from operations.models import Operation
 
@@ -16,15 +19,8 @@ RIGHT_ALIGNED = {"id", "percent", "finished", "failed", "rows/s", "eta"}
 CLEAR_SCREEN = "\033[H\033[2J"
 
 
-def format_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = round(seconds)
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+# One format for durations wherever progress is shown (the client, this command, the admin).
+format_duration = humanize.duration
 
 
 def format_time(moment: datetime | None) -> str:
@@ -60,7 +56,11 @@ def render_table(rows: list[list[str]]) -> str:
 
 
 class Command(BaseCommand):
-    help = "Show the progress of operations (the most recent ones, or those given by id)."
+    help = (
+        "Show the progress of operations (the most recent ones, or those given by id). With --follow ID, "
+        "follow one until it stops moving; exit 0 completed, 1 failed, 2 paused or terminated, "
+        "3 unknown operation, 130 Ctrl-C."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("op_ids", nargs="*", type=int, metavar="op_id", help="operations to show (default: all)")
@@ -72,8 +72,21 @@ class Command(BaseCommand):
         )
         parser.add_argument("--limit", type=int, default=20, help="show at most this many (default 20)")
         parser.add_argument("--watch", type=float, metavar="SECONDS", help="refresh every SECONDS until Ctrl-C")
+        parser.add_argument(
+            "--follow",
+            action="store_true",
+            help="follow one operation until it is completed (exit 0), failed (1), paused or terminated (2)",
+        )
+        parser.add_argument(
+            "--interval", type=float, metavar="SECONDS", help="with --follow: refresh every SECONDS (default 1)"
+        )
 
     def handle(self, *args, **options):
+        if options["follow"]:
+            self.follow(options)
+            return
+        if options["interval"] is not None:
+            raise CommandError("--interval goes with --follow (--watch takes its own SECONDS)")
         if options["watch"] is None:
             missing = self.show(options)
             if missing:
@@ -93,6 +106,44 @@ class Command(BaseCommand):
                 time.sleep(interval)
         except KeyboardInterrupt:
             self.stdout.write("")
+
+    def follow(self, options) -> None:
+        """Print the operation's row at every refresh (redrawn on a terminal, one line each
+        otherwise) until it stops moving; exit with the client's code for where it stopped."""
+        if len(options["op_ids"]) != 1 or options["watch"] is not None or options["state"]:
+            raise CommandError(
+                "--follow takes one operation id (and neither --watch nor --state)", returncode=outcome.USAGE
+            )
+        op_id = options["op_ids"][0]
+        interval = max(options["interval"] if options["interval"] is not None else 1.0, 0.1)
+        tty = self.stdout.isatty()
+        shown = None
+        try:
+            while True:
+                # A long-lived command outside the request cycle: drop a connection that broke.
+                close_old_connections()
+                op = Operation.objects.select_related("owner").filter(pk=op_id).first()
+                if op is None:
+                    raise CommandError(f"No operation with id {op_id}", returncode=outcome.USAGE)
+                row = operation_row(op)
+                if tty:
+                    self.stdout.write(CLEAR_SCREEN, ending="")
+                    self.stdout.write(f"{format_time(timezone.now())}  (every {interval:g}s, Ctrl-C stops)")
+                    self.stdout.write(render_table([row]))
+                elif row[:-1] != shown:  # plain lines: the header once, then a row when it changed
+                    lines = render_table([row]).splitlines()
+                    self.stdout.write("\n".join(lines if shown is None else lines[-1:]))
+                    shown = row[:-1]
+                self.stdout.flush()
+                code = outcome.exit_code(op.state)
+                if code is not None:
+                    if code != outcome.COMPLETED:
+                        raise SystemExit(code)
+                    return
+                time.sleep(interval)
+        except KeyboardInterrupt:
+            self.stdout.write("")
+            raise SystemExit(outcome.INTERRUPTED) from None
 
     def show(self, options) -> list[int]:
         """Print the table; return the requested ids that do not exist."""

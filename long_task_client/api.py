@@ -1,0 +1,134 @@
+"""The requests the client makes, over httpx. Answers are JSON; an error is `{"message": ...}`
+(perhaps with a `hint`) and becomes `ApiError`; no answer at all becomes `Unreachable`."""
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import BinaryIO
+
+import httpx
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+USER_AGENT = "long-task-client/1.0"
+
+
+class ApiError(Exception):
+    """The server refused the request: its status code and its message."""
+
+    def __init__(self, status_code: int, message: str, hint: str = ""):
+        super().__init__(message)
+        self.status_code = status_code
+        self.message = message
+        self.hint = hint
+
+
+class Unreachable(Exception):
+    """No answer from the server (refused, timed out, cut)."""
+
+
+class CountingFile:
+    """A file that reports how far it has been read: httpx streams a multipart upload from it
+    in 64 KiB reads, and seeks to the start first (a retry starts the count again)."""
+
+    def __init__(self, handle: BinaryIO, on_progress: Callable[[int], None]):
+        self._handle = handle
+        self._on_progress = on_progress
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._handle.read(size)
+        self._on_progress(self._handle.tell())
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._handle.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._handle.tell()
+
+    def fileno(self) -> int:  # httpx takes the length from fstat: a Content-Length, not chunks
+        return self._handle.fileno()
+
+
+def _error(response: httpx.Response) -> ApiError:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        return ApiError(response.status_code, body["message"], str(body.get("hint") or ""))
+    # Not an answer of long_task (a proxy's error page, another server on that port...).
+    return ApiError(response.status_code, f"HTTP {response.status_code} {response.reason_phrase} from {response.url}")
+
+
+class Api:
+    def __init__(
+        self, url: str, token: str | None, *, timeout: float = 30.0, transport: httpx.BaseTransport | None = None
+    ):
+        self.url = url.rstrip("/")
+        headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+        if token:
+            headers["Authorization"] = f"Token {token}"
+        # The read timeout covers the longest `wait` the server allows (10 s by default).
+        self.http = httpx.Client(
+            base_url=self.url, headers=headers, timeout=httpx.Timeout(timeout, connect=5.0), transport=transport
+        )
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _call(self, method: str, path: str, **kwargs) -> dict:
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise Unreachable(f"cannot reach {self.url}: {exc or type(exc).__name__}") from None
+        if response.is_error:
+            raise _error(response)
+        try:
+            return response.json()
+        except ValueError:
+            raise ApiError(response.status_code, f"the answer from {response.url} is not JSON") from None
+
+    # --- the seed endpoints (SPEC §5) ---------------------------------------------------------
+
+    def register(self, *, strict: bool = False) -> dict:
+        body = {"op_type": "Upload", **({"strict": True} if strict else {})}
+        return self._call("POST", "/register/", json=body)
+
+    def start(self, op_id: int, handle: BinaryIO, *, name: str, on_progress: Callable[[int], None]) -> dict:
+        """Send the file (multipart, streamed from disk) to start the operation."""
+        files = {"file": (name, CountingFile(handle, on_progress), "text/csv")}
+        return self._call("POST", "/upload/", data={"op_id": str(op_id)}, files=files)
+
+    def pause(self, op_id: int, *, wait: float = 0) -> dict:
+        return self._call("POST", "/pause/", json={"op_id": op_id, "wait": wait})
+
+    def resume(self, op_id: int) -> dict:
+        return self._call("POST", "/resume/", json={"op_id": op_id})
+
+    def terminate(self, op_id: int, *, force: bool = False, wait: float = 0) -> dict:
+        return self._call("POST", "/terminate/", json={"op_id": op_id, "force": force, "wait": wait})
+
+    # --- the REST API (SPEC §6) ---------------------------------------------------------------
+
+    def status(self, op_id: int) -> dict:
+        return self._call("GET", f"/api/operations/{op_id}/")
+
+    def operations(self, *, state: str | None = None, limit: int = 50) -> Iterator[dict]:
+        """The caller's operations, most recent first, following the pages up to `limit`."""
+        url, params, left = "/api/operations/", {"state": state} if state else {}, limit
+        while url and left > 0:
+            page = self._call("GET", url, params=params)
+            yield from page["results"][:left]
+            left -= len(page["results"])
+            url, params = page.get("next"), {}
+
+    @contextmanager
+    def download(self, path: str, params: dict) -> Iterator[Iterator[bytes]]:
+        """A streamed GET: yields an iterator over the body's bytes."""
+        try:
+            with self.http.stream("GET", path, params=params) as response:
+                if response.is_error:
+                    response.read()
+                    raise _error(response)
+                yield response.iter_bytes()
+        except httpx.TransportError as exc:
+            raise Unreachable(f"cannot reach {self.url}: {exc or type(exc).__name__}") from None

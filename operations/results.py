@@ -1,0 +1,141 @@
+"""Results out (SPEC §6): an operation's stored rows and row errors, read in line order by keyset,
+and the CSV and JSON-lines encoders that turn them into text.
+
+No request or response here: the API streams these pages (api/results.py), and an Export
+operation type can write the same encoding to a file, chunk by chunk, keeping `after` as its
+checkpoint.
+
+Every read is one range of an index that starts with (operation_id, line_number): the primary
+key of UploadedRow, the unique constraint of RowError. `WHERE operation_id = %s AND line_number
+> %s ORDER BY line_number LIMIT %s` costs the same for the first page and the thousandth, where
+an OFFSET would read and throw away every row before the page.
+"""
+
+import csv
+import io
+import json
+from collections.abc import Callable, Iterable, Iterator, Sequence
+
+from django.db import connection
+
+from operations.models import RowError, UploadedRow
+
+# Rows a stream reads per query: big enough that the round trips do not count, small enough
+# that a page's memory does not either.
+STREAM_PAGE_ROWS = 2000
+
+ROW_ERROR_COLUMNS = ["line_number", "reason", "raw"]
+
+Row = tuple[int, dict]  # line_number, data (a JSON object keyed by the header's columns)
+RowErrorRecord = tuple[int, str, str]  # line_number, reason, raw
+
+
+def _page(table: str, columns: str, *, operation_id: int, after: int, limit: int) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT line_number, {columns} FROM {table}"
+            " WHERE operation_id = %s AND line_number > %s ORDER BY line_number LIMIT %s",
+            [operation_id, after, limit],
+        )
+        return cursor.fetchall()
+
+
+def rows_after(*, operation_id: int, after: int, limit: int) -> list[Row]:
+    """Up to `limit` stored rows with line_number > `after`, in line order (one query)."""
+    page = _page(UploadedRow._meta.db_table, "data", operation_id=operation_id, after=after, limit=limit)
+    # Django's connection hands JSON over as text on both databases; decode it once, here.
+    return [(line, json.loads(data) if isinstance(data, str) else data) for line, data in page]
+
+
+def row_errors_after(*, operation_id: int, after: int, limit: int) -> list[RowErrorRecord]:
+    """Up to `limit` row errors with line_number > `after`, in line order (one query)."""
+    return _page(RowError._meta.db_table, "reason, raw", operation_id=operation_id, after=after, limit=limit)
+
+
+def pages(
+    read: Callable[..., list[tuple]],
+    *,
+    operation_id: int,
+    after: int = 0,
+    limit: int | None = None,
+    page_rows: int | None = None,
+) -> Iterator[list[tuple]]:
+    """Walk `read` (rows_after or row_errors_after) page by page from `after`, at most `limit`
+    records in all. Each page is a query of its own, so memory is one page whatever the total."""
+    page_rows = page_rows or STREAM_PAGE_ROWS
+    left = limit
+    while left is None or left > 0:
+        want = page_rows if left is None else min(page_rows, left)
+        page = read(operation_id=operation_id, after=after, limit=want)
+        if page:
+            yield page
+        if len(page) < want:
+            return
+        after = page[-1][0]
+        if left is not None:
+            left -= len(page)
+
+
+def ordered(data: dict, columns: Sequence[str] | None) -> dict:
+    """The row's data in header order. PostgreSQL's jsonb keeps keys in an order of its own."""
+    if not columns:
+        return data
+    return {name: data.get(name, "") for name in columns}
+
+
+# --- encoders -------------------------------------------------------------------------------
+
+
+def csv_text(records: Iterable[Sequence]) -> str:
+    """Records as CSV (RFC 4180 quoting, only where needed; `\\n` line ends, like the files
+    people upload): one string per call, so that a caller encodes a page at a time."""
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(records)
+    return out.getvalue()
+
+
+def rows_csv(rows: Iterable[Row], columns: Sequence[str]) -> str:
+    """Rows as CSV lines, the values in header order (the header itself: csv_text([columns]))."""
+    return csv_text([data.get(name, "") for name in columns] for _, data in rows)
+
+
+def rows_jsonl(rows: Iterable[Row], columns: Sequence[str] | None) -> str:
+    """Rows as JSON lines: {"line_number": 7, "data": {...}}, the data in header order."""
+    return "".join(
+        json.dumps({"line_number": line, "data": ordered(data, columns)}, ensure_ascii=False) + "\n"
+        for line, data in rows
+    )
+
+
+def row_errors_csv(errors: Iterable[RowErrorRecord]) -> str:
+    return csv_text(errors)
+
+
+def row_errors_jsonl(errors: Iterable[RowErrorRecord]) -> str:
+    return "".join(
+        json.dumps(dict(zip(ROW_ERROR_COLUMNS, error, strict=True)), ensure_ascii=False) + "\n" for error in errors
+    )
+
+
+# --- whole exports --------------------------------------------------------------------------
+
+
+def rows_export(
+    *, operation_id: int, columns: Sequence[str] | None, fmt: str, after: int = 0, limit: int | None = None
+) -> Iterator[str]:
+    """The operation's rows as `fmt` ("csv" or "jsonl"), a page of text at a time. CSV starts
+    with the original header; an operation without one (never started) gives an empty file."""
+    if fmt == "csv":
+        if not columns:
+            return
+        yield csv_text([columns])
+    for page in pages(rows_after, operation_id=operation_id, after=after, limit=limit):
+        yield rows_csv(page, columns) if fmt == "csv" else rows_jsonl(page, columns)
+
+
+def row_errors_export(*, operation_id: int, fmt: str, after: int = 0, limit: int | None = None) -> Iterator[str]:
+    """The operation's row errors as `fmt` ("csv" with a header line, or "jsonl"), a page at a time."""
+    if fmt == "csv":
+        yield csv_text([ROW_ERROR_COLUMNS])
+    for page in pages(row_errors_after, operation_id=operation_id, after=after, limit=limit):
+        yield row_errors_csv(page) if fmt == "csv" else row_errors_jsonl(page)
