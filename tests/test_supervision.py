@@ -1,0 +1,212 @@
+"""Processes that never orphan (SPEC §2, §11; docs/deployment.md): whatever signals reach
+`make run` or its `manage.py run`, every process of the tree ends within a bound and frees the
+port, and the worker gives its operation back at its checkpoint when the signals let it.
+
+Each test collects the tree (make, manage.py run, runserver, process_tasks) before it signals,
+with an import running, and kills whatever survives afterwards, so that a failure leaves no
+orphan behind for the next test."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+
+from operations.models import Operation
+
+from .support import ROOT, csv_bytes, database_url, free_port, port_open, start_make_run, start_manage_run, wait_for
+
+pytestmark = [pytest.mark.processes, pytest.mark.django_db(transaction=True)]
+
+ALL_GONE_SECONDS = 10
+# A chunk takes half a second inside its transaction: a signal lands while one is in flight.
+SLOW_CHUNKS = {
+    "DJANGO_SETTINGS_MODULE": "tests.worker_settings",
+    "LONG_TASK_TEST_CHUNK_DELAY": "0.5",
+    "LONG_TASK_CHUNK_SECONDS": "0.01",
+}
+
+
+@pytest.fixture
+def tree():
+    """Collects process trees; at teardown, SIGKILL to whatever of them still runs."""
+    collected: list[psutil.Process] = []
+
+    def collect(pid: int, size: int) -> list[psutil.Process]:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+        assert len(processes) == size, [p.cmdline() for p in processes]
+        collected.extend(processes)
+        return processes
+
+    yield collect
+    for process in running(collected):
+        process.kill()
+
+
+def running(processes: list[psutil.Process]) -> list[psutil.Process]:
+    """Those still running (a zombie has ended; only its exit status waits to be read)."""
+    alive = []
+    for process in processes:
+        try:
+            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                alive.append(process)
+        except psutil.NoSuchProcess:
+            pass
+    return alive
+
+
+def assert_all_gone(processes: list[psutil.Process], port: int, root: subprocess.Popen) -> None:
+    """Every process of the tree ends within ALL_GONE_SECONDS, and the port is free."""
+    deadline = time.monotonic() + ALL_GONE_SECONDS
+    while running(processes) and time.monotonic() < deadline:
+        root.poll()  # reap our own child, which would otherwise stay a zombie
+        time.sleep(0.05)
+    survivors = [f"{p.pid} {' '.join(p.cmdline()[1:4])}" for p in running(processes)]
+    assert not survivors, f"outlived the stop: {survivors}"
+    root.wait(timeout=1)
+    assert not port_open(port), "the port is still taken"
+
+
+def importing(start_upload) -> int:
+    """An import whose first chunk has committed: a worker holds it, chunk after chunk."""
+    op_id = start_upload(csv_bytes(5_000))
+    wait_for(lambda: Operation.objects.get(pk=op_id).lines_finished > 0, what="the first chunk")
+    return op_id
+
+
+def assert_given_back(op_id: int, log: str) -> None:
+    op = Operation.objects.get(pk=op_id)
+    assert op.state == Operation.State.QUEUED and op.lease_owner == "", (op.state, op.lease_owner, log[-3000:])
+    assert op.events.filter(to_state=Operation.State.QUEUED, detail="worker stopping").exists()
+
+
+def test_ctrl_c_on_make_run(start_upload, media_root, tmp_path, tree):
+    """SIGINT to the group of `make run`: a Ctrl-C in its terminal."""
+    make, port = start_make_run(media_root=media_root, log_path=tmp_path / "run.log", **SLOW_CHUNKS)
+    processes = tree(make.pid, 4)
+    op_id = importing(start_upload)
+
+    os.killpg(make.pid, signal.SIGINT)
+
+    assert_all_gone(processes, port, make)
+    assert_given_back(op_id, (tmp_path / "run.log").read_text(errors="replace"))
+
+
+def test_sigterm_once_to_manage_run(start_upload, media_root, tmp_path, tree):
+    """SIGTERM to `manage.py run` alone: `kill PID`, `docker stop`, systemd's KillMode=mixed."""
+    run, port = start_manage_run(media_root=media_root, log_path=tmp_path / "run.log", **SLOW_CHUNKS)
+    processes = tree(run.pid, 3)
+    op_id = importing(start_upload)
+
+    run.send_signal(signal.SIGTERM)
+
+    assert_all_gone(processes, port, run)
+    assert run.returncode == 0
+    assert_given_back(op_id, (tmp_path / "run.log").read_text(errors="replace"))
+
+
+def test_sigterm_twice_in_quick_succession(start_upload, media_root, tmp_path, tree):
+    """Two SIGTERMs 50 ms apart, as from a process manager that also forwards: one request."""
+    run, port = start_manage_run(media_root=media_root, log_path=tmp_path / "run.log", **SLOW_CHUNKS)
+    processes = tree(run.pid, 3)
+    op_id = importing(start_upload)
+
+    run.send_signal(signal.SIGTERM)
+    time.sleep(0.05)
+    run.send_signal(signal.SIGTERM)
+
+    assert_all_gone(processes, port, run)
+    assert run.returncode == 0
+    assert_given_back(op_id, (tmp_path / "run.log").read_text(errors="replace"))
+
+
+def test_sigterm_to_the_group_of_make_run(start_upload, media_root, tmp_path, tree):
+    """The issue's reproduction: SIGTERM to the whole group, as systemd (KillMode=control-group),
+    supervisord (stopasgroup) and `kill -TERM -PGID` send it. make passes it on to its child,
+    so `manage.py run` gets it twice."""
+    make, port = start_make_run(media_root=media_root, log_path=tmp_path / "run.log", **SLOW_CHUNKS)
+    processes = tree(make.pid, 4)
+    op_id = importing(start_upload)
+
+    os.killpg(make.pid, signal.SIGTERM)
+
+    assert_all_gone(processes, port, make)
+    assert_given_back(op_id, (tmp_path / "run.log").read_text(errors="replace"))
+
+
+def test_sighup_to_the_group_of_make_run(start_upload, media_root, tmp_path, tree):
+    """SIGHUP to the group: the terminal of `make run` closed (its shell passes the hangup on)."""
+    make, port = start_make_run(media_root=media_root, log_path=tmp_path / "run.log", **SLOW_CHUNKS)
+    processes = tree(make.pid, 4)
+    op_id = importing(start_upload)
+
+    os.killpg(make.pid, signal.SIGHUP)
+
+    assert_all_gone(processes, port, make)
+    assert_given_back(op_id, (tmp_path / "run.log").read_text(errors="replace"))
+
+
+def test_sigkill_of_manage_run(start_upload, media_root, tmp_path, tree):
+    """SIGKILL of `manage.py run`, the parent of the server and the worker: no handler runs,
+    the kernel sends each child the SIGTERM it asked for at its start."""
+    run, port = start_manage_run(media_root=media_root, log_path=tmp_path / "run.log", **SLOW_CHUNKS)
+    processes = tree(run.pid, 3)
+    op_id = importing(start_upload)
+
+    run.send_signal(signal.SIGKILL)
+
+    assert_all_gone(processes, port, run)
+    assert_given_back(op_id, (tmp_path / "run.log").read_text(errors="replace"))
+
+
+def test_sigkill_of_make(start_upload, media_root, tmp_path, tree):
+    """SIGKILL of make itself (an IDE's stop button, an OOM kill): `manage.py run` gets a
+    SIGTERM from the kernel and stops as on any SIGTERM."""
+    make, port = start_make_run(media_root=media_root, log_path=tmp_path / "run.log", **SLOW_CHUNKS)
+    processes = tree(make.pid, 4)
+    op_id = importing(start_upload)
+
+    make.send_signal(signal.SIGKILL)
+
+    assert_all_gone(processes, port, make)
+    assert_given_back(op_id, (tmp_path / "run.log").read_text(errors="replace"))
+
+
+def test_a_later_second_ctrl_c_stops_at_once(start_upload, media_root, tmp_path, tree):
+    """A second Ctrl-C after the first one's burst is a second request: the worker gets its
+    second SIGTERM and leaves its chunk (rolled back) at once; its lease will expire."""
+    env = {**SLOW_CHUNKS, "LONG_TASK_TEST_CHUNK_DELAY": "8"}
+    run, port = start_manage_run(media_root=media_root, log_path=tmp_path / "run.log", **env)
+    processes = tree(run.pid, 3)
+    op_id = start_upload(csv_bytes(5_000))
+    wait_for(lambda: Operation.objects.get(pk=op_id).state == Operation.State.RUNNING, what="the import")
+
+    os.killpg(run.pid, signal.SIGINT)
+    time.sleep(1.5)
+    started = time.monotonic()
+    os.killpg(run.pid, signal.SIGINT)
+
+    assert_all_gone(processes, port, run)
+    assert time.monotonic() - started < 3, "the second Ctrl-C did not stop the worker at once"
+    assert Operation.objects.get(pk=op_id).state == Operation.State.RUNNING  # its lease will expire
+
+
+def test_a_child_that_ends_by_itself_ends_the_run(media_root, tmp_path):
+    """The port is taken: runserver fails, and `manage.py run` stops its worker and fails."""
+    port = free_port()
+    with socket.create_server(("127.0.0.1", port)):
+        run = subprocess.run(
+            [sys.executable, "manage.py", "run", "--port", str(port)],
+            cwd=ROOT,
+            env={**os.environ, "DATABASE_URL": database_url(), "LONG_TASK_MEDIA_ROOT": str(media_root)},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert run.returncode == 1, run.stderr
+    assert "runserver ended by itself" in run.stderr
