@@ -177,6 +177,21 @@ def test_sigkill_of_make(start_upload, media_root, tmp_path, tree):
     assert_given_back(op_id, (tmp_path / "run.log").read_text(errors="replace"))
 
 
+def test_sigterm_to_every_process_of_the_tree(start_upload, media_root, tmp_path, tree):
+    """SIGTERM to every process at once, as systemd's default KillMode=control-group sends it:
+    the worker also gets one from `manage.py run`, so it may exit at once, its operation left to
+    its lease (docs/deployment.md); nothing outlives the run either way."""
+    run, port = start_manage_run(media_root=media_root, log_path=tmp_path / "run.log", **SLOW_CHUNKS)
+    processes = tree(run.pid, 3)
+    importing(start_upload)
+
+    for process in processes:
+        process.send_signal(signal.SIGTERM)
+
+    assert_all_gone(processes, port, run)
+    assert run.returncode == 0
+
+
 def test_a_later_second_ctrl_c_stops_at_once(start_upload, media_root, tmp_path, tree):
     """A second Ctrl-C after the first one's burst is a second request: the worker gets its
     second SIGTERM and leaves its chunk (rolled back) at once; its lease will expire."""
@@ -210,3 +225,42 @@ def test_a_child_that_ends_by_itself_ends_the_run(media_root, tmp_path):
         )
     assert run.returncode == 1, run.stderr
     assert "runserver ended by itself" in run.stderr
+
+
+def procfile() -> dict[str, str]:
+    lines = (ROOT / "Procfile").read_text().splitlines()
+    return dict(line.split(": ", 1) for line in lines if line and not line.startswith("#"))
+
+
+def test_procfile_processes_stop_whole_on_one_sigterm(media_root, tmp_path, tree):
+    """Each line of the Procfile, run by a shell as honcho or a platform runs it, is the process
+    itself (`exec`), and one SIGTERM to it, as from systemd (KillMode=mixed) or `docker stop`,
+    ends it and everything it started."""
+    assert set(procfile()) == {"web", "worker"}
+    port = free_port()
+    env = {
+        **os.environ,
+        "PATH": f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}",
+        "PORT": str(port),
+        "DATABASE_URL": database_url(),
+        "LONG_TASK_MEDIA_ROOT": str(media_root),
+    }
+    log_path = tmp_path / "procfile.log"
+    with open(log_path, "wb") as log:
+        web, worker = (
+            subprocess.Popen(["sh", "-c", procfile()[name]], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+            for name in ("web", "worker")
+        )
+    wait_for(lambda: port_open(port), timeout=30, what="gunicorn")
+    wait_for(lambda: ": started" in log_path.read_text(errors="replace"), timeout=30, what="the worker")
+    wait_for(lambda: len(psutil.Process(web.pid).children()) == 2, what="gunicorn's 2 workers")
+    web_processes, worker_processes = tree(web.pid, 3), tree(worker.pid, 1)
+    assert "gunicorn" in " ".join(web_processes[0].cmdline())
+    assert "process_tasks" in worker_processes[0].cmdline()
+
+    web.send_signal(signal.SIGTERM)
+    worker.send_signal(signal.SIGTERM)
+
+    assert_all_gone(web_processes, port, web)
+    assert_all_gone(worker_processes, port, worker)
+    assert worker.returncode == 0
