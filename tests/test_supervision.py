@@ -85,95 +85,48 @@ def assert_given_back(op_id: int, log: str) -> None:
     assert op.events.filter(to_state=Operation.State.QUEUED, detail="worker stopping").exists()
 
 
-def test_ctrl_c_on_make_run(start_upload, media_root, tmp_path, tree):
-    """SIGINT to the group of `make run`: a Ctrl-C in its terminal."""
-    make, port = start_make_run(media_root=media_root, log_path=tmp_path / "run.log", **SLOW_CHUNKS)
-    processes = tree(make.pid, 4)
-    op_id = importing(start_upload)
-
-    os.killpg(make.pid, signal.SIGINT)
-
-    assert_all_gone(processes, port, make)
-    assert_given_back(op_id, (tmp_path / "run.log").read_text(errors="replace"))
-
-
-def test_sigterm_once_to_manage_run(start_upload, media_root, tmp_path, tree):
-    """SIGTERM to `manage.py run` alone: `kill PID`, `docker stop`, systemd's KillMode=mixed."""
-    run, port = start_manage_run(media_root=media_root, log_path=tmp_path / "run.log", **SLOW_CHUNKS)
-    processes = tree(run.pid, 3)
-    op_id = importing(start_upload)
-
-    run.send_signal(signal.SIGTERM)
-
-    assert_all_gone(processes, port, run)
-    assert run.returncode == 0
-    assert_given_back(op_id, (tmp_path / "run.log").read_text(errors="replace"))
-
-
-def test_sigterm_twice_in_quick_succession(start_upload, media_root, tmp_path, tree):
-    """Two SIGTERMs 50 ms apart, as from a process manager that also forwards: one request."""
-    run, port = start_manage_run(media_root=media_root, log_path=tmp_path / "run.log", **SLOW_CHUNKS)
-    processes = tree(run.pid, 3)
-    op_id = importing(start_upload)
-
-    run.send_signal(signal.SIGTERM)
+def sigterm_twice(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGTERM)
     time.sleep(0.05)
-    run.send_signal(signal.SIGTERM)
-
-    assert_all_gone(processes, port, run)
-    assert run.returncode == 0
-    assert_given_back(op_id, (tmp_path / "run.log").read_text(errors="replace"))
+    process.send_signal(signal.SIGTERM)
 
 
-def test_sigterm_to_the_group_of_make_run(start_upload, media_root, tmp_path, tree):
-    """The issue's reproduction: SIGTERM to the whole group, as systemd (KillMode=control-group),
-    supervisord (stopasgroup) and `kill -TERM -PGID` send it. make passes it on to its child,
-    so `manage.py run` gets it twice."""
-    make, port = start_make_run(media_root=media_root, log_path=tmp_path / "run.log", **SLOW_CHUNKS)
-    processes = tree(make.pid, 4)
+# (what is started, how it is signalled, what `manage.py run` exits with when it is the one started)
+SEQUENCES = [
+    # A Ctrl-C in the terminal of `make run`: SIGINT to its whole group.
+    pytest.param("make", lambda make: os.killpg(make.pid, signal.SIGINT), None, id="ctrl-c-to-make-run"),
+    # `kill PID`, `docker stop`, systemd's KillMode=mixed: SIGTERM to `manage.py run` alone.
+    pytest.param("manage", lambda run: run.send_signal(signal.SIGTERM), 0, id="sigterm-once-to-manage-run"),
+    # Two SIGTERMs 50 ms apart, as from a manager that also forwards one: a single request.
+    pytest.param("manage", sigterm_twice, 0, id="sigterm-twice-quickly-to-manage-run"),
+    # The issue's reproduction: SIGTERM to the whole group (`kill -TERM -PGID`, supervisord's
+    # stopasgroup); make passes it on to its child, so `manage.py run` gets it twice.
+    pytest.param("make", lambda make: os.killpg(make.pid, signal.SIGTERM), None, id="sigterm-to-make-run-group"),
+    # The terminal of `make run` closed: its shell sends SIGHUP to the job's group.
+    pytest.param("make", lambda make: os.killpg(make.pid, signal.SIGHUP), None, id="sighup-to-make-run-group"),
+    # SIGKILL of `manage.py run`, the children's parent: no handler runs; the kernel sends each
+    # child the SIGTERM it asked for (PR_SET_PDEATHSIG).
+    pytest.param("manage", lambda run: run.send_signal(signal.SIGKILL), -9, id="sigkill-of-manage-run"),
+    # SIGKILL of make (an IDE's stop button, the OOM killer): `manage.py run` gets its SIGTERM
+    # from the kernel (--stop-with-parent).
+    pytest.param("make", lambda make: make.send_signal(signal.SIGKILL), None, id="sigkill-of-make"),
+]
+
+
+@pytest.mark.parametrize(("started", "send", "exit_code"), SEQUENCES)
+def test_no_process_outlives_the_stop_and_the_operation_goes_back(
+    started, send, exit_code, start_upload, media_root, tmp_path, tree
+):
+    start = start_make_run if started == "make" else start_manage_run
+    root, port = start(media_root=media_root, log_path=tmp_path / "run.log", **SLOW_CHUNKS)
+    processes = tree(root.pid, 4 if started == "make" else 3)
     op_id = importing(start_upload)
 
-    os.killpg(make.pid, signal.SIGTERM)
+    send(root)
 
-    assert_all_gone(processes, port, make)
-    assert_given_back(op_id, (tmp_path / "run.log").read_text(errors="replace"))
-
-
-def test_sighup_to_the_group_of_make_run(start_upload, media_root, tmp_path, tree):
-    """SIGHUP to the group: the terminal of `make run` closed (its shell passes the hangup on)."""
-    make, port = start_make_run(media_root=media_root, log_path=tmp_path / "run.log", **SLOW_CHUNKS)
-    processes = tree(make.pid, 4)
-    op_id = importing(start_upload)
-
-    os.killpg(make.pid, signal.SIGHUP)
-
-    assert_all_gone(processes, port, make)
-    assert_given_back(op_id, (tmp_path / "run.log").read_text(errors="replace"))
-
-
-def test_sigkill_of_manage_run(start_upload, media_root, tmp_path, tree):
-    """SIGKILL of `manage.py run`, the parent of the server and the worker: no handler runs,
-    the kernel sends each child the SIGTERM it asked for at its start."""
-    run, port = start_manage_run(media_root=media_root, log_path=tmp_path / "run.log", **SLOW_CHUNKS)
-    processes = tree(run.pid, 3)
-    op_id = importing(start_upload)
-
-    run.send_signal(signal.SIGKILL)
-
-    assert_all_gone(processes, port, run)
-    assert_given_back(op_id, (tmp_path / "run.log").read_text(errors="replace"))
-
-
-def test_sigkill_of_make(start_upload, media_root, tmp_path, tree):
-    """SIGKILL of make itself (an IDE's stop button, an OOM kill): `manage.py run` gets a
-    SIGTERM from the kernel and stops as on any SIGTERM."""
-    make, port = start_make_run(media_root=media_root, log_path=tmp_path / "run.log", **SLOW_CHUNKS)
-    processes = tree(make.pid, 4)
-    op_id = importing(start_upload)
-
-    make.send_signal(signal.SIGKILL)
-
-    assert_all_gone(processes, port, make)
+    assert_all_gone(processes, port, root)
+    if exit_code is not None:
+        assert root.returncode == exit_code
     assert_given_back(op_id, (tmp_path / "run.log").read_text(errors="replace"))
 
 
