@@ -21,8 +21,10 @@ install: $(STAMP)
 migrate: install
 	$(BIN)/python manage.py migrate --noinput
 
+# However it is stopped, no process of it outlives it (docs/deployment.md, "Processes"). A plain
+# command line, so that make runs it without a shell: make is its parent, whose death it watches.
 run: migrate
-	$(BIN)/python manage.py run --port $(PORT)
+	$(BIN)/python manage.py run --port $(PORT) --stop-with-parent
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

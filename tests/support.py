@@ -213,10 +213,34 @@ def start_manage_run(
     """`manage.py run` (what `make run` starts) on the test database, in a process group of its
     own as in a terminal; returns (process, port) once its server answers and its worker runs."""
     port = free_port()
+    command = [sys.executable, "manage.py", "run", "--port", str(port)]
+    run = start_in_session(
+        command, port, media_root=media_root, log_path=log_path, cwd=cwd, preexec_fn=preexec_fn, **env
+    )
+    return run, port
+
+
+def start_make_run(*, media_root: Path, log_path: Path, **env: str) -> tuple[subprocess.Popen, int]:
+    """`make -s run` itself (make, then `manage.py run` and its children), like
+    start_manage_run: GNU make passes a SIGTERM on to its child, which also gets its group's."""
+    port = free_port()
+    # Not the make flags of a `make test` that may have started us.
+    env = {"MAKEFLAGS": "", "MFLAGS": "", "MAKELEVEL": "", **env}
+    make = start_in_session(
+        ["make", "-s", "run", f"PORT={port}"], port, media_root=media_root, log_path=log_path, **env
+    )
+    return make, port
+
+
+def start_in_session(
+    command: list[str], port: int, *, media_root: Path, log_path: Path, cwd: Path = ROOT, preexec_fn=None, **env: str
+) -> subprocess.Popen:
+    """`command` (a `run` serving on `port`) on the test database, in a session of its own as
+    in a terminal; returns once its server answers and its worker runs."""
     environment = {**os.environ, "DATABASE_URL": database_url(), "LONG_TASK_MEDIA_ROOT": str(media_root), **env}
     with open(log_path, "wb") as log:
-        run = subprocess.Popen(
-            [sys.executable, "manage.py", "run", "--port", str(port)],
+        process = subprocess.Popen(
+            command,
             cwd=cwd,
             env=environment,
             stdout=log,
@@ -224,9 +248,9 @@ def start_manage_run(
             start_new_session=True,
             preexec_fn=preexec_fn,
         )
-    wait_for(lambda: port_open(port), timeout=30, what="the server of manage.py run")
+    wait_for(lambda: port_open(port), timeout=30, what=f"the server of {' '.join(command)}")
     wait_for(lambda: ": started" in log_path.read_text(errors="replace"), timeout=30, what="its worker")
-    return run, port
+    return process
 
 
 def wait_stopped(run: subprocess.Popen, port: int) -> int:
