@@ -112,6 +112,20 @@ class Api:
     def status(self, op_id: int) -> dict:
         return self._call("GET", f"/api/operations/{op_id}/")
 
+    def next_status(self, op_id: int, *, etag: str | None, wait: float) -> tuple[dict | None, str | None]:
+        """The status once it differs from version `etag` (a long poll of up to `wait` seconds),
+        and its new version; (None, etag) when nothing changed meanwhile."""
+        headers = {"If-None-Match": etag} if etag else {}
+        try:
+            response = self.http.get(f"/api/operations/{op_id}/", params={"wait_for_change": wait}, headers=headers)
+        except httpx.TransportError as exc:
+            raise Unreachable(f"cannot reach {self.url}: {exc or type(exc).__name__}") from None
+        if response.status_code == 304:
+            return None, etag
+        if response.is_error:
+            raise _error(response)
+        return response.json(), response.headers.get("ETag")
+
     def operations(self, *, state: str | None = None, limit: int = 50) -> Iterator[dict]:
         """The caller's operations, most recent first, following the pages up to `limit`."""
         url, params, left = "/api/operations/", {"state": state} if state else {}, limit

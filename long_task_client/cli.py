@@ -23,6 +23,9 @@ STATES = ["registered", "queued", "running", "pausing", "paused", "completed", "
 RECONNECT_SECONDS = 30.0
 # The longest `wait` the server allows by default (LONG_TASK_MAX_WAIT_SECONDS).
 ACK_WAIT_SECONDS = 10.0
+# A long poll asks the server to answer when the status changes, within this many seconds
+# (the server bounds it by its LONG_TASK_MAX_WAIT_SECONDS).
+LONG_POLL_SECONDS = 8.0
 
 EPILOG = """\
 environment:
@@ -134,10 +137,13 @@ def follow(api: Api, op_id: int, display, *, interval: float) -> int:
 
 
 def _poll_until_end(api: Api, op_id: int, display, *, interval: float) -> dict:
+    """Ask at most every `interval` seconds; while nothing changes (queued, pausing, a slow
+    chunk), one long poll waits for the change instead of asking again and again."""
     last_answer = time.monotonic()
+    status, etag = None, None
     while True:
         try:
-            status = api.status(op_id)
+            changed, etag = api.next_status(op_id, etag=etag, wait=LONG_POLL_SECONDS)
         except Unreachable as exc:
             if time.monotonic() - last_answer > RECONNECT_SECONDS:
                 raise
@@ -145,9 +151,11 @@ def _poll_until_end(api: Api, op_id: int, display, *, interval: float) -> dict:
             time.sleep(max(interval, 1.0))
             continue
         last_answer = time.monotonic()
-        display.status(status)
-        if outcome.exit_code(status["state"]) is not None:
-            return status
+        if changed is not None:
+            status = changed
+            display.status(status)
+            if outcome.exit_code(status["state"]) is not None:
+                return status
         time.sleep(interval)
 
 

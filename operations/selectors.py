@@ -5,6 +5,7 @@ import time
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Q
 from django.db.models.functions import Now
 
@@ -88,4 +89,54 @@ def operation_wait(op: Operation, *, until: set[str], seconds: float) -> Operati
     while op.state not in until and time.monotonic() < deadline:
         time.sleep(0.01)
         op.refresh_from_db()
+    return op
+
+
+def status_etag(op: Operation) -> str:
+    """A version of the status object: it changes whenever the operation's row does (every
+    transition and checkpoint sets `updated_at`)."""
+    return f'"{op.pk}-{op.updated_at.timestamp():.6f}-{op.state}"'
+
+
+CHANGED_CHANNEL = "long_task_op_{}"  # PostgreSQL: a trigger NOTIFYs it when the row changes
+
+
+def operation_wait_for_change(*, op_id: int, user, etag: str | None, seconds: float) -> Operation:
+    """The operation once its status differs from the version `etag` (the one read now, when
+    none is given), or when `seconds` (bounded by LONG_TASK_MAX_WAIT_SECONDS) have passed.
+
+    PostgreSQL wakes the wait with LISTEN/NOTIFY, so a waiting client costs nothing until the
+    row changes; SQLite is asked for the row's version every 50 ms (one primary-key read)."""
+    op = operation_get(op_id=op_id, user=user)
+    seconds = min(max(seconds, 0.0), settings.LONG_TASK_MAX_WAIT_SECONDS)
+    etag = etag or status_etag(op)
+    if not seconds or status_etag(op) != etag:
+        return op
+    deadline = time.monotonic() + seconds
+    if connection.vendor == "postgresql" and not connection.in_atomic_block:
+        return _wait_for_notify(op, etag, deadline)
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        version = Operation.objects.filter(pk=op.pk).values_list("updated_at", "state").first()
+        if version is None or (version[0], version[1]) != (op.updated_at, op.state):
+            return operation_get(op_id=op_id, user=user)
+    return op
+
+
+def _wait_for_notify(op: Operation, etag: str, deadline: float) -> Operation:
+    channel = CHANGED_CHANNEL.format(op.pk)
+    connection.ensure_connection()
+    listener = connection.connection
+    with connection.wrap_database_errors:
+        listener.execute(f'LISTEN "{channel}"')
+        try:
+            # Read again once listening: a change just before LISTEN would otherwise be missed.
+            op.refresh_from_db()
+            while status_etag(op) == etag and (left := deadline - time.monotonic()) > 0:
+                # The generator holds the connection until it ends: read the row afterwards.
+                for _ in listener.notifies(timeout=left, stop_after=1):
+                    pass
+                op.refresh_from_db()
+        finally:
+            listener.execute(f'UNLISTEN "{channel}"')
     return op

@@ -80,7 +80,17 @@ def terminate_operation(request, op_id: int, data: Mapping) -> Response:
 
 
 def status_of_operation(request, op_id: int, data: Mapping) -> Response:
-    return Response(_status(selectors.operation_get(op_id=op_id, user=request.user)))
+    """The status with its ETag: 304 when it matches If-None-Match. With `wait_for_change`, the
+    answer waits (bounded) until the status differs from If-None-Match's version, or from the
+    one at the time of the request."""
+    known = request.headers.get("If-None-Match")
+    op = selectors.operation_wait_for_change(
+        op_id=op_id, user=request.user, etag=known, seconds=params.seconds(data, "wait_for_change")
+    )
+    etag = selectors.status_etag(op)
+    if known == etag:
+        return Response(status=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag})
+    return Response(_status(op), headers={"ETag": etag})
 
 
 # --- Seed-compatible endpoints: POST, op_id in the body -------------------------------------
@@ -153,14 +163,27 @@ class TerminateView(SeedEndpoint):
     command = terminate_operation
 
 
+WAIT_FOR_CHANGE = OpenApiParameter(
+    "wait_for_change",
+    float,
+    description="Seconds (at most LONG_TASK_MAX_WAIT_SECONDS) to wait for the status to change from "
+    "the If-None-Match version, or from the one at the time of the request.",
+)
+IF_NONE_MATCH = OpenApiParameter(
+    "If-None-Match", str, OpenApiParameter.HEADER, description="An ETag of this status: 304 while it still matches."
+)
+
+
 @extend_schema_view(
     get=extend_schema(
-        description="Status of an operation.",
-        parameters=[OpenApiParameter("op_id", int, required=True)],
-        responses={200: OperationSerializer, 404: MessageSerializer},
+        description="Status of an operation, with an ETag.",
+        parameters=[OpenApiParameter("op_id", int, required=True), WAIT_FOR_CHANGE, IF_NONE_MATCH],
+        responses={200: OperationSerializer, 304: None, 404: MessageSerializer},
     )
 )
-@_seed_schema("Status", "Status of an operation.", {}, 200)
+@_seed_schema(
+    "Status", "Status of an operation, with an ETag.", {"wait_for_change": serializers.FloatField(required=False)}, 200
+)
 class StatusView(SeedEndpoint):
     command = status_of_operation
     http_method_names = ["get", "post", "options"]
@@ -206,8 +229,12 @@ class OperationViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         op = _register(request, parsing.body(request))
         return Response(_status(op), status=status.HTTP_201_CREATED)
 
+    @extend_schema(
+        parameters=[WAIT_FOR_CHANGE, IF_NONE_MATCH],
+        responses={200: OperationSerializer, 304: None, 404: MessageSerializer},
+    )
     def retrieve(self, request, pk=None):
-        return status_of_operation(request, self._op_id(), {})
+        return status_of_operation(request, self._op_id(), request.query_params)
 
     @extend_schema(
         request={
