@@ -32,27 +32,39 @@ def test_readme_flow_works_as_written(media_root, tmp_path):
     )
     try:
         env = {**os.environ, "PORT": str(port), "PYTHONPATH": str(ROOT), "DATABASE_URL": database_url()}
+        # -e and pipefail: every command of the block must succeed, curl's included.
         flow = subprocess.run(
-            ["bash", "-c", readme_flow()], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+            ["bash", "-eo", "pipefail", "-c", readme_flow()],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
-        assert flow.returncode == 0, flow.stderr
-        answers = [json.loads(line) for line in flow.stdout.splitlines() if line.startswith("{")]
+        assert flow.returncode == 0, flow.stdout[-3000:] + flow.stderr
+        # Pretty-printed JSON answers, between the client's plain lines.
+        answers = [json.loads(found) for found in re.findall(r"^\{$.*?^\}$", flow.stdout, re.S | re.M)]
     finally:
         os.killpg(run.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the whole group
         exit_code = wait_stopped(run, port)
     log = (tmp_path / "run.log").read_text(errors="replace")
 
-    started, paused, status_1, status_2, resumed, final = answers[:6]
+    lines = flow.stdout.splitlines()
+    client_done = [
+        line for line in lines if re.fullmatch(r"operation \d+ completed in .*: 1,000,000 rows imported.*", line)
+    ]
+    assert len(client_done) == 2, flow.stdout  # the client's upload --follow, and its follow
+    started, paused, status_1, status_2, resumed, final, paused_2, terminated = answers
     assert started["message"] == "upload started"
     assert paused["success"] is True and paused["state"] == "paused"
+    assert 0 < paused["lines_finished"] < 1_000_000, "the pause landed mid-run"
     assert status_1 == status_2, "a paused operation's status holds still"
+    assert status_1["lines_finished"] == paused["lines_finished"]
     assert resumed["state"] == "queued"
     assert final["state"] == "completed", final
-    assert final["lines_finished"] == 100_000 and final["is_finished"] is True
-    assert UploadedRow.objects.filter(operation_id=final["op_id"]).count() == 100_000
+    assert final["lines_finished"] == 1_000_000 and final["is_finished"] is True
+    assert UploadedRow.objects.filter(operation_id=final["op_id"]).count() == 1_000_000
 
-    started_2, paused_2, terminated = answers[6:9]
-    assert started_2["message"] == "upload started"
     assert paused_2["state"] == "paused"
     assert terminated["state"] == "terminated", terminated
     assert not UploadedRow.objects.filter(operation_id=terminated["op_id"]).exists()
