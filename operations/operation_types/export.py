@@ -40,13 +40,9 @@ def _parts_dir(op_id: int) -> str:
     return f"exports/{op_id}/"
 
 
-def _source_of(op: Operation, *, user) -> Operation:
+def _source(source_id: int, *, user) -> Operation:
     """The source operation, if the exporting user may see it (else it does not exist)."""
-    source_id = op.options["source"] if isinstance(op, Operation) else op
-    queryset = Operation.objects.filter(op_type=SOURCE_TYPE)
-    if user is not None:
-        queryset = queryset.visible_to(user)
-    source = queryset.filter(pk=source_id).first()
+    source = Operation.objects.filter(op_type=SOURCE_TYPE).visible_to(user).filter(pk=source_id).first()
     if source is None:
         raise BadInput(f"source {source_id} is not an Upload operation you can see")
     return source
@@ -77,7 +73,7 @@ class Export(OperationType):
     name = "Export"
 
     def parse_options(self, data: Mapping, *, actor) -> dict:
-        source = _source_of(positive_id(data, "source"), user=actor.user)
+        source = _source(positive_id(data, "source"), user=actor.user)
         match = _match(data)
         unknown = [name for name in match if name not in (source.columns or [])]
         if source.columns is not None and unknown:
@@ -87,7 +83,7 @@ class Export(OperationType):
     def prepare_input(self, op: Operation, *, data: Mapping, files: Mapping) -> dict:
         if files:
             raise BadInput("An Export takes no file: it reads the rows of its source operation")
-        source = _source_of(op, user=op.owner)
+        source = _source(op.options["source"], user=op.owner)
         if source.state != Operation.State.COMPLETED:
             raise Conflict(f"The source operation {source.pk} is {source.state}: an Export needs a completed Upload")
         return {
