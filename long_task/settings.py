@@ -27,11 +27,13 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
-DEBUG = env_bool("DJANGO_DEBUG", True)
+# Off unless asked for: a server started without environment (gunicorn, a service manager)
+# must not run in debug mode with a public key. `make run` and the tests set DJANGO_DEBUG=1.
+DEBUG = env_bool("DJANGO_DEBUG", False)
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG:
-        raise ImproperlyConfigured("Set DJANGO_SECRET_KEY when DJANGO_DEBUG is off.")
+        raise ImproperlyConfigured("Set DJANGO_SECRET_KEY (or DJANGO_DEBUG=1 for local development: `make run` does).")
     SECRET_KEY = "django-insecure-local-development-only"
 
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
@@ -225,5 +227,8 @@ LOGGING = {
     "loggers": {
         "operations": {"handlers": ["console"], "level": os.environ.get("LONG_TASK_LOG_LEVEL", "INFO")},
         "background_task": {"handlers": ["console"], "level": "WARNING"},
+        # Server errors (500s) with their tracebacks. Django's default sends them to the console
+        # only when DEBUG is on, and by mail to ADMINS otherwise: under gunicorn they were lost.
+        "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
     },
 }

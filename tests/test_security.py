@@ -431,3 +431,39 @@ def test_the_production_settings_pass_check_deploy(tmp_path):
     )
     assert check.returncode == 0, check.stdout + check.stderr
     assert "no issues" in check.stdout
+
+
+# --- safe defaults (issue 9, finding 7) -------------------------------------------------------
+
+
+def _settings_in_a_fresh_process(tmp_path, code: str, **env: str) -> subprocess.CompletedProcess:
+    """Run `code` after django.setup() with the real settings and exactly the given variables
+    of ours (none of the test run's DJANGO_* ones)."""
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("DJANGO_")}
+    environment.update(DJANGO_SETTINGS_MODULE="long_task.settings", DATABASE_URL=f"sqlite:///{tmp_path / 'db'}", **env)
+    script = f"import django; django.setup()\nfrom django.conf import settings\n{code}"
+    return subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_without_django_debug_a_missing_secret_key_refuses_to_start(tmp_path):
+    started = _settings_in_a_fresh_process(tmp_path, "print(settings.DEBUG)")
+    assert started.returncode != 0
+    assert "Set DJANGO_SECRET_KEY" in started.stderr
+
+
+def test_debug_is_off_unless_asked_for(tmp_path):
+    started = _settings_in_a_fresh_process(tmp_path, "print(settings.DEBUG)", DJANGO_SECRET_KEY="k" * 50)
+    assert (started.returncode, started.stdout.strip()) == (0, "False"), started.stderr
+    asked = _settings_in_a_fresh_process(tmp_path, "print(settings.DEBUG)", DJANGO_DEBUG="1")
+    assert (asked.returncode, asked.stdout.strip()) == (0, "True"), asked.stderr
+
+
+def test_server_errors_are_logged_with_debug_off(tmp_path):
+    """Issue 9, finding 4: under gunicorn with DJANGO_DEBUG=0 a 500 left no trace (Django's
+    default logging prints django.request only when DEBUG is on)."""
+    code = "import logging; logging.getLogger('django.request').error('Internal Server Error: /probe/')"
+    logged = _settings_in_a_fresh_process(tmp_path, code, DJANGO_DEBUG="0", DJANGO_SECRET_KEY="k" * 50)
+    assert logged.returncode == 0, logged.stderr
+    assert "ERROR django.request: Internal Server Error: /probe/" in logged.stderr
