@@ -182,7 +182,11 @@ class UploadJob(Job):
         # The offset after the last record taken into this chunk, which is also where the next
         # one starts. A strict failure stops before the bad row, so the checkpoint excludes it.
         position = reader.offset
+        # Physical lines read by `records` so far: a record is one line, unless a quoted field
+        # spans lines, which is checked for an unclosed quote (the one slow path).
+        lines_read = records.line_num
         while units < max_rows:
+            resync = None
             try:
                 fields = next(records)
             except StopIteration:
@@ -190,20 +194,36 @@ class UploadJob(Job):
                 break
             except csv.Error as exc:
                 reason = f"unreadable row: {reader.problem(exc)}"
+                if records.line_num > lines_read + 1:
+                    resync = reader.unclosed_quote(position, width=width, unreadable=reason)
             else:
-                if reader.overlong:
+                if records.line_num != lines_read + 1:
+                    unreadable = f"unreadable row: {reader.problem()}" if reader.overlong else ""
+                    resync = reader.unclosed_quote(position, width=width, unreadable=unreadable)
+                if resync is not None:
+                    reason = resync[0]
+                elif reader.overlong:
                     reason = f"unreadable row: {reader.problem()}"
                 elif not fields:  # blank line
                     position = reader.offset
+                    lines_read = records.line_num
                     continue
                 elif len(fields) == width:
                     line += 1
                     units += 1
                     position = reader.offset
+                    lines_read = records.line_num
                     yield (op_id, line, encode(fields))
                     continue
                 else:
                     reason = f"expected {width} fields, found {len(fields)}"
+            if resync is not None:
+                # One row is bad, not the lines its quote swallowed: they are read again.
+                reason, end = resync
+                reader.overlong = False
+                reader.restart(end)
+                records = reader.records
+            lines_read = records.line_num
             if self.strict:
                 error = f"line {line + 1}: {reason}"
                 break
