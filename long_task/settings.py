@@ -179,6 +179,10 @@ LONG_TASK_MAX_UPLOAD_BYTES = int(os.environ.get("LONG_TASK_MAX_UPLOAD_BYTES", st
 LONG_TASK_CSV_FIELD_LIMIT = int(os.environ.get("LONG_TASK_CSV_FIELD_LIMIT", str(1024**2)))
 # Bounds the memory of one line; a row within the field limit can be wider than one field.
 LONG_TASK_CSV_LINE_LIMIT = int(os.environ.get("LONG_TASK_CSV_LINE_LIMIT", str(16 * 1024**2)))
+# The header row: at most this many columns, in at most this many bytes (400 above either). Each
+# column costs every row of every import, and the status and admin pages that show the header.
+LONG_TASK_CSV_MAX_COLUMNS = int(os.environ.get("LONG_TASK_CSV_MAX_COLUMNS", "1000"))
+LONG_TASK_CSV_HEADER_BYTES = int(os.environ.get("LONG_TASK_CSV_HEADER_BYTES", str(64 * 1024)))
 # A worker's lease on an operation; a dead worker's operation is taken over after this.
 LONG_TASK_LEASE_SECONDS = float(os.environ.get("LONG_TASK_LEASE_SECONDS", "30"))
 # Target wall time of one chunk: bounds how long a pause waits for the worker's ack.

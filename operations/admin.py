@@ -23,6 +23,7 @@ from operations.models import Operation, OperationEvent, RowError
 from operations.state_machine import Actor
 
 ROW_ERRORS_SHOWN = 100
+COLUMNS_SHOWN = 50
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -82,7 +83,7 @@ class OperationAdmin(admin.ModelAdmin):
                 ]
             },
         ),
-        ("Input", {"fields": ["file", "file_name", "file_size", "file_sha256", "columns"]}),
+        ("Input", {"fields": ["file", "file_name", "file_size", "file_sha256", "header"]}),
         (
             "Checkpoint and lease",
             {"fields": ["position", "checkpoint", "rollback_position", "lease_owner", "lease_expires_at"]},
@@ -131,6 +132,15 @@ class OperationAdmin(admin.ModelAdmin):
     def eta(self, op: Operation) -> str:
         seconds = selectors.eta_seconds(op)
         return "-" if seconds is None else f"{seconds:,.0f} s"
+
+    @admin.display(description="header")
+    def header(self, op: Operation) -> str:
+        """The column names, the first COLUMNS_SHOWN of a wide header."""
+        columns = op.columns or []
+        shown = ", ".join(columns[:COLUMNS_SHOWN])
+        if len(columns) > COLUMNS_SHOWN:
+            shown += f", ... ({len(columns):,} columns)"
+        return shown or "-"
 
     @admin.display(description="row errors")
     def row_error_count(self, op: Operation) -> str:

@@ -144,21 +144,39 @@ class RecordReader:
         return str(exc)
 
 
-def read_header(stream: BinaryIO, *, line_limit: int | None = None, field_limit: int | None = None) -> Header:
-    """Read and check the header row: present, not blank, no duplicate column names."""
+def read_header(
+    stream: BinaryIO,
+    *,
+    line_limit: int | None = None,
+    field_limit: int | None = None,
+    max_columns: int | None = None,
+    max_bytes: int | None = None,
+) -> Header:
+    """Read and check the header row: present, not blank, no duplicate column names, at most
+    `max_columns` names in at most `max_bytes` bytes (whatever the file, reading it costs at
+    most `max_bytes` of memory: a wide header costs every row, every import and every page)."""
     stream.seek(0)
     start = len(BOM) if stream.read(len(BOM)) == BOM else 0
+    if max_bytes:
+        line_limit = min(line_limit or max_bytes + 1, max_bytes + 1)
     reader = RecordReader(stream, offset=start, line_limit=line_limit, field_limit=field_limit)
     columns: list[str] = []
     try:
         while not columns:  # blank lines before the header are tolerated
+            begins = reader.offset
             columns = next(reader)
     except StopIteration:
         raise CsvProblem("The file has no header row") from None
     except csv.Error as exc:
+        if max_bytes and reader.offset - begins > max_bytes:
+            raise CsvProblem(f"The header row is longer than {max_bytes} bytes") from None
         raise CsvProblem(f"The header row cannot be read: {exc}") from None
     except UnicodeDecodeError:
         raise CsvProblem("The file is not UTF-8 text") from None
+    if max_bytes and reader.offset - begins > max_bytes:
+        raise CsvProblem(f"The header row is longer than {max_bytes} bytes")
+    if max_columns and len(columns) > max_columns:
+        raise CsvProblem(f"The header has {len(columns)} columns; at most {max_columns} are allowed")
     seen: set[str] = set()
     for name in columns:
         if name in seen:

@@ -35,6 +35,11 @@ def _limits() -> dict:
     return {"field_limit": settings.LONG_TASK_CSV_FIELD_LIMIT, "line_limit": settings.LONG_TASK_CSV_LINE_LIMIT}
 
 
+def _header_limits() -> dict:
+    """The bounds of the header row, from the settings."""
+    return {"max_columns": settings.LONG_TASK_CSV_MAX_COLUMNS, "max_bytes": settings.LONG_TASK_CSV_HEADER_BYTES}
+
+
 def _strict(data: Mapping) -> dict:
     """`strict`, when the request gives it (at registration, on a start or a resume)."""
     return {"strict": flag(data, "strict")} if "strict" in data else {}
@@ -79,7 +84,7 @@ class Upload(OperationType):
         name = default_storage.save(f"uploads/{op.pk}-{uuid.uuid4().hex}.csv", upload)
         try:
             with default_storage.open(name, "rb") as stored:
-                header = read_header(_binary_stream(stored), **_limits())
+                header = read_header(_binary_stream(stored), **_limits(), **_header_limits())
         except CsvProblem as exc:
             default_storage.delete(name)
             raise BadInput(str(exc)) from None
@@ -156,6 +161,11 @@ class UploadJob(Job):
         self.op_id = op.pk
         self.strict = bool(op.options.get("strict"))
         self.columns = list(op.columns or [])
+        if len(self.columns) > settings.LONG_TASK_CSV_MAX_COLUMNS:
+            # Stored before the limit (or before it was lowered): refused here as at upload.
+            raise BadInput(
+                f"The header has {len(self.columns)} columns; at most {settings.LONG_TASK_CSV_MAX_COLUMNS} are allowed"
+            )
         self.encode = rowstore.json_object_encoder(self.columns)
         self.lines_finished = op.lines_finished
         self.lines_failed = op.lines_failed
