@@ -17,7 +17,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
-from operations import selectors, services
+from operations import access, selectors, services
 from operations.errors import OperationError
 from operations.models import Operation, OperationEvent, RowError
 from operations.state_machine import Actor
@@ -95,9 +95,21 @@ class OperationAdmin(admin.ModelAdmin):
 
     # --- permissions: watch and act, never edit by hand ------------------------------------
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        # The API's rule (operations.access): being staff shows only one's own operations.
+        return super().get_queryset(request).visible_to(request.user)
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Operations are registered through the API, which records the first event.
         return False
+
+    def has_view_permission(self, request: HttpRequest, obj: Operation | None = None) -> bool:
+        return super().has_view_permission(request, obj) or access.controls_all(request.user)
+
+    def has_control_permission(self, request: HttpRequest) -> bool:
+        """The actions: for one's own operations with `change_operation`, for everyone's with
+        `control_any_operation`; the services refuse each operation the user may not act on."""
+        return request.user.has_perm("operations.change_operation") or access.controls_all(request.user)
 
     def has_change_permission(self, request: HttpRequest, obj: Operation | None = None) -> bool:
         # Without an object this gates the changelist's actions; with one, the change form.
@@ -149,15 +161,15 @@ class OperationAdmin(admin.ModelAdmin):
 
     # --- actions ---------------------------------------------------------------------------
 
-    @admin.action(description="Pause", permissions=["change"])
+    @admin.action(description="Pause", permissions=["control"])
     def pause(self, request: HttpRequest, queryset: QuerySet) -> None:
         self._apply(request, queryset, "Paused", services.operation_pause)
 
-    @admin.action(description="Resume", permissions=["change"])
+    @admin.action(description="Resume", permissions=["control"])
     def resume(self, request: HttpRequest, queryset: QuerySet) -> None:
         self._apply(request, queryset, "Resumed", services.operation_resume)
 
-    @admin.action(description="Terminate (force)", permissions=["change"])
+    @admin.action(description="Terminate (force)", permissions=["control"])
     def terminate_force(self, request: HttpRequest, queryset: QuerySet) -> None:
         def terminate(*, op_id: int, actor: Actor) -> Operation:
             return services.operation_terminate(op_id=op_id, actor=actor, force=True)

@@ -59,7 +59,12 @@ def other_user(django_user_model):
 
 @pytest.fixture
 def staff_user(django_user_model):
-    return django_user_model.objects.create_user("root", password="root-pw", is_staff=True)
+    """An operator: staff with the permission to see and control every operation."""
+    from django.contrib.auth.models import Permission
+
+    user = django_user_model.objects.create_user("root", password="root-pw", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="control_any_operation"))
+    return user
 
 
 @pytest.fixture

@@ -176,7 +176,7 @@ TYPE_FILTER = OpenApiParameter("op_type", str)
 
 
 class OperationViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
-    """Operations of the caller (all of them for staff)."""
+    """Operations the caller may see (its own; everyone's with a permission, see `access`)."""
 
     serializer_class = OperationSerializer
     lookup_value_regex = r"[0-9]+"
