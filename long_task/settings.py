@@ -157,6 +157,14 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "DEFAULT_THROTTLE_CLASSES": [
+        "operations.api.throttling.AnonymousThrottle",
+        "operations.api.throttling.WriteThrottle",
+        "operations.api.throttling.UploadThrottle",
+    ],
+    # Trusted proxies in front of the web processes: the client's address (for throttles) is
+    # the one the last of them saw. 0: REMOTE_ADDR (X-Forwarded-For is the client's to write).
+    "NUM_PROXIES": int(os.environ.get("LONG_TASK_NUM_PROXIES", "0")),
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "long_task API",
@@ -170,9 +178,35 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
 }
 
+# The throttles' counters. LocMemCache counts per process: with several web processes (gunicorn
+# --workers N, several machines) a client gets N times the rates, unless they share a cache:
+# LONG_TASK_CACHE_URL=db (the database; run `manage.py createcachetable` once) or redis://...
+_cache_url = os.environ.get("LONG_TASK_CACHE_URL", "")
+if _cache_url == "db":
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "long_task_cache"}}
+elif _cache_url.startswith(("redis://", "rediss://")):
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _cache_url}}
+elif _cache_url:
+    raise ImproperlyConfigured("LONG_TASK_CACHE_URL must be empty, db or redis://...")
+
 # --- long_task ----------------------------------------------------------------------------
+# Throttles (429 with Retry-After), as "N/second", "N/minute", "N/hour" or "N/day"; empty: none.
+LONG_TASK_THROTTLE_RATES = {
+    # Requests without a user (LONG_TASK_ALLOW_ANONYMOUS), per client address.
+    "anonymous": os.environ.get("LONG_TASK_THROTTLE_ANONYMOUS", "120/minute"),
+    # Register, start, pause, resume, terminate: per user.
+    "writes": os.environ.get("LONG_TASK_THROTTLE_WRITES", "600/minute"),
+    # Requests that send a file to import: per user.
+    "uploads": os.environ.get("LONG_TASK_THROTTLE_UPLOADS", "120/minute"),
+    # Failed HTTP basic logins per client address and user name, and per client address; over
+    # either, logins are refused before the password is hashed.
+    "login_failures": os.environ.get("LONG_TASK_THROTTLE_LOGIN_FAILURES", "5/minute"),
+    "login_failures_address": os.environ.get("LONG_TASK_THROTTLE_LOGIN_FAILURES_ADDRESS", "30/minute"),
+}
 # Anonymous access, for trusted local use only (SPEC §8).
 LONG_TASK_ALLOW_ANONYMOUS = env_bool("LONG_TASK_ALLOW_ANONYMOUS", False)
+# Registered operations that never started, per user (429 above): registering costs nothing else.
+LONG_TASK_MAX_REGISTERED = int(os.environ.get("LONG_TASK_MAX_REGISTERED", "100"))
 # Largest accepted upload, in bytes (413 above it).
 LONG_TASK_MAX_UPLOAD_BYTES = int(os.environ.get("LONG_TASK_MAX_UPLOAD_BYTES", str(2 * 1024**3)))
 # Largest CSV field, in bytes; a longer field (often an unclosed quote) rejects its row.

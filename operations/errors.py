@@ -37,6 +37,12 @@ class TooLarge(OperationError):
     status_code = 413
 
 
+class QuotaExceeded(OperationError):
+    """The caller has too many of something: wait, or clean up first."""
+
+    status_code = 429
+
+
 class LeaseLost(Exception):
     """The worker no longer holds the operation (its lease expired and another took it, or the
     state moved on). The worker must stop without committing anything more."""

@@ -89,6 +89,7 @@ def status_of_operation(request, op_id: int, data: Mapping) -> Response:
 class SeedEndpoint(APIView):
     command = None  # one of the command functions above
     http_method_names = ["post", "options"]
+    throttle_scopes = ("writes",)  # see api/throttling.py
 
     def post(self, request):
         data = parsing.body(request)
@@ -131,6 +132,7 @@ def _seed_schema(name: str, description: str, fields: dict, ok: int, *, multipar
 )
 class UploadView(SeedEndpoint):
     command = start_operation
+    throttle_scopes = ("writes", "uploads")
 
 
 @_seed_schema("Pause", "Pause: stop at the next chunk boundary.", {"wait": serializers.FloatField(required=False)}, 200)
@@ -164,6 +166,7 @@ class TerminateView(SeedEndpoint):
 class StatusView(SeedEndpoint):
     command = status_of_operation
     http_method_names = ["get", "post", "options"]
+    throttle_scopes = ()
 
     def get(self, request):
         return self.post(request)
@@ -180,6 +183,13 @@ class OperationViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
     serializer_class = OperationSerializer
     lookup_value_regex = r"[0-9]+"
+    throttle_scopes_by_action = {
+        "create": ("writes",),
+        "start": ("writes", "uploads"),
+        "pause": ("writes",),
+        "resume": ("writes",),
+        "terminate": ("writes",),
+    }
 
     def get_queryset(self):
         queryset = Operation.objects.visible_to(self.request.user)
