@@ -90,6 +90,7 @@ class SeedEndpoint(APIView):
     command = None  # one of the command functions above
     http_method_names = ["post", "options"]
     throttle_scopes = ("writes",)  # see api/throttling.py
+    accepts_files = False  # a file part is refused before it is read (see uploads.accepts_files)
 
     def post(self, request):
         data = parsing.body(request)
@@ -133,6 +134,7 @@ def _seed_schema(name: str, description: str, fields: dict, ok: int, *, multipar
 class UploadView(SeedEndpoint):
     command = start_operation
     throttle_scopes = ("writes", "uploads")
+    accepts_files = True
 
 
 @_seed_schema("Pause", "Pause: stop at the next chunk boundary.", {"wait": serializers.FloatField(required=False)}, 200)
@@ -143,6 +145,7 @@ class PauseView(SeedEndpoint):
 @_seed_schema("Resume", "Resume: continue from the checkpoint.", {}, 202)
 class ResumeView(SeedEndpoint):
     command = resume_operation
+    accepts_files = True  # a re-sent file, compared with the stored one
 
 
 @_seed_schema(
@@ -190,6 +193,7 @@ class OperationViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         "resume": ("writes",),
         "terminate": ("writes",),
     }
+    file_actions = ("start", "resume")  # see uploads.accepts_files
 
     def get_queryset(self):
         queryset = Operation.objects.visible_to(self.request.user)

@@ -90,7 +90,7 @@ class Upload(OperationType):
             raise BadInput(str(exc)) from None
         return {
             "file": name,
-            "file_name": os.path.basename(upload.name or "")[:255],
+            "file_name": os.path.basename(upload.name or "").replace("\x00", "")[:255],
             "file_size": upload.size,
             "file_sha256": getattr(upload, "sha256", ""),
             "columns": header.columns,
