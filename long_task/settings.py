@@ -207,6 +207,13 @@ LONG_TASK_THROTTLE_RATES = {
 LONG_TASK_ALLOW_ANONYMOUS = env_bool("LONG_TASK_ALLOW_ANONYMOUS", False)
 # Registered operations that never started, per user (429 above): registering costs nothing else.
 LONG_TASK_MAX_REGISTERED = int(os.environ.get("LONG_TASK_MAX_REGISTERED", "100"))
+# Retention: stored files of finished (completed or terminated) operations are deleted this many
+# days after they finished (0: kept forever); a temporary upload that has not grown for this many
+# seconds belongs to a web process that died, and is deleted. Idle workers sweep every
+# LONG_TASK_SWEEP_SECONDS, and so does `manage.py sweep`.
+LONG_TASK_RETENTION_DAYS = float(os.environ.get("LONG_TASK_RETENTION_DAYS", "30"))
+LONG_TASK_INCOMING_MAX_AGE = float(os.environ.get("LONG_TASK_INCOMING_MAX_AGE", str(24 * 3600)))
+LONG_TASK_SWEEP_SECONDS = float(os.environ.get("LONG_TASK_SWEEP_SECONDS", "3600"))
 # Largest accepted upload, in bytes (413 above it).
 LONG_TASK_MAX_UPLOAD_BYTES = int(os.environ.get("LONG_TASK_MAX_UPLOAD_BYTES", str(2 * 1024**3)))
 # Largest CSV field, in bytes; a longer field (often an unclosed quote) rejects its row.
