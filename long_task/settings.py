@@ -176,6 +176,10 @@ SPECTACULAR_SETTINGS = {
     # Swagger UI from the sidecar package: /api/docs/ works without a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "operations.api.schema.add_errors_and_bounds",
+    ],
 }
 
 # The throttles' counters. LocMemCache counts per process: with several web processes (gunicorn
