@@ -93,22 +93,21 @@ class FailedLogins:
             (f"login-failures:{address}", rate_of("login_failures_address")),
         ]
 
+    def _recent(self, now: float):
+        """(key, number allowed, window seconds, failures within the window) of each limit."""
+        for key, rate in self.windows:
+            if rate is not None:
+                number, seconds = rate
+                yield key, number, seconds, [moment for moment in cache.get(key, []) if moment > now - seconds]
+
     def check(self) -> None:
         """Throttled (429) while a limit is reached: no password is checked then."""
         now = time.time()
-        for key, rate in self.windows:
-            if rate is None:
-                continue
-            number, seconds = rate
-            recent = [moment for moment in cache.get(key, []) if moment > now - seconds]
+        for _, number, seconds, recent in self._recent(now):
             if len(recent) >= number:
                 raise Throttled(wait=math.ceil(recent[-number] + seconds - now), detail="Too many failed logins.")
 
     def add(self) -> None:
         now = time.time()
-        for key, rate in self.windows:
-            if rate is None:
-                continue
-            number, seconds = rate
-            recent = [moment for moment in cache.get(key, []) if moment > now - seconds]
+        for key, number, seconds, recent in self._recent(now):
             cache.set(key, [*recent, now][-number:], seconds)
