@@ -18,6 +18,10 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 
 install: $(STAMP)
 
+# Development mode for the local server and its database (settings refuse to start without
+# DJANGO_SECRET_KEY otherwise); an explicit DJANGO_DEBUG=0 wins.
+run migrate: export DJANGO_DEBUG ?= 1
+
 migrate: install
 	$(BIN)/python manage.py migrate --noinput
 

@@ -27,11 +27,13 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
-DEBUG = env_bool("DJANGO_DEBUG", True)
+# Off unless asked for: a server started without environment (gunicorn, a service manager)
+# must not run in debug mode with a public key. `make run` and the tests set DJANGO_DEBUG=1.
+DEBUG = env_bool("DJANGO_DEBUG", False)
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG:
-        raise ImproperlyConfigured("Set DJANGO_SECRET_KEY when DJANGO_DEBUG is off.")
+        raise ImproperlyConfigured("Set DJANGO_SECRET_KEY (or DJANGO_DEBUG=1 for local development: `make run` does).")
     SECRET_KEY = "django-insecure-local-development-only"
 
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
@@ -155,6 +157,14 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "DEFAULT_THROTTLE_CLASSES": [
+        "operations.api.throttling.AnonymousThrottle",
+        "operations.api.throttling.WriteThrottle",
+        "operations.api.throttling.UploadThrottle",
+    ],
+    # Trusted proxies in front of the web processes: the client's address (for throttles) is
+    # the one the last of them saw. 0: REMOTE_ADDR (X-Forwarded-For is the client's to write).
+    "NUM_PROXIES": int(os.environ.get("LONG_TASK_NUM_PROXIES", "0")),
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "long_task API",
@@ -166,17 +176,58 @@ SPECTACULAR_SETTINGS = {
     # Swagger UI from the sidecar package: /api/docs/ works without a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "operations.api.schema.add_errors_and_bounds",
+    ],
 }
 
+# The throttles' counters. LocMemCache counts per process: with several web processes (gunicorn
+# --workers N, several machines) a client gets N times the rates, unless they share a cache:
+# LONG_TASK_CACHE_URL=db (the database; run `manage.py createcachetable` once) or redis://...
+_cache_url = os.environ.get("LONG_TASK_CACHE_URL", "")
+if _cache_url == "db":
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "long_task_cache"}}
+elif _cache_url.startswith(("redis://", "rediss://")):
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _cache_url}}
+elif _cache_url:
+    raise ImproperlyConfigured("LONG_TASK_CACHE_URL must be empty, db or redis://...")
+
 # --- long_task ----------------------------------------------------------------------------
+# Throttles (429 with Retry-After), as "N/second", "N/minute", "N/hour" or "N/day"; empty: none.
+LONG_TASK_THROTTLE_RATES = {
+    # Requests without a user (LONG_TASK_ALLOW_ANONYMOUS), per client address.
+    "anonymous": os.environ.get("LONG_TASK_THROTTLE_ANONYMOUS", "120/minute"),
+    # Register, start, pause, resume, terminate: per user.
+    "writes": os.environ.get("LONG_TASK_THROTTLE_WRITES", "600/minute"),
+    # Requests that send a file to import: per user.
+    "uploads": os.environ.get("LONG_TASK_THROTTLE_UPLOADS", "120/minute"),
+    # Failed HTTP basic logins per client address and user name, and per client address; over
+    # either, logins are refused before the password is hashed.
+    "login_failures": os.environ.get("LONG_TASK_THROTTLE_LOGIN_FAILURES", "5/minute"),
+    "login_failures_address": os.environ.get("LONG_TASK_THROTTLE_LOGIN_FAILURES_ADDRESS", "30/minute"),
+}
 # Anonymous access, for trusted local use only (SPEC §8).
 LONG_TASK_ALLOW_ANONYMOUS = env_bool("LONG_TASK_ALLOW_ANONYMOUS", False)
+# Registered operations that never started, per user (429 above): registering costs nothing else.
+LONG_TASK_MAX_REGISTERED = int(os.environ.get("LONG_TASK_MAX_REGISTERED", "100"))
+# Retention: stored files of finished (completed or terminated) operations are deleted this many
+# days after they finished (0: kept forever); a temporary upload that has not grown for this many
+# seconds belongs to a web process that died, and is deleted. Idle workers sweep every
+# LONG_TASK_SWEEP_SECONDS, and so does `manage.py sweep`.
+LONG_TASK_RETENTION_DAYS = float(os.environ.get("LONG_TASK_RETENTION_DAYS", "30"))
+LONG_TASK_INCOMING_MAX_AGE = float(os.environ.get("LONG_TASK_INCOMING_MAX_AGE", str(24 * 3600)))
+LONG_TASK_SWEEP_SECONDS = float(os.environ.get("LONG_TASK_SWEEP_SECONDS", "3600"))
 # Largest accepted upload, in bytes (413 above it).
 LONG_TASK_MAX_UPLOAD_BYTES = int(os.environ.get("LONG_TASK_MAX_UPLOAD_BYTES", str(2 * 1024**3)))
 # Largest CSV field, in bytes; a longer field (often an unclosed quote) rejects its row.
 LONG_TASK_CSV_FIELD_LIMIT = int(os.environ.get("LONG_TASK_CSV_FIELD_LIMIT", str(1024**2)))
 # Bounds the memory of one line; a row within the field limit can be wider than one field.
 LONG_TASK_CSV_LINE_LIMIT = int(os.environ.get("LONG_TASK_CSV_LINE_LIMIT", str(16 * 1024**2)))
+# The header row: at most this many columns, in at most this many bytes (400 above either). Each
+# column costs every row of every import, and the status and admin pages that show the header.
+LONG_TASK_CSV_MAX_COLUMNS = int(os.environ.get("LONG_TASK_CSV_MAX_COLUMNS", "1000"))
+LONG_TASK_CSV_HEADER_BYTES = int(os.environ.get("LONG_TASK_CSV_HEADER_BYTES", str(64 * 1024)))
 # A worker's lease on an operation; a dead worker's operation is taken over after this.
 LONG_TASK_LEASE_SECONDS = float(os.environ.get("LONG_TASK_LEASE_SECONDS", "30"))
 # Target wall time of one chunk: bounds how long a pause waits for the worker's ack.
@@ -225,5 +276,8 @@ LOGGING = {
     "loggers": {
         "operations": {"handlers": ["console"], "level": os.environ.get("LONG_TASK_LOG_LEVEL", "INFO")},
         "background_task": {"handlers": ["console"], "level": "WARNING"},
+        # Server errors (500s) with their tracebacks. Django's default sends them to the console
+        # only when DEBUG is on, and by mail to ADMINS otherwise: under gunicorn they were lost.
+        "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
     },
 }

@@ -17,12 +17,13 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
-from operations import selectors, services
+from operations import access, selectors, services
 from operations.errors import OperationError
 from operations.models import Operation, OperationEvent, RowError
 from operations.state_machine import Actor
 
 ROW_ERRORS_SHOWN = 100
+COLUMNS_SHOWN = 50
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -82,7 +83,7 @@ class OperationAdmin(admin.ModelAdmin):
                 ]
             },
         ),
-        ("Input", {"fields": ["file", "file_name", "file_size", "file_sha256", "columns"]}),
+        ("Input", {"fields": ["file", "file_name", "file_size", "file_sha256", "header"]}),
         (
             "Checkpoint and lease",
             {"fields": ["position", "checkpoint", "rollback_position", "lease_owner", "lease_expires_at"]},
@@ -94,9 +95,21 @@ class OperationAdmin(admin.ModelAdmin):
 
     # --- permissions: watch and act, never edit by hand ------------------------------------
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        # The API's rule (operations.access): being staff shows only one's own operations.
+        return super().get_queryset(request).visible_to(request.user)
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Operations are registered through the API, which records the first event.
         return False
+
+    def has_view_permission(self, request: HttpRequest, obj: Operation | None = None) -> bool:
+        return super().has_view_permission(request, obj) or access.controls_all(request.user)
+
+    def has_control_permission(self, request: HttpRequest) -> bool:
+        """The actions: for one's own operations with `change_operation`, for everyone's with
+        `control_any_operation`; the services refuse each operation the user may not act on."""
+        return request.user.has_perm("operations.change_operation") or access.controls_all(request.user)
 
     def has_change_permission(self, request: HttpRequest, obj: Operation | None = None) -> bool:
         # Without an object this gates the changelist's actions; with one, the change form.
@@ -132,6 +145,15 @@ class OperationAdmin(admin.ModelAdmin):
         seconds = selectors.eta_seconds(op)
         return "-" if seconds is None else f"{seconds:,.0f} s"
 
+    @admin.display(description="header")
+    def header(self, op: Operation) -> str:
+        """The column names, the first COLUMNS_SHOWN of a wide header."""
+        columns = op.columns or []
+        shown = ", ".join(columns[:COLUMNS_SHOWN])
+        if len(columns) > COLUMNS_SHOWN:
+            shown += f", ... ({len(columns):,} columns)"
+        return shown or "-"
+
     @admin.display(description="row errors")
     def row_error_count(self, op: Operation) -> str:
         url = reverse("operation-row-errors", args=[op.pk])
@@ -139,15 +161,15 @@ class OperationAdmin(admin.ModelAdmin):
 
     # --- actions ---------------------------------------------------------------------------
 
-    @admin.action(description="Pause", permissions=["change"])
+    @admin.action(description="Pause", permissions=["control"])
     def pause(self, request: HttpRequest, queryset: QuerySet) -> None:
         self._apply(request, queryset, "Paused", services.operation_pause)
 
-    @admin.action(description="Resume", permissions=["change"])
+    @admin.action(description="Resume", permissions=["control"])
     def resume(self, request: HttpRequest, queryset: QuerySet) -> None:
         self._apply(request, queryset, "Resumed", services.operation_resume)
 
-    @admin.action(description="Terminate (force)", permissions=["change"])
+    @admin.action(description="Terminate (force)", permissions=["control"])
     def terminate_force(self, request: HttpRequest, queryset: QuerySet) -> None:
         def terminate(*, op_id: int, actor: Actor) -> Operation:
             return services.operation_terminate(op_id=op_id, actor=actor, force=True)

@@ -15,6 +15,19 @@ from typing import BinaryIO
 BOM = codecs.BOM_UTF8
 
 
+# A quoted field that swallows this many lines that each are a row of the table is taken for an
+# unclosed quote (see RecordReader.unclosed_quote).
+RUNAWAY_LINES = 3
+
+
+def _width(line: str) -> int:
+    """The number of fields of one physical line read on its own."""
+    try:
+        return len(next(csv.reader([line]), []))
+    except csv.Error:
+        return -1
+
+
 class CsvProblem(ValueError):
     """The file as a whole cannot be imported (bad header, not text...)."""
 
@@ -40,11 +53,15 @@ class RecordReader:
     ):
         if field_limit is not None:
             csv.field_size_limit(field_limit)  # the csv module's limit is per process
-        stream.seek(offset)
-        self.offset = offset
         self.line_limit = line_limit or 4 * csv.field_size_limit() + 4
-        self.overlong = False  # the record just read had a line over line_limit
         self._stream = stream
+        self.restart(offset)
+
+    def restart(self, offset: int) -> None:
+        """Read on from byte `offset` (a line boundary) with a fresh csv reader."""
+        self._stream.seek(offset)
+        self.offset = offset
+        self.overlong = False  # the record just read had a line over line_limit
         self.records = csv.reader(self._lines())
 
     def _lines(self) -> Iterator[str]:
@@ -73,6 +90,52 @@ class RecordReader:
             raise csv.Error(self.problem())
         return fields
 
+    def unclosed_quote(self, start: int, *, width: int, unreadable: str = "") -> tuple[str, int] | None:
+        """Whether the record just read, which began at byte `start` and spans several physical
+        lines (a quoted field with line breaks), is rather a quote that was never closed and
+        swallowed the lines after it. If so: the reason, and the offset just past the record's
+        first line, where reading should go on (`restart`) so that the bad quote costs one row.
+
+        Such a record is one that (1) could not be read (`unreadable` says why: a field over the
+        field limit, a line over the line limit), or (2) still has its quote open at the end of the file, or (3)
+        whose quoted field swallows at least RUNAWAY_LINES whole lines (neither its first nor its
+        last) that are each a row of `width` fields, `width` being 2 or more. A legitimate field
+        with line breaks passes: its inner lines are text, not rows of the table.
+        """
+        lines = list(self._physical_lines(start, self.offset))
+        first_end = lines[0][0] if lines else self.offset
+        if unreadable:
+            return f"unclosed quote? the quoted field that opens on this line spans lines: {unreadable}", first_end
+        try:
+            for _ in csv.reader((text for _, text in lines), strict=True):
+                pass
+        except csv.Error as exc:
+            if "unexpected end of data" in str(exc):
+                return "unclosed quote: the quoted field that opens on this line runs to the end of the file", first_end
+        inner = [text for _, text in lines[1:-1]]
+        if width >= 2 and len(inner) >= RUNAWAY_LINES and all(_width(text) == width for text in inner):
+            return f"unclosed quote: the quoted field that opens on this line swallows {len(inner)} rows", first_end
+        return None
+
+    def _physical_lines(self, start: int, end: int) -> Iterator[tuple[int, str]]:
+        """(end offset, text) of each line between byte offsets `start` and `end`, read apart
+        from the csv reader's position, which is left where it was."""
+        stream, limit = self._stream, self.line_limit
+        saved = stream.tell()
+        stream.seek(start)
+        try:
+            position = start
+            while position < end and (raw := stream.readline(limit)):
+                position += len(raw)
+                if len(raw) == limit and raw[-1:] != b"\n":
+                    while (rest := stream.readline(limit)) and rest[-1:] != b"\n":
+                        position += len(rest)
+                    position += len(rest)
+                    raw = b"\n"
+                yield position, raw.decode("utf-8", errors="replace")
+        finally:
+            stream.seek(saved)
+
     def problem(self, exc: csv.Error | None = None) -> str:
         """What was wrong with the record just read (`exc`: what csv raised for it, if anything)."""
         if self.overlong:
@@ -81,21 +144,39 @@ class RecordReader:
         return str(exc)
 
 
-def read_header(stream: BinaryIO, *, line_limit: int | None = None, field_limit: int | None = None) -> Header:
-    """Read and check the header row: present, not blank, no duplicate column names."""
+def read_header(
+    stream: BinaryIO,
+    *,
+    line_limit: int | None = None,
+    field_limit: int | None = None,
+    max_columns: int | None = None,
+    max_bytes: int | None = None,
+) -> Header:
+    """Read and check the header row: present, not blank, no duplicate column names, at most
+    `max_columns` names in at most `max_bytes` bytes (whatever the file, reading it costs at
+    most `max_bytes` of memory: a wide header costs every row, every import and every page)."""
     stream.seek(0)
     start = len(BOM) if stream.read(len(BOM)) == BOM else 0
+    if max_bytes:
+        line_limit = min(line_limit or max_bytes + 1, max_bytes + 1)
     reader = RecordReader(stream, offset=start, line_limit=line_limit, field_limit=field_limit)
     columns: list[str] = []
     try:
         while not columns:  # blank lines before the header are tolerated
+            begins = reader.offset
             columns = next(reader)
     except StopIteration:
         raise CsvProblem("The file has no header row") from None
     except csv.Error as exc:
+        if max_bytes and reader.offset - begins > max_bytes:
+            raise CsvProblem(f"The header row is longer than {max_bytes} bytes") from None
         raise CsvProblem(f"The header row cannot be read: {exc}") from None
     except UnicodeDecodeError:
         raise CsvProblem("The file is not UTF-8 text") from None
+    if max_bytes and reader.offset - begins > max_bytes:
+        raise CsvProblem(f"The header row is longer than {max_bytes} bytes")
+    if max_columns and len(columns) > max_columns:
+        raise CsvProblem(f"The header has {len(columns)} columns; at most {max_columns} are allowed")
     seen: set[str] = set()
     for name in columns:
         if name in seen:

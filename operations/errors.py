@@ -15,6 +15,13 @@ class BadInput(OperationError):
     status_code = 400
 
 
+class Forbidden(OperationError):
+    """The caller may see the operation but not act on it."""
+
+    status_code = 403
+    default_message = "You may see this operation but not act on it"
+
+
 class NotFound(OperationError):
     status_code = 404
     default_message = "Operation ID Invalid"
@@ -28,6 +35,12 @@ class Conflict(OperationError):
 
 class TooLarge(OperationError):
     status_code = 413
+
+
+class QuotaExceeded(OperationError):
+    """The caller has too many of something: wait, or clean up first."""
+
+    status_code = 429
 
 
 class LeaseLost(Exception):

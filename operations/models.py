@@ -7,11 +7,13 @@ protocol); only `operations.leases` writes the lease fields.
 from django.conf import settings
 from django.db import models
 
+from operations import access
+
 
 class OperationQuerySet(models.QuerySet):
     def visible_to(self, user) -> "OperationQuerySet":
-        """What `user` may see and control: staff everything, others their own (SPEC §8)."""
-        if getattr(user, "is_staff", False):
+        """What `user` may see: its own, or everyone's with a permission (see `access`)."""
+        if access.sees_all(user):
             return self
         if user is None or not user.is_authenticated:
             return self.filter(owner__isnull=True)
@@ -116,6 +118,7 @@ class Operation(models.Model):
     class Meta:
         ordering = ["-id"]
         indexes = [models.Index(fields=["state", "lease_expires_at"], name="op_state_lease")]
+        permissions = [("control_any_operation", "Can see, pause, resume and terminate every user's operations")]
 
     def __str__(self) -> str:
         return f"{self.op_type} #{self.pk} ({self.state})"

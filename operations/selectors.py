@@ -9,6 +9,7 @@ from django.db import connection
 from django.db.models import Q
 from django.db.models.functions import Now
 
+from operations import access
 from operations.errors import NotFound
 from operations.models import Operation
 from operations.operation_types import registry
@@ -18,10 +19,10 @@ State = Operation.State
 
 def operation_get(*, op_id: int, user) -> Operation:
     """The operation if `user` may see it, else NotFound (a stranger's looks like a missing one)."""
-    try:
-        return Operation.objects.visible_to(user).get(pk=op_id)
-    except Operation.DoesNotExist:
-        raise NotFound() from None
+    op = Operation.objects.filter(pk=op_id).first()
+    if op is None or not access.can_see(user, op):
+        raise NotFound()
+    return op
 
 
 def operations_stalled(*, limit: int = 20) -> list[int]:

@@ -6,10 +6,12 @@ these functions hand it the request's data and save what it returns.
 
 from collections.abc import Mapping
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from operations import queue
+from operations.errors import QuotaExceeded
 from operations.models import Operation
 from operations.operation_types import registry
 from operations.state_machine import Actor, allows, ensure_allowed, lock, record, transition
@@ -22,6 +24,12 @@ def operation_register(*, op_type: str, actor: Actor, data: Mapping) -> Operatio
     type reads from `data` (it refuses bad ones)."""
     kind = registry.get(op_type)
     options = kind.parse_options(data, actor=actor)
+    waiting = Operation.objects.filter(owner=actor.owner, state=State.REGISTERED).count()
+    if waiting >= settings.LONG_TASK_MAX_REGISTERED:
+        raise QuotaExceeded(
+            f"You have {waiting} registered operations that never started "
+            f"(at most {settings.LONG_TASK_MAX_REGISTERED}): start or terminate some first"
+        )
     with transaction.atomic():
         op = Operation.objects.create(op_type=kind.name, owner=actor.owner, options=options)
         record(op, from_state="", actor=actor, detail="registered")

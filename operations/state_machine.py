@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from django.utils import timezone
 
-from operations.errors import Conflict, NotFound
+from operations import access
+from operations.errors import Conflict, Forbidden, NotFound
 from operations.models import Operation, OperationEvent
 
 State = Operation.State
@@ -104,14 +105,18 @@ class Actor:
 
 def lock(op_id: int, *, user=None) -> Operation:
     """The operation, row-locked until the end of the transaction. With `user`, only if that
-    user may see it (a stranger's operation is NotFound, like a missing one)."""
+    user may act on it: one the user may not see is NotFound, like a missing one; one the user
+    may only see is Forbidden (see `access`)."""
     queryset = Operation.objects.select_for_update(no_key=True)
     if user is not None:
         queryset = queryset.visible_to(user)
     try:
-        return queryset.get(pk=op_id)
+        op = queryset.get(pk=op_id)
     except Operation.DoesNotExist:
         raise NotFound() from None
+    if user is not None and not access.can_control(user, op):
+        raise Forbidden()
+    return op
 
 
 def record(op: Operation, *, from_state: str, actor: Actor, detail: str = "") -> None:

@@ -12,7 +12,7 @@ from django.http import QueryDict
 from django.utils.datastructures import MultiValueDict
 
 from operations.csv_reader import TextCheck
-from operations.errors import TooLarge
+from operations.errors import BadInput, TooLarge
 
 # Marks a request whose upload went over LONG_TASK_MAX_UPLOAD_BYTES.
 TOO_LARGE_ATTRIBUTE = "long_task_upload_too_large"
@@ -20,10 +20,32 @@ TOO_LARGE_ATTRIBUTE = "long_task_upload_too_large"
 MULTIPART_SLACK_BYTES = 1024**2
 
 
+# Marks a request that sent a file to an endpoint that takes none.
+FILE_REFUSED_ATTRIBUTE = "long_task_file_refused"
+
+
 def check_upload_size(request) -> None:
-    """Raise the one 413 of an upload over LONG_TASK_MAX_UPLOAD_BYTES, if this request's was."""
+    """Raise the one 413 of an upload over LONG_TASK_MAX_UPLOAD_BYTES, if this request's was,
+    or the 400 of a file sent to an endpoint that takes none."""
     if getattr(request, TOO_LARGE_ATTRIBUTE, False):
         raise TooLarge(f"The file is larger than the upload limit of {settings.LONG_TASK_MAX_UPLOAD_BYTES} bytes")
+    if getattr(request, FILE_REFUSED_ATTRIBUTE, False):
+        raise BadInput(
+            "This endpoint takes no file: send a file to /upload/ or /api/operations/{id}/start/ "
+            "(multipart/form-data, field 'file')"
+        )
+
+
+def accepts_files(request) -> bool:
+    """Whether the view the request goes to takes file parts: an API view says so with
+    `accepts_files`, a viewset with `file_actions`; views that say nothing (the admin's, with
+    forms of their own) decide for themselves."""
+    match = getattr(request, "resolver_match", None)
+    view = getattr(match.func, "cls", None) if match else None
+    actions = getattr(match.func, "actions", None) if match else None
+    if actions is not None and hasattr(view, "file_actions"):
+        return actions.get(request.method.lower()) in view.file_actions
+    return getattr(view, "accepts_files", True)
 
 
 class CheckedUploadHandler(TemporaryFileUploadHandler):
@@ -37,6 +59,10 @@ class CheckedUploadHandler(TemporaryFileUploadHandler):
         return None
 
     def new_file(self, *args, **kwargs) -> None:
+        if not accepts_files(self.request):
+            # Refused before a byte of it is read or stored (and the rest of the body with it).
+            setattr(self.request, FILE_REFUSED_ATTRIBUTE, True)
+            raise StopUpload(connection_reset=True)
         super().new_file(*args, **kwargs)
         self.sha256 = hashlib.sha256()
         self.text_check = TextCheck()

@@ -222,7 +222,7 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="long-task-chaos-"))
     os.environ["DATABASE_URL"] = _fresh_database(os.environ.get("DATABASE_URL", ""), workdir)
     os.environ["LONG_TASK_MEDIA_ROOT"] = str(workdir / "media")
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "long_task.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
     import django
 
     django.setup()

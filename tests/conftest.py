@@ -34,6 +34,14 @@ def fast_password_hasher(settings):
 
 
 @pytest.fixture(autouse=True)
+def empty_cache():
+    """Throttle counters start at zero in each test (LocMemCache outlives a test)."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
 def media_root(tmp_path, settings):
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.FILE_UPLOAD_TEMP_DIR = str(tmp_path / "media" / "incoming")
@@ -59,7 +67,12 @@ def other_user(django_user_model):
 
 @pytest.fixture
 def staff_user(django_user_model):
-    return django_user_model.objects.create_user("root", password="root-pw", is_staff=True)
+    """An operator: staff with the permission to see and control every operation."""
+    from django.contrib.auth.models import Permission
+
+    user = django_user_model.objects.create_user("root", password="root-pw", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="control_any_operation"))
+    return user
 
 
 @pytest.fixture

@@ -187,10 +187,10 @@ class Workers:
 
 
 @contextlib.contextmanager
-def running_server(*, media_root: Path, log_path: Path) -> Iterator[tuple[subprocess.Popen, int]]:
+def running_server(*, media_root: Path, log_path: Path, **env: str) -> Iterator[tuple[subprocess.Popen, int]]:
     """`manage.py runserver` on the test database, as (process, port), killed afterwards."""
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": database_url(), "LONG_TASK_MEDIA_ROOT": str(media_root)}
+    env = {**os.environ, "DATABASE_URL": database_url(), "LONG_TASK_MEDIA_ROOT": str(media_root), **env}
     with open(log_path, "wb") as log:
         server = subprocess.Popen(
             [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],

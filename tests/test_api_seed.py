@@ -543,6 +543,20 @@ def test_terminate_takes_force_from_the_query_string_beside_a_body(api, op_in, s
     assert state_of(other) == S.TERMINATING
 
 
+@pytest.mark.parametrize("encoding", ENCODINGS)
+@pytest.mark.parametrize("rest", [False, True], ids=["seed", "rest"])
+def test_a_query_string_beside_a_body_of_every_encoding(api, op_in, encoding, rest):
+    """Issue 9, finding 3 (fixed in e8b79bc): `curl -d op_id=N ".../terminate/?force=true"`, a
+    form body with a query string, was a 400; the two are merged value by value."""
+    op_id = op_in(S.RUNNING)
+    if rest:
+        response = post(api, f"/api/operations/{op_id}/terminate/?force=true", {"wait": 0}, encoding)
+    else:
+        response = post(api, "/terminate/?force=true", {"op_id": op_id}, encoding)
+    assert response.status_code == 200, response.content
+    assert state_of(op_id) == S.TERMINATING
+
+
 def test_the_body_wins_over_the_query_string(api, op_in):
     op_id = op_in(S.RUNNING)
     response = api.post("/terminate/?force=true", {"op_id": op_id, "force": "false"}, format="json")
@@ -754,6 +768,19 @@ def test_terminate_bad_force(api, op_in, force):
 def test_bad_wait(api, op_in, url, wait):
     op_id = op_in(S.PAUSED)
     response = api.post(url, {"op_id": op_id, "wait": wait}, format="json")
+    assert response.status_code == 400
+    assert response.json() == {"message": "wait must be a number of seconds"}
+    assert state_of(op_id) == S.PAUSED
+
+
+@pytest.mark.parametrize("url", ["/pause/", "/terminate/"])
+@pytest.mark.parametrize("digits", [400, 5000])
+def test_a_wait_beyond_float_range_is_a_400(api, op_in, url, digits):
+    """Issue 9, finding 4 (fixed in e8b79bc): a JSON integer of 400 digits raised OverflowError
+    in float() and answered 500."""
+    op_id = op_in(S.PAUSED)
+    body = f'{{"op_id": {op_id}, "wait": 1{"0" * (digits - 1)}}}'
+    response = api.post(url, body, content_type="application/json")
     assert response.status_code == 400
     assert response.json() == {"message": "wait must be a number of seconds"}
     assert state_of(op_id) == S.PAUSED

@@ -5,6 +5,8 @@ pause, a terminate or a kill reliably lands while a chunk is in flight.
 """
 
 import http.client
+import json
+import re
 import signal
 import time
 from pathlib import Path
@@ -304,3 +306,34 @@ def test_export_terminate_deletes_the_partial_file(api, start_upload, workers):
     assert not list(parts.iterdir())
     assert not list((Path(settings.MEDIA_ROOT) / "exports").glob(f"{op_id}-*"))
     assert row_count(source_id) == 3_000
+
+
+# --- what users read of a failure (issue 9, finding 6) ----------------------------------------
+
+
+def test_a_failing_workers_error_and_events_show_no_internals(api, start_upload, workers):
+    """Issue 9, finding 6 (fixed in e8b79bc): the status `error` and the events carried the
+    traceback (with server paths), and events named workers by host name and PID. Now the error
+    is a message, and a worker is an opaque id; the details are in the worker's log."""
+    import os
+    import socket
+
+    op_id = start_upload(csv_bytes(500))
+    stored_file(op_id).unlink()  # the worker's open() then fails: an environment problem
+    worker = workers.start()
+    wait_for(lambda: op_in_state(op_id, S.FAILED), what="failed")
+
+    body = status(api, op_id)
+    events = api.get(f"/api/operations/{op_id}/events/").json()["results"]
+    shown = json.dumps([body["error"], events])
+    assert body["error"] == "internal error (FileNotFoundError); the worker's log has the details"
+    for secret in ("Traceback", 'File "', str(settings.MEDIA_ROOT), "/uploads/", socket.gethostname()):
+        assert secret not in shown, secret
+    for pid in (worker.pid, os.getpid()):
+        assert not re.search(rf"\b{pid}\b", shown), pid
+    worker_actors = {event["actor"] for event in events if event["actor"].startswith("worker:")}
+    assert worker_actors == {f"worker:{workers.worker_id(worker)}"}
+    assert re.fullmatch(r"worker:[0-9a-f]{12}", worker_actors.pop())
+    # The log has what an operator needs.
+    log = Path(worker.log_path).read_text(errors="replace")
+    assert "Traceback" in log and "FileNotFoundError" in log and f"is process {worker.pid}" in log

@@ -431,3 +431,115 @@ def test_the_production_settings_pass_check_deploy(tmp_path):
     )
     assert check.returncode == 0, check.stdout + check.stderr
     assert "no issues" in check.stdout
+
+
+# --- safe defaults (issue 9, finding 7) -------------------------------------------------------
+
+
+def _settings_in_a_fresh_process(tmp_path, code: str, **env: str) -> subprocess.CompletedProcess:
+    """Run `code` after django.setup() with the real settings and exactly the given variables
+    of ours (none of the test run's DJANGO_* ones)."""
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("DJANGO_")}
+    environment.update(DJANGO_SETTINGS_MODULE="long_task.settings", DATABASE_URL=f"sqlite:///{tmp_path / 'db'}", **env)
+    script = f"import django; django.setup()\nfrom django.conf import settings\n{code}"
+    return subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_without_django_debug_a_missing_secret_key_refuses_to_start(tmp_path):
+    started = _settings_in_a_fresh_process(tmp_path, "print(settings.DEBUG)")
+    assert started.returncode != 0
+    assert "Set DJANGO_SECRET_KEY" in started.stderr
+
+
+def test_debug_is_off_unless_asked_for(tmp_path):
+    started = _settings_in_a_fresh_process(tmp_path, "print(settings.DEBUG)", DJANGO_SECRET_KEY="k" * 50)
+    assert (started.returncode, started.stdout.strip()) == (0, "False"), started.stderr
+    asked = _settings_in_a_fresh_process(tmp_path, "print(settings.DEBUG)", DJANGO_DEBUG="1")
+    assert (asked.returncode, asked.stdout.strip()) == (0, "True"), asked.stderr
+
+
+def test_server_errors_are_logged_with_debug_off(tmp_path):
+    """Issue 9, finding 4: under gunicorn with DJANGO_DEBUG=0 a 500 left no trace (Django's
+    default logging prints django.request only when DEBUG is on)."""
+    code = "import logging; logging.getLogger('django.request').error('Internal Server Error: /probe/')"
+    logged = _settings_in_a_fresh_process(tmp_path, code, DJANGO_DEBUG="0", DJANGO_SECRET_KEY="k" * 50)
+    assert logged.returncode == 0, logged.stderr
+    assert "ERROR django.request: Internal Server Error: /probe/" in logged.stderr
+
+
+# --- permissions, not bare staff (issue 9, finding 8) -----------------------------------------
+
+
+def _user_with(django_user_model, name: str, *codenames: str, staff: bool = True):
+    from django.contrib.auth.models import Permission
+
+    user = django_user_model.objects.create_user(name, password=f"{name}-pw", is_staff=staff)
+    user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    return user
+
+
+def test_bare_staff_see_and_control_only_their_own(start_upload, register, django_user_model):
+    alices = start_upload(csv_bytes(3))
+    staff = _user_with(django_user_model, "staff")
+    client = token_client(staff)
+    own = register(client)
+    assert [item["op_id"] for item in client.get("/api/operations/").json()["results"]] == [own]
+    for method, url, body in endpoints(alices):
+        response = call(client, method, url, body)
+        assert (response.status_code, response.json()) == (404, MISSING), url
+    assert Operation.objects.get(pk=alices).state == S.QUEUED
+
+
+def test_staff_with_view_permission_see_but_cannot_act(start_upload, django_user_model):
+    """Issue 9, finding 8: a staff user with only `view_operation` could not act in the admin
+    but terminated another user's operation through /terminate/."""
+    op_id = start_upload(csv_bytes(3))
+    set_state(op_id, S.PAUSED)
+    viewer = token_client(_user_with(django_user_model, "viewer", "view_operation"))
+    assert viewer.post("/get_status/", {"op_id": op_id}, format="json").json()["state"] == S.PAUSED
+    assert viewer.get(f"/api/operations/{op_id}/events/").status_code == 200
+    assert viewer.get("/api/operations/").json()["count"] == 1
+    forbidden = {"message": "You may see this operation but not act on it"}
+    for url, body in (
+        ("/terminate/", {"op_id": op_id, "force": True}),
+        ("/resume/", {"op_id": op_id}),
+        ("/upload/", {"op_id": op_id}),
+        (f"/api/operations/{op_id}/terminate/", {}),
+        (f"/api/operations/{op_id}/resume/", {}),
+    ):
+        response = viewer.post(url, body, format="json")
+        assert (response.status_code, response.json()) == (403, forbidden), url
+    assert Operation.objects.get(pk=op_id).state == S.PAUSED
+    assert OperationEvent.objects.filter(operation_id=op_id, actor="user:viewer").count() == 0
+
+
+def test_control_any_operation_lets_a_non_staff_user_act_on_others(start_upload, django_user_model):
+    op_id = start_upload(csv_bytes(3))
+    operator = token_client(_user_with(django_user_model, "operator", "control_any_operation", staff=False))
+    response = operator.post("/terminate/", {"op_id": op_id, "force": True}, format="json")
+    assert (response.status_code, response.json()["state"]) == (200, S.TERMINATING)
+
+
+def test_the_admin_uses_the_same_rule(client, start_upload, django_user_model):
+    from django.urls import reverse
+
+    alices = start_upload(csv_bytes(3))
+    changelist = reverse("admin:operations_operation_changelist")
+    # Staff with the admin's change permission act on their own operations only.
+    changer = _user_with(django_user_model, "changer", "change_operation")
+    client.force_login(changer)
+    own = Operation.objects.create(owner=changer, state=S.QUEUED)
+    assert client.get(reverse("admin:operations_operation_change", args=[alices])).status_code == 302
+    html = client.get(changelist).content.decode()
+    assert f'value="{own.pk}"' in html and f'value="{alices}"' not in html
+    client.post(changelist, {"action": "pause", "_selected_action": [own.pk, alices]})
+    assert Operation.objects.get(pk=own.pk).state == S.PAUSED
+    assert Operation.objects.get(pk=alices).state == S.QUEUED
+    # With control_any_operation, everyone's.
+    operator = _user_with(django_user_model, "operator", "control_any_operation")
+    client.force_login(operator)
+    assert f'value="{alices}"' in client.get(changelist).content.decode()
+    client.post(changelist, {"action": "pause", "_selected_action": [alices]})
+    assert Operation.objects.get(pk=alices).state == S.PAUSED

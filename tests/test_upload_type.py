@@ -665,3 +665,120 @@ def test_a_connection_lost_during_copy_is_retried_not_failed(api, start_upload, 
     op = run(op_id)
     assert (op.state, op.error) == (S.COMPLETED, "")
     assert_imported(api, op_id, f)
+
+
+# --- an unclosed quote costs one row (issue 9, finding 5) ---------------------------------------
+
+
+def unclosed_quote_csv(rows: int, *, bad_line: int, bad: str = '"oops') -> bytes:
+    """Header `a,b`, then `rows` rows `n,v<n>`, except that row `bad_line` opens a quote that
+    nothing closes."""
+    lines = ["a,b\n"] + [f"{n},{bad}\n" if n == bad_line else f"{n},v{n}\n" for n in range(1, rows + 1)]
+    return "".join(lines).encode()
+
+
+def expected_rows(rows: int, *, bad_line: int) -> list[tuple[int, dict]]:
+    return [(n, {"a": str(n), "b": f"v{n}"}) for n in range(1, rows + 1) if n != bad_line]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_unclosed_quote_is_a_row_error_and_the_import_recovers_at_the_next_line(api, start_upload, chunks):
+    """Issue 9, finding 5: `a,b\\n1,"oops\\n` followed by 100,000 good lines completed with one
+    row (a 400 KB field) and lines_failed 0. Now line 1 is the one bad row."""
+    chunks.size = 20_000
+    content = b'a,b\n1,"oops\n' + b"2,y\n" * 100_000
+    op_id = start_upload(content)
+    op = run(op_id)
+    assert (op.state, op.lines_finished, op.lines_failed, op.total_lines) == (S.COMPLETED, 100_001, 1, 100_001)
+    [(line, reason, raw)] = errors_of(op_id)
+    assert (line, raw) == (1, '1,"oops')
+    assert reason == "unclosed quote: the quoted field that opens on this line runs to the end of the file"
+    assert UploadedRow.objects.filter(operation_id=op_id).count() == 100_000
+    assert stored_lines(op_id) == list(range(2, 100_002))
+    assert op.position == len(content)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_unclosed_quote_past_the_field_limit_costs_one_row(api, start_upload, chunks, settings, restore_field_limit):
+    settings.LONG_TASK_CSV_FIELD_LIMIT = 200
+    content = unclosed_quote_csv(100, bad_line=7)
+    op_id = start_upload(content)
+    op = run(op_id)
+    assert (op.state, op.lines_finished, op.lines_failed) == (S.COMPLETED, 100, 1)
+    [(line, reason, raw)] = errors_of(op_id)
+    assert (line, raw) == (7, '7,"oops')
+    assert reason.startswith("unclosed quote? ") and "field limit" in reason
+    assert rows_of(op_id) == expected_rows(100, bad_line=7)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_quote_closed_many_rows_later_costs_one_row(api, start_upload, chunks):
+    """A stray quote closes the unclosed one lines later: the lines between are rows of the
+    table, so the record is taken for an unclosed quote, not for a field with line breaks."""
+    content = unclosed_quote_csv(30, bad_line=4).replace(b"9,v9\n", b'9,"v9"\n').replace(b"12,v12", b'12,v"12')
+    op_id = start_upload(content)
+    op = run(op_id)
+    assert (op.state, op.lines_finished, op.lines_failed) == (S.COMPLETED, 30, 1)
+    [(line, reason, raw)] = errors_of(op_id)
+    assert (line, raw) == (4, '4,"oops')
+    assert reason.startswith("unclosed quote: the quoted field that opens on this line swallows")
+    rows = dict(rows_of(op_id))
+    assert sorted(rows) == [n for n in range(1, 31) if n != 4]
+    assert rows[9] == {"a": "9", "b": "v9"} and rows[12] == {"a": "12", "b": 'v"12'}
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    "field",
+    [
+        "two\nlines",
+        "a, b\nc, d\ne",  # one inner line with the header's width is text, not a row
+        "one\ntwo\nthree\nfour\nfive",  # inner lines of one field in a 2-column file
+        "x\n\n\n\ny",
+        'quote "" inside\nand a, comma',
+    ],
+)
+def test_quoted_fields_with_line_breaks_are_still_fields(api, start_upload, chunks, field):
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerows([["a", "b"], ["1", "v1"], ["2", field], ["3", "v3"]])
+    op_id = start_upload(out.getvalue().encode())
+    op = run(op_id)
+    assert (op.state, op.lines_finished, op.lines_failed) == (S.COMPLETED, 3, 0)
+    assert rows_of(op_id)[1] == (2, {"a": "2", "b": field})
+
+
+@pytest.mark.django_db(transaction=True)
+def test_strict_fails_at_an_unclosed_quote(api, register, chunks):
+    op_id = register(strict=True)
+    content = unclosed_quote_csv(50, bad_line=20)
+    assert api.post("/upload/", {"op_id": op_id, "file": upload_file(content)}).status_code == 202
+    op = run(op_id)
+    assert (op.state, op.lines_finished, op.lines_failed) == (S.FAILED, 19, 0)
+    assert op.error.startswith("line 20: unclosed quote:")
+    assert content[op.position :].startswith(b'20,"oops\n')
+    assert rows_of(op_id) == expected_rows(19, bad_line=0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_pausing_after_every_chunk_around_an_unclosed_quote_gives_the_uninterrupted_result(api, start_upload, chunks):
+    """The checkpoint after the bad row is the end of its first line: a resume goes on there."""
+    content = unclosed_quote_csv(40, bad_line=11)
+    op_id = start_upload(content)
+
+    def pause(count: int) -> None:
+        if Operation.objects.get(pk=op_id).state == S.RUNNING:
+            assert request(api, "pause", op_id)["state"] == S.PAUSING
+
+    chunks.after_chunk = pause
+    pauses = 0
+    while (op := run(op_id)).state == S.PAUSED:
+        pauses += 1
+        assert op.lines_finished == pauses * chunks.size
+        assert content[: op.position].count(b"\n") == op.lines_finished + 1  # a line boundary
+        overwrite_done_part(op)
+        resume(api, op_id, "resume", content)
+        assert pauses < 100
+    assert (op.state, op.lines_finished, op.lines_failed) == (S.COMPLETED, 40, 1)
+    assert rows_of(op_id) == expected_rows(40, bad_line=11)
+    assert [(line, raw) for line, _, raw in errors_of(op_id)] == [(11, '11,"oops')]

@@ -1,15 +1,24 @@
 from drf_spectacular.authentication import BasicScheme
 from rest_framework import authentication, exceptions
 
+from operations.api.throttling import FailedLogins
+
 
 class BasicAuthentication(authentication.BasicAuthentication):
     """HTTP basic, refusing user names that no database can hold (a NUL byte hidden in the
-    base64 would otherwise reach PostgreSQL and fail there)."""
+    base64 would otherwise reach PostgreSQL and fail there), and refusing with a 429, before
+    the password is hashed, a client whose failed logins reached a limit (see throttling)."""
 
     def authenticate_credentials(self, userid, password, request=None):
         if "\x00" in userid or "\x00" in password:
             raise exceptions.AuthenticationFailed("Invalid username/password.")
-        return super().authenticate_credentials(userid, password, request)
+        failures = FailedLogins(request, userid)
+        failures.check()
+        try:
+            return super().authenticate_credentials(userid, password, request)
+        except exceptions.AuthenticationFailed:
+            failures.add()
+            raise
 
 
 class BasicAuthenticationScheme(BasicScheme):

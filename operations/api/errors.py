@@ -1,6 +1,7 @@
 """One exception handler: every error leaves as JSON {"message": ...} with a 4xx status."""
 
 import logging
+import math
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, JsonResponse
@@ -32,8 +33,8 @@ def exception_handler(exc, context) -> Response | None:
         code, message = exc.status_code, _message(exc.detail)
         if getattr(exc, "auth_header", None):
             headers["WWW-Authenticate"] = exc.auth_header
-        if getattr(exc, "wait", None):
-            headers["Retry-After"] = str(int(exc.wait))
+        if getattr(exc, "wait", None) is not None:
+            headers["Retry-After"] = str(max(1, math.ceil(exc.wait)))
     elif isinstance(exc, Http404):
         code, message = status.HTTP_404_NOT_FOUND, "Not found"
     elif isinstance(exc, PermissionDenied):

@@ -1,25 +1,53 @@
 """Reading request parameters. Every malformed value becomes a 400 with a message that says
 which parameter and what is expected."""
 
+import json
+import math
 from collections.abc import Mapping
 
+from django.conf import settings
 from django.http import QueryDict
 from rest_framework import parsers
 from rest_framework.exceptions import ParseError
 
-from operations.errors import BadInput
+from operations.errors import BadInput, TooLarge
 from operations.params import positive_id
 from operations.uploads import check_upload_size
 
+# No parameter takes a longer integer (ids have 19 digits). int() of a 5,000-digit string raises,
+# and float() of a 400-digit integer overflows: a longer one is read as an infinity, which every
+# parameter refuses with its own message.
+JSON_INTEGER_DIGITS = 30
+
+
+def _json_integer(text: str) -> int | float:
+    if len(text) > JSON_INTEGER_DIGITS:
+        return -math.inf if text.startswith("-") else math.inf
+    return int(text)
+
+
+def _json_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON")
+
 
 class JSONParser(parsers.JSONParser):
-    """DRF's JSON parser, with a 400 (not a 500) for JSON nested too deeply to decode."""
+    """DRF's JSON parser with bounds: a body of at most DATA_UPLOAD_MAX_MEMORY_SIZE bytes (413
+    above: a JSON body is read whole), no integer longer than 30 digits, and a 400 (not a 500)
+    for JSON nested too deeply to decode."""
 
     def parse(self, stream, media_type=None, parser_context=None):
+        parser_context = parser_context or {}
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        raw = b"" if stream is None else stream.read(-1 if limit is None else limit + 1)
+        if limit is not None and len(raw) > limit:
+            raise TooLarge(f"A JSON body must be at most {limit} bytes")
         try:
-            return super().parse(stream, media_type, parser_context)
+            text = raw.decode(parser_context.get("encoding", settings.DEFAULT_CHARSET))
+            return json.loads(text, parse_int=_json_integer, parse_constant=_json_constant)
         except RecursionError:
             raise ParseError("JSON parse error - nested too deeply") from None
+        except ValueError as exc:  # UnicodeDecodeError too
+            raise ParseError(f"JSON parse error - {exc}") from None
 
 
 def body(request) -> Mapping:

@@ -99,6 +99,8 @@ def status_of_operation(request, op_id: int, data: Mapping) -> Response:
 class SeedEndpoint(APIView):
     command = None  # one of the command functions above
     http_method_names = ["post", "options"]
+    throttle_scopes = ("writes",)  # see api/throttling.py
+    accepts_files = False  # a file part is refused before it is read (see uploads.accepts_files)
 
     def post(self, request):
         data = parsing.body(request)
@@ -141,6 +143,8 @@ def _seed_schema(name: str, description: str, fields: dict, ok: int, *, multipar
 )
 class UploadView(SeedEndpoint):
     command = start_operation
+    throttle_scopes = ("writes", "uploads")
+    accepts_files = True
 
 
 @_seed_schema("Pause", "Pause: stop at the next chunk boundary.", {"wait": serializers.FloatField(required=False)}, 200)
@@ -151,6 +155,7 @@ class PauseView(SeedEndpoint):
 @_seed_schema("Resume", "Resume: continue from the checkpoint.", {}, 202)
 class ResumeView(SeedEndpoint):
     command = resume_operation
+    accepts_files = True  # a re-sent file, compared with the stored one
 
 
 @_seed_schema(
@@ -187,6 +192,7 @@ IF_NONE_MATCH = OpenApiParameter(
 class StatusView(SeedEndpoint):
     command = status_of_operation
     http_method_names = ["get", "post", "options"]
+    throttle_scopes = ()
 
     def get(self, request):
         return self.post(request)
@@ -199,10 +205,18 @@ TYPE_FILTER = OpenApiParameter("op_type", str)
 
 
 class OperationViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
-    """Operations of the caller (all of them for staff)."""
+    """Operations the caller may see (its own; everyone's with a permission, see `access`)."""
 
     serializer_class = OperationSerializer
     lookup_value_regex = r"[0-9]+"
+    throttle_scopes_by_action = {
+        "create": ("writes",),
+        "start": ("writes", "uploads"),
+        "pause": ("writes",),
+        "resume": ("writes",),
+        "terminate": ("writes",),
+    }
+    file_actions = ("start", "resume")  # see uploads.accepts_files
 
     def get_queryset(self):
         queryset = Operation.objects.visible_to(self.request.user)

@@ -35,6 +35,11 @@ def _limits() -> dict:
     return {"field_limit": settings.LONG_TASK_CSV_FIELD_LIMIT, "line_limit": settings.LONG_TASK_CSV_LINE_LIMIT}
 
 
+def _header_limits() -> dict:
+    """The bounds of the header row, from the settings."""
+    return {"max_columns": settings.LONG_TASK_CSV_MAX_COLUMNS, "max_bytes": settings.LONG_TASK_CSV_HEADER_BYTES}
+
+
 def _strict(data: Mapping) -> dict:
     """`strict`, when the request gives it (at registration, on a start or a resume)."""
     return {"strict": flag(data, "strict")} if "strict" in data else {}
@@ -79,13 +84,13 @@ class Upload(OperationType):
         name = default_storage.save(f"uploads/{op.pk}-{uuid.uuid4().hex}.csv", upload)
         try:
             with default_storage.open(name, "rb") as stored:
-                header = read_header(_binary_stream(stored), **_limits())
+                header = read_header(_binary_stream(stored), **_limits(), **_header_limits())
         except CsvProblem as exc:
             default_storage.delete(name)
             raise BadInput(str(exc)) from None
         return {
             "file": name,
-            "file_name": os.path.basename(upload.name or "")[:255],
+            "file_name": os.path.basename(upload.name or "").replace("\x00", "")[:255],
             "file_size": upload.size,
             "file_sha256": getattr(upload, "sha256", ""),
             "columns": header.columns,
@@ -156,6 +161,11 @@ class UploadJob(Job):
         self.op_id = op.pk
         self.strict = bool(op.options.get("strict"))
         self.columns = list(op.columns or [])
+        if len(self.columns) > settings.LONG_TASK_CSV_MAX_COLUMNS:
+            # Stored before the limit (or before it was lowered): refused here as at upload.
+            raise BadInput(
+                f"The header has {len(self.columns)} columns; at most {settings.LONG_TASK_CSV_MAX_COLUMNS} are allowed"
+            )
         self.encode = rowstore.json_object_encoder(self.columns)
         self.lines_finished = op.lines_finished
         self.lines_failed = op.lines_failed
@@ -182,7 +192,11 @@ class UploadJob(Job):
         # The offset after the last record taken into this chunk, which is also where the next
         # one starts. A strict failure stops before the bad row, so the checkpoint excludes it.
         position = reader.offset
+        # Physical lines read by `records` so far: a record is one line, unless a quoted field
+        # spans lines, which is checked for an unclosed quote (the one slow path).
+        lines_read = records.line_num
         while units < max_rows:
+            resync = None
             try:
                 fields = next(records)
             except StopIteration:
@@ -190,20 +204,36 @@ class UploadJob(Job):
                 break
             except csv.Error as exc:
                 reason = f"unreadable row: {reader.problem(exc)}"
+                if records.line_num > lines_read + 1:
+                    resync = reader.unclosed_quote(position, width=width, unreadable=reason)
             else:
-                if reader.overlong:
+                if records.line_num != lines_read + 1:
+                    unreadable = f"unreadable row: {reader.problem()}" if reader.overlong else ""
+                    resync = reader.unclosed_quote(position, width=width, unreadable=unreadable)
+                if resync is not None:
+                    reason = resync[0]
+                elif reader.overlong:
                     reason = f"unreadable row: {reader.problem()}"
                 elif not fields:  # blank line
                     position = reader.offset
+                    lines_read = records.line_num
                     continue
                 elif len(fields) == width:
                     line += 1
                     units += 1
                     position = reader.offset
+                    lines_read = records.line_num
                     yield (op_id, line, encode(fields))
                     continue
                 else:
                     reason = f"expected {width} fields, found {len(fields)}"
+            if resync is not None:
+                # One row is bad, not the lines its quote swallowed: they are read again.
+                reason, end = resync
+                reader.overlong = False
+                reader.restart(end)
+                records = reader.records
+            lines_read = records.line_num
             if self.strict:
                 error = f"line {line + 1}: {reason}"
                 break

@@ -11,7 +11,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("username")
         parser.add_argument("--password", help="also set a password (for basic auth and the admin)")
-        parser.add_argument("--staff", action="store_true", help="staff and superuser: sees every operation")
+        parser.add_argument(
+            "--staff", action="store_true", help="staff and superuser: sees and controls every operation, and the admin"
+        )
 
     def handle(self, *args, **options):
         user, _ = get_user_model().objects.get_or_create(username=options["username"])

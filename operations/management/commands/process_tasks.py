@@ -1,7 +1,8 @@
 """`process_tasks`, django-background-tasks' worker, with what long-running operations need:
 
 - recovery: when idle, it takes up operations whose worker died (expired lease), instead of
-  waiting for the task library's MAX_RUN_TIME;
+  waiting for the task library's MAX_RUN_TIME; and now and then it sweeps files past their
+  retention (operations.retention);
 - graceful stop: SIGTERM or SIGINT lets the current chunk finish, gives the operation back
   (re-queued at its checkpoint) and exits; a second signal exits at once, which is safe too
   because an uncommitted chunk simply rolls back.
@@ -17,7 +18,7 @@ from background_task.tasks import autodiscover
 from django.conf import settings
 from django.db import close_old_connections
 
-from operations import worker
+from operations import retention, worker
 
 logger = logging.getLogger("operations.worker")
 PRUNE_SECONDS = 3600
@@ -47,7 +48,7 @@ class Command(BackgroundTasksCommand):
         autodiscover()
         logger.info("worker %s: started", worker.worker_id())
         started = time.monotonic()
-        last_recovery = last_prune = 0.0
+        last_recovery = last_prune = last_sweep = 0.0
         while not worker.stop_requested() and (duration <= 0 or time.monotonic() - started <= duration):
             if time.monotonic() - last_recovery >= settings.LONG_TASK_RECOVERY_SECONDS:
                 last_recovery = time.monotonic()
@@ -56,6 +57,9 @@ class Command(BackgroundTasksCommand):
                     if time.monotonic() - last_prune >= PRUNE_SECONDS:
                         last_prune = time.monotonic()
                         worker.prune_task_history()
+                    if time.monotonic() - last_sweep >= settings.LONG_TASK_SWEEP_SECONDS:
+                        last_sweep = time.monotonic()
+                        retention.sweep()
                 except Exception:
                     logger.exception("recovery sweep failed")
                     close_old_connections()

@@ -28,6 +28,6 @@ def on_postgresql(sql):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("operations", "0002_type_checkpoint")]
+    dependencies = [("operations", "0003_control_any_operation")]
 
     operations = [migrations.RunPython(on_postgresql(CREATE), on_postgresql(DROP))]
