@@ -87,7 +87,7 @@ class Bucket:
             **CREDENTIALS,
         }
 
-    def keys(self) -> list[str]:
+    def all_keys(self) -> list[str]:
         """Every object in the bucket, under the prefix or not."""
         pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.name)
         return sorted(item["Key"] for page in pages for item in page.get("Contents", ()))

@@ -9,7 +9,7 @@ from rest_framework.exceptions import ParseError
 
 from operations.errors import BadInput
 from operations.params import positive_id
-from operations.uploads import check_upload_size
+from operations.uploads import abort_unfinished_uploads, check_upload_size
 
 
 class JSONParser(parsers.JSONParser):
@@ -25,7 +25,13 @@ class JSONParser(parsers.JSONParser):
 def body(request) -> Mapping:
     """The request's parameters: the body (JSON, form or multipart) and the query string; the
     body wins where both name a parameter."""
-    data = request.data
+    try:
+        data = request.data
+    except BaseException:
+        # A body that could not be read or parsed (a 400 from DRF, which Django's
+        # got_request_exception never hears of): drop what its upload had stored.
+        abort_unfinished_uploads(request._request)
+        raise
     # Checked first: a body refused unread has no other fields either.
     check_upload_size(request._request)
     if not isinstance(data, Mapping):
