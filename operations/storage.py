@@ -19,8 +19,11 @@ retried with backoff, `LONG_TASK_STORAGE_RETRIES` times; then `StorageUnavailabl
 the operation like any error a worker cannot get past (resume it once the store is back).
 """
 
+import contextlib
 import io
 import logging
+import mmap
+import threading
 import time
 import uuid
 import weakref
@@ -39,6 +42,8 @@ T = TypeVar("T")
 
 # Small reads (a header, a rejected row's text) need not fetch a whole block.
 SMALL_BLOCK_BYTES = 64 * 1024
+# A ranged GET's body is read in slices of this size (urllib3 copies through a temporary).
+READ_SLICE_BYTES = 256 * 1024
 
 
 class StorageUnavailable(OperationError):
@@ -121,6 +126,18 @@ def delete(name: str) -> None:
 
 def listdir(directory: str) -> list[str]:
     """The names of the files in `directory` (relative to it); none if it does not exist."""
+    s3 = _s3_storage()
+    if s3 is not None:
+        objects = _Objects(s3)
+        prefix = objects.key(directory).rstrip("/") + "/"
+
+        def names() -> list[str]:
+            pages = objects.client.get_paginator("list_objects_v2").paginate(
+                Bucket=objects.bucket, Prefix=prefix, Delimiter="/"
+            )
+            return [item["Key"][len(prefix) :] for page in pages for item in page.get("Contents", ())]
+
+        return objects.retrying(f"listing {directory}", names)
     try:
         _, names = default_storage.listdir(directory)
     except FileNotFoundError:
@@ -186,7 +203,7 @@ class _Objects:
         from botocore.exceptions import ClientError
 
         self.storage = storage
-        self.client = storage.connection.meta.client
+        self.client = _shared_client(storage)
         self.bucket = storage.bucket_name
         self.ClientError = ClientError
 
@@ -239,6 +256,29 @@ class _Objects:
                 logger.warning("file store: %s failed (%s), retrying in %.1fs", what, exc, delay)
                 time.sleep(delay)
         raise AssertionError("unreachable")
+
+
+_clients: "weakref.WeakKeyDictionary[object, object]" = weakref.WeakKeyDictionary()
+_clients_lock = threading.Lock()
+
+
+def _shared_client(storage):
+    """One boto3 client per storage for all threads (clients are thread-safe). django-storages
+    makes a session and a resource per thread, which under a server that starts a thread per
+    request (runserver) costs a session's memory and ~50 ms on every upload."""
+    with _clients_lock:
+        client = _clients.get(storage)
+        if client is None:
+            client = storage._create_session().client(
+                "s3",
+                region_name=storage.region_name,
+                use_ssl=storage.use_ssl,
+                endpoint_url=storage.endpoint_url,
+                config=storage.client_config,
+                verify=storage.verify,
+            )
+            _clients[storage] = client
+        return client
 
 
 def _content_type(name: str) -> str:
@@ -330,7 +370,8 @@ class RangedReader(io.RawIOBase):
                 self._size = int(total)
             end = received + response["ContentLength"]
             body = response["Body"]
-            while received < end and (n := body.readinto(view[received:end])):
+            # In slices: urllib3 reads each into a temporary of its size before copying it.
+            while received < end and (n := body.readinto(view[received : min(end, received + READ_SLICE_BYTES)])):
                 received += n
             if received < end:
                 raise ShortRead(f"the body ended after {received} of {end} bytes")
@@ -350,18 +391,23 @@ class RangedReader(io.RawIOBase):
 
 
 class MultipartWriter:
-    """Bytes written to one S3 object as a multipart upload: parts of at least
-    `LONG_TASK_S3_PART_BYTES` (S3 wants 5 MiB but for the last), each sent as soon as it is
-    full, one at a time, so memory holds one part. The object exists once `complete()` has
-    returned; a writer aborted, or dropped before it completed, leaves nothing (not even the
-    parts, which S3 would keep and bill until an abort)."""
+    """Bytes written to one S3 object as a multipart upload: parts of `LONG_TASK_S3_PART_BYTES`
+    (S3 wants at least 5 MiB but for the last), each sent as soon as it is full, one at a
+    time, so memory holds one part. The object exists once `complete()` has returned; a writer
+    aborted, or dropped before it completed, leaves nothing (not even the parts, which S3 would
+    keep and bill until an abort)."""
 
     def __init__(self, objects: _Objects, name: str):
         self.objects, self.name, self.key = objects, name, objects.key(name)
         self.size = 0
         self.completed = False
-        self._buffer = bytearray()
         self._parts: list[dict] = []
+        # The part being filled, outside malloc's heaps: an anonymous mapping is given back to
+        # the system when closed, whatever thread allocated it. (A bytearray of the web's
+        # request thread would stay in that thread's malloc arena, and a server's threads
+        # would each keep one: memory growing with the uploads, not bounded by one part.)
+        self._buffer = mmap.mmap(-1, settings.LONG_TASK_S3_PART_BYTES)
+        self._filled = 0
         created = objects.retrying(
             f"storing {name}",
             lambda: objects.client.create_multipart_upload(
@@ -375,28 +421,39 @@ class MultipartWriter:
         self._abort = weakref.finalize(self, _abort_multipart, objects.client, objects.bucket, self.key, self.upload_id)
 
     def write(self, data: bytes) -> None:
-        self._buffer += data
-        self.size += len(data)
-        if len(self._buffer) >= settings.LONG_TASK_S3_PART_BYTES:
-            self._send_part()
+        view = memoryview(data)
+        while view:
+            n = min(len(view), len(self._buffer) - self._filled)
+            self._buffer[self._filled : self._filled + n] = view[:n]
+            self._filled += n
+            self.size += n
+            view = view[n:]
+            if self._filled == len(self._buffer):
+                self._send_part()
 
     def _send_part(self) -> None:
-        body, self._buffer = self._buffer, bytearray()
         number = len(self._parts) + 1
         objects = self.objects
-        sent = objects.retrying(
-            f"storing {self.name} (part {number})",
-            lambda: objects.client.upload_part(
-                Bucket=objects.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number, Body=body
-            ),
+        with memoryview(self._buffer) as view:
+            part = view[: self._filled]
+            sent = objects.retrying(
+                f"storing {self.name} (part {number})",
+                lambda: objects.client.upload_part(
+                    Bucket=objects.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number, Body=_View(part)
+                ),
+            )
+            part.release()
+        self._filled = 0
+        entry = {"PartNumber": number, "ETag": sent["ETag"]}
+        entry.update(
+            {key: value for key, value in sent.items() if key.startswith("Checksum") and key != "ChecksumType"}
         )
-        part = {"PartNumber": number, "ETag": sent["ETag"]}
-        part.update({key: value for key, value in sent.items() if key.startswith("Checksum") and key != "ChecksumType"})
-        self._parts.append(part)
+        self._parts.append(entry)
 
     def complete(self) -> None:
-        if self._buffer or not self._parts:
+        if self._filled or not self._parts:
             self._send_part()  # the last part may be short (or empty, for an empty file)
+        self._release()
         objects = self.objects
         objects.retrying(
             f"storing {self.name}",
@@ -409,8 +466,41 @@ class MultipartWriter:
 
     def abort(self) -> None:
         """Give the upload up: S3 drops the parts sent so far. Once only; not after complete."""
-        self._buffer = bytearray()
+        self._release()
         self._abort()
+
+    def _release(self) -> None:
+        with contextlib.suppress(BufferError):  # a view still held by a failed request: the GC's
+            self._buffer.close()
+
+
+class _View(io.RawIOBase):
+    """A part's bytes as a read-only, seekable file, without a copy (botocore takes bytes,
+    bytearrays or files, not memoryviews)."""
+
+    def __init__(self, view: memoryview):
+        super().__init__()
+        self._view, self._position = view, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: len(self._view)}[whence]
+        self._position = max(0, base + offset)
+        return self._position
+
+    def readinto(self, buffer) -> int:
+        n = max(0, min(len(buffer), len(self._view) - self._position))
+        buffer[:n] = self._view[self._position : self._position + n]
+        self._position += n
+        return n
 
 
 def _abort_multipart(client, bucket: str, key: str, upload_id: str) -> None:
