@@ -523,6 +523,7 @@ class ObjectUpload(UploadedFile):
         self._objects = objects
         self._kept = False
         self._discarded = False
+        self._closed = False
 
     def write(self, data: bytes) -> None:
         if not self._discarded:
@@ -550,15 +551,17 @@ class ObjectUpload(UploadedFile):
 
     @property
     def closed(self) -> bool:
-        return self._kept or self._discarded
+        return self._closed
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         if self._kept:
             return
         if not self._writer.completed:
             self.discard()
             return
-        self._kept = True  # once
         try:
             delete(self.stored_name)
         except Exception as exc:
