@@ -44,6 +44,8 @@ T = TypeVar("T")
 SMALL_BLOCK_BYTES = 64 * 1024
 # A ranged GET's body is read in slices of this size (urllib3 copies through a temporary).
 READ_SLICE_BYTES = 256 * 1024
+# The first GET after a seek; each next one doubles, up to the block size.
+FIRST_READ_BYTES = 256 * 1024
 
 
 class StorageUnavailable(OperationError):
@@ -303,6 +305,7 @@ class RangedReader(io.RawIOBase):
         self._key = objects.key(name)
         self._position = 0
         self._size: int | None = None  # learnt from the first response (or a HEAD for SEEK_END)
+        self._ramp = FIRST_READ_BYTES
 
     def readable(self) -> bool:
         return True
@@ -322,6 +325,8 @@ class RangedReader(io.RawIOBase):
             raise ValueError(f"invalid whence {whence}")
         if offset < 0:
             raise ValueError("negative seek position")
+        if offset != self._position:
+            self._ramp = FIRST_READ_BYTES
         self._position = offset
         return offset
 
@@ -347,7 +352,11 @@ class RangedReader(io.RawIOBase):
     def readinto(self, buffer) -> int:
         if not len(buffer) or (self._size is not None and self._position >= self._size):
             return 0
-        view = memoryview(buffer).cast("B")
+        # The first GETs after a seek are small and grow to the block: a resume's first chunk
+        # needs a few rows, not a block (4 MiB is ~40 ms of transfer), a long read soon gets
+        # whole blocks. The buffered reader takes a short read as it comes.
+        view = memoryview(buffer).cast("B")[: self._ramp]
+        self._ramp = min(2 * self._ramp, self.block_size)
         last = self._position + len(view) - 1
         received = 0
 

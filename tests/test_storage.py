@@ -84,7 +84,7 @@ def test_reading_from_an_offset_fetches_nothing_before_it(s3, gets):
     whatever the offset: the same requests and bytes at 10% as at 85%."""
     data = lines_of(3 * MiB)
     storage.save("big.csv", data)
-    block = 256 * 1024
+    block = MiB
     fetched = {}
     for share in (0.10, 0.85):
         offset = int(len(data) * share)
@@ -92,10 +92,15 @@ def test_reading_from_an_offset_fetches_nothing_before_it(s3, gets):
         with storage.open_for_reading("big.csv", block_size=block) as stored:
             stored.seek(offset)
             lines = [stored.readline() for _ in range(100)]
-        assert b"".join(lines) == data[offset : offset + len(b"".join(lines))]
-        assert gets.ranges == [(offset, offset + block - 1)]
-        fetched[share] = gets.ranges
-    assert len(fetched[0.10]) == len(fetched[0.85]) == 1
+            assert b"".join(lines) == data[offset : offset + len(b"".join(lines))]
+            assert gets.ranges == [(offset, offset + storage.FIRST_READ_BYTES - 1)]  # a small first GET
+            stored.read(400_000)
+        # ... then each GET twice the last, up to the block, from where the last one ended.
+        sizes = [last - first + 1 for first, last in gets.ranges]
+        assert sizes == [256 * 1024, 512 * 1024]
+        assert all(b[0] == a[1] + 1 for a, b in zip(gets.ranges, gets.ranges[1:], strict=False))
+        fetched[share] = sizes
+    assert fetched[0.10] == fetched[0.85]
 
 
 def test_a_read_past_the_end_and_an_empty_object(s3):
@@ -118,15 +123,15 @@ def test_a_connection_cut_mid_read_is_retried_from_where_it_stopped(s3, s3_proxy
     data = lines_of(2 * MiB)
     storage.save("cut.csv", data)
     with storage.open_for_reading("cut.csv", block_size=2 * MiB) as stored:
-        s3_proxy.cut_after = 300_000  # the next connection's answer stops after 300 kB
+        s3_proxy.cut_after = 100_000  # the next connection's answer stops after 100 kB
         s3_proxy.cut_all()  # ... and any pooled one is gone, so the GET opens that one
         assert stored.read() == data
     assert s3_proxy.cuts == 1
     assert "retrying" in caplog.text
     # The second GET asks for the rest of the block only: what arrived before the cut is kept.
     (first, last), (again, last_again) = gets.ranges[:2]
-    assert (first, last, last_again) == (0, 2 * MiB - 1, 2 * MiB - 1)
-    assert 0 < again < 300_000
+    assert (first, last, last_again) == (0, storage.FIRST_READ_BYTES - 1, storage.FIRST_READ_BYTES - 1)
+    assert 0 < again < 100_000
 
 
 def test_a_store_that_stays_away_fails_with_a_message_after_the_retries(s3, s3_proxy, settings):
