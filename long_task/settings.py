@@ -6,6 +6,7 @@ see the README's "Configuration" section for the full list.
 
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -129,14 +130,57 @@ STATIC_URL = "static/"
 STATIC_ROOT = Path(os.environ.get("DJANGO_STATIC_ROOT", BASE_DIR / "staticfiles"))
 MEDIA_ROOT = Path(os.environ.get("LONG_TASK_MEDIA_ROOT", BASE_DIR / "media"))
 MEDIA_URL = "media/"
+
+
+def file_storage(url: str, environ=os.environ) -> dict:
+    """STORAGES["default"] for LONG_TASK_STORAGE_URL: "" is the local disk under MEDIA_ROOT;
+    s3://bucket/prefix is django-storages' S3 backend with the usual AWS_* variables (the
+    credentials go the way boto3 finds them: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a
+    profile, an instance role...)."""
+    if not url:
+        return {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+    parsed = urlsplit(url)
+    if parsed.scheme != "s3" or not parsed.netloc:
+        raise ImproperlyConfigured(f"LONG_TASK_STORAGE_URL must be s3://bucket/prefix, not {url!r}")
+    from botocore.config import Config
+
+    return {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": parsed.netloc,
+            "location": parsed.path.strip("/"),
+            "endpoint_url": environ.get("AWS_S3_ENDPOINT_URL") or None,
+            "region_name": environ.get("AWS_S3_REGION_NAME") or None,
+            "file_overwrite": True,  # names are chosen by the server and never reused
+            "client_config": Config(
+                s3={"addressing_style": environ.get("AWS_S3_ADDRESSING_STYLE") or None},
+                # Connection errors and 5xx are retried by operations/storage.py as well, with
+                # a backoff of its own; botocore's few quick retries come first.
+                retries={"mode": "standard", "max_attempts": 3},
+                connect_timeout=5,
+                read_timeout=60,
+                tcp_keepalive=True,
+            ),
+        },
+    }
+
+
+LONG_TASK_STORAGE_URL = os.environ.get("LONG_TASK_STORAGE_URL", "")
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": file_storage(LONG_TASK_STORAGE_URL),
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
-# Uploads stream to a temporary file next to the media root, so that storing the upload
-# is a rename, not a second copy.
+# Uploads stream into the file store as they arrive (operations/uploads.py): on local disk to a
+# temporary file next to the media root, so that storing the upload is a rename, not a second
+# copy; on S3 into the object itself (a multipart upload), nothing on the web's disk.
 FILE_UPLOAD_HANDLERS = ["operations.uploads.CheckedUploadHandler"]
-FILE_UPLOAD_TEMP_DIR = str(MEDIA_ROOT / "incoming")
+FILE_UPLOAD_TEMP_DIR = None if LONG_TASK_STORAGE_URL else str(MEDIA_ROOT / "incoming")
+# S3: reads are ranged GETs of this many bytes (from the checkpoint's offset on: I8); uploads
+# and joined exports are multipart uploads of parts this large (memory: one part, I7).
+LONG_TASK_S3_READ_BYTES = int(os.environ.get("LONG_TASK_S3_READ_BYTES", str(4 * 1024**2)))
+LONG_TASK_S3_PART_BYTES = max(5 * 1024**2, int(os.environ.get("LONG_TASK_S3_PART_BYTES", str(8 * 1024**2))))
+# Transient file-store errors (connection lost, 5xx) retried, with backoff, before they fail.
+LONG_TASK_STORAGE_RETRIES = int(os.environ.get("LONG_TASK_STORAGE_RETRIES", "5"))
 
 # --- API ----------------------------------------------------------------------------------
 REST_FRAMEWORK = {

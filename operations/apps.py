@@ -13,9 +13,10 @@ class OperationsConfig(AppConfig):
         from operations import queue, tasks
         from operations.operation_types import export, registry, upload
 
-        # Uploads stream into this directory before they are stored (see uploads.py); Django's
-        # checks want it to exist from the start.
-        os.makedirs(settings.FILE_UPLOAD_TEMP_DIR, exist_ok=True)
+        # On local disk, uploads stream into this directory before they are stored (see
+        # uploads.py); Django's checks want it to exist from the start. (None: S3, no disk.)
+        if settings.FILE_UPLOAD_TEMP_DIR:
+            os.makedirs(settings.FILE_UPLOAD_TEMP_DIR, exist_ok=True)
         queue.set_enqueue(tasks.enqueue)
         registry.register(upload.Upload())
         registry.register(export.Export())

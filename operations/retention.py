@@ -16,10 +16,10 @@ from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
+from operations import storage
 from operations.models import Operation
 from operations.state_machine import Actor, record
 
@@ -71,6 +71,6 @@ def _sweep_stored(*, batch: int = 500) -> int:
                 continue
             op = Operation.objects.get(pk=op_id)
             record(op, from_state=op.state, actor=SYSTEM, detail=f"stored file deleted after {days:g} days")
-        default_storage.delete(name)
+        storage.delete(name)
         deleted += 1
     return deleted

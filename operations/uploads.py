@@ -1,21 +1,28 @@
-"""Receiving uploads: stream to disk, hash, check the size and that it is text, in one pass (I7).
+"""Receiving uploads: stream to the file store, hash, check the size and that it is text, in one
+pass (I7).
 
 Django hands each chunk of the request body to this handler as it arrives, so a file of any
-size costs one chunk of memory, and storing it afterwards is a rename within the media root.
+size costs one chunk of memory. Where it goes is the store's business (`storage.upload_target`):
+on local disk a temporary file next to the media root, which storing renames; on S3 a multipart
+upload into the object itself, one part in memory, aborted if the upload is refused or cut off.
 """
 
 import hashlib
 
 from django.conf import settings
-from django.core.files.uploadhandler import StopUpload, TemporaryFileUploadHandler
+from django.core.files.uploadhandler import FileUploadHandler, StopUpload
+from django.core.signals import got_request_exception
 from django.http import QueryDict
 from django.utils.datastructures import MultiValueDict
 
+from operations import storage
 from operations.csv_reader import TextCheck
 from operations.errors import BadInput, TooLarge
 
 # Marks a request whose upload went over LONG_TASK_MAX_UPLOAD_BYTES.
 TOO_LARGE_ATTRIBUTE = "long_task_upload_too_large"
+# The uploads a request started, so that a request that fails half-way aborts them.
+UPLOADS_ATTRIBUTE = "long_task_uploads"
 # Room for the other form fields and the multipart framing around the file.
 MULTIPART_SLACK_BYTES = 1024**2
 
@@ -48,7 +55,19 @@ def accepts_files(request) -> bool:
     return getattr(view, "accepts_files", True)
 
 
-class CheckedUploadHandler(TemporaryFileUploadHandler):
+def abort_unfinished_uploads(request, **_) -> None:
+    """Abort the uploads of `request` that did not finish (its body was cut off, or could not
+    be parsed): on S3 that drops the parts already sent. Finished ones are the request's files,
+    which Django closes when the response is done."""
+    for upload in getattr(request, UPLOADS_ATTRIBUTE, ()):
+        if not upload.finished:
+            upload.close()
+
+
+got_request_exception.connect(abort_unfinished_uploads, dispatch_uid="long_task.abort_unfinished_uploads")
+
+
+class CheckedUploadHandler(FileUploadHandler):
     chunk_size = 1024**2
 
     def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None):
@@ -67,20 +86,37 @@ class CheckedUploadHandler(TemporaryFileUploadHandler):
         self.sha256 = hashlib.sha256()
         self.text_check = TextCheck()
         self.received = 0
+        # `file`: the name Django's parser closes on StopUpload and SkipFile.
+        self.file = storage.upload_target(
+            file_name=self.file_name,
+            content_type=self.content_type,
+            charset=self.charset,
+            content_type_extra=self.content_type_extra,
+        )
+        if self.request is not None:
+            self.request.__dict__.setdefault(UPLOADS_ATTRIBUTE, []).append(self.file)
 
     def receive_data_chunk(self, raw_data: bytes, start: int):
         self.received += len(raw_data)
         if self.received > settings.LONG_TASK_MAX_UPLOAD_BYTES:
             setattr(self.request, TOO_LARGE_ATTRIBUTE, True)
-            self.upload_interrupted()
-            raise StopUpload(connection_reset=False)
+            raise StopUpload(connection_reset=False)  # the parser closes (aborts) the file
         self.sha256.update(raw_data)
-        self.text_check.feed(raw_data)
-        return super().receive_data_chunk(raw_data, start)
+        if not self.text_check.problem:
+            self.text_check.feed(raw_data)
+            if self.text_check.problem:
+                self.file.discard()  # refused whatever follows: store nothing more of it
+        self.file.write(raw_data)
 
     def file_complete(self, file_size: int):
         self.text_check.feed(b"", final=True)
-        uploaded = super().file_complete(file_size)
-        uploaded.sha256 = self.sha256.hexdigest()
-        uploaded.text_problem = self.text_check.problem
-        return uploaded
+        if self.text_check.problem:
+            self.file.discard()
+        self.file.finish(file_size)
+        self.file.sha256 = self.sha256.hexdigest()
+        self.file.text_problem = self.text_check.problem
+        return self.file
+
+    def upload_interrupted(self) -> None:
+        if hasattr(self, "file"):
+            self.file.close()

@@ -8,9 +8,11 @@ from collections.abc import Callable
 import pytest
 from rest_framework.test import APIClient
 
+from long_task.settings import file_storage
 from operations import worker
 from operations.models import Operation
 
+from .s3 import CREDENTIALS, Bucket, CuttingProxy, MotoServer
 from .support import (  # noqa: F401 (re-exported for the tests)
     HEADER,
     ROOT,
@@ -47,6 +49,39 @@ def media_root(tmp_path, settings):
     settings.FILE_UPLOAD_TEMP_DIR = str(tmp_path / "media" / "incoming")
     os.makedirs(settings.FILE_UPLOAD_TEMP_DIR)
     return settings.MEDIA_ROOT
+
+
+# --- S3: moto's server, started once by the suite ---------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory) -> MotoServer:
+    server = MotoServer(log_path=tmp_path_factory.mktemp("moto") / "moto.log")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3(moto_server, settings, monkeypatch) -> Bucket:
+    """The default storage is S3: a new bucket of the suite's moto server. Worker and web
+    subprocesses get it with `**s3.env()`."""
+    bucket = moto_server.new_bucket()
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    settings.STORAGES = {**settings.STORAGES, "default": file_storage(bucket.url, bucket.env())}
+    settings.FILE_UPLOAD_TEMP_DIR = None
+    settings.LONG_TASK_STORAGE_RETRIES = 2
+    return bucket
+
+
+@pytest.fixture
+def s3_proxy(moto_server, s3, settings) -> CuttingProxy:
+    """A proxy between this process (and workers given `**s3.env(s3_proxy.endpoint)`) and
+    moto, that can cut or refuse connections."""
+    proxy = CuttingProxy(moto_server.port)
+    settings.STORAGES = {**settings.STORAGES, "default": file_storage(s3.url, s3.env(proxy.endpoint))}
+    yield proxy
+    proxy.close()
 
 
 @pytest.fixture
@@ -150,5 +185,9 @@ def chunks(monkeypatch) -> Chunks:
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item, call):
     report = yield
+    if report.skipped and item.get_closest_marker("s3"):
+        # The S3 tests run everywhere (the suite starts its own S3 server): a skip is a failure.
+        report.outcome = "failed"
+        report.longrepr = f"a test marked s3 may not be skipped: {report.longrepr}"
     setattr(item, f"rep_{report.when}", report)
     return report

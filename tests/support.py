@@ -132,9 +132,11 @@ class Workers:
         rollback_delay: float = 0.0,
         lease_seconds: float = 3.0,
         own_group: bool = False,
+        cwd: Path = ROOT,
         **env,
     ) -> subprocess.Popen:
-        """A worker; `own_group` puts it in a process group of its own, as a shell's job is."""
+        """A worker; `own_group` puts it in a process group of its own, as a shell's job is;
+        `cwd` is where it runs (another "machine", with its own LONG_TASK_MEDIA_ROOT in `env`)."""
         self.chunk_log_dir.mkdir(exist_ok=True)
         environment = {
             **os.environ,
@@ -151,8 +153,8 @@ class Workers:
         }
         log = open(self.log_dir / f"worker-{len(self.processes)}.log", "wb")  # noqa: SIM115
         process = subprocess.Popen(
-            [sys.executable, "manage.py", "process_tasks", "--sleep", "0.05"],
-            cwd=ROOT,
+            [sys.executable, str(ROOT / "manage.py"), "process_tasks", "--sleep", "0.05"],
+            cwd=cwd,
             env=environment,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -187,14 +189,17 @@ class Workers:
 
 
 @contextlib.contextmanager
-def running_server(*, media_root: Path, log_path: Path, **env: str) -> Iterator[tuple[subprocess.Popen, int]]:
-    """`manage.py runserver` on the test database, as (process, port), killed afterwards."""
+def running_server(
+    *, media_root: Path, log_path: Path, cwd: Path = ROOT, **env: str
+) -> Iterator[tuple[subprocess.Popen, int]]:
+    """`manage.py runserver` on the test database, as (process, port), killed afterwards;
+    run in `cwd` with `env` on top of ours."""
     port = free_port()
     env = {**os.environ, "DATABASE_URL": database_url(), "LONG_TASK_MEDIA_ROOT": str(media_root), **env}
     with open(log_path, "wb") as log:
         server = subprocess.Popen(
-            [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
-            cwd=ROOT,
+            [sys.executable, str(ROOT / "manage.py"), "runserver", "--noreload", f"127.0.0.1:{port}"],
+            cwd=cwd,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

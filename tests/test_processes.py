@@ -175,6 +175,22 @@ def test_worker_memory_does_not_grow_with_the_file(start_upload, workers):
     assert large - small < 8 * 1024, f"peak RSS {small} KiB for 20k rows, {large} KiB for 200k rows"
 
 
+@pytest.mark.s3
+def test_worker_memory_does_not_grow_with_the_file_on_s3(start_upload, workers, s3):
+    """I7 (worker) on S3: ranged GETs of a block, never the whole object."""
+    peaks = []
+    for rows in (20_000, 200_000):
+        worker = workers.start(**s3.env())
+        op_id = start_upload(csv_bytes(rows))
+        wait_for(lambda op_id=op_id: op_in_state(op_id, S.COMPLETED), timeout=120, what="completed")
+        assert stored_lines(op_id)[-1] == rows
+        peaks.append(peak_rss_kib(worker.pid))
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+    small, large = peaks
+    assert large - small < 8 * 1024, f"peak RSS {small} KiB for 20k rows, {large} KiB for 200k rows"
+
+
 def _stream_upload(port: int, op_id: int, token: str, size: int) -> int:
     """POST a multipart upload of about `size` bytes, generated on the fly (never in memory)."""
     boundary = "long-task-test-boundary"
@@ -221,6 +237,23 @@ def test_web_memory_does_not_grow_with_the_upload(user, register, media_root, tm
         assert _stream_upload(port, register(), token, 40 * 1024**2) == 202
         large = peak_rss_kib(server.pid)
     assert large - small < 8 * 1024, f"peak RSS {small} KiB after 2 MB, {large} KiB after 40 MB"
+
+
+@pytest.mark.s3
+def test_web_memory_does_not_grow_with_the_upload_on_s3(user, register, media_root, tmp_path, s3):
+    """I7 (web) on S3: the upload streams into the object, one part (8 MiB) in memory: the
+    peak after 40 MB is within 8 MiB of the peak after 12 MB (both more than a part)."""
+    from rest_framework.authtoken.models import Token
+
+    token = Token.objects.get_or_create(user=user)[0].key
+    with running_server(media_root=media_root, log_path=tmp_path / "web.log", **s3.env()) as (server, port):
+        assert _stream_upload(port, register(), token, 12 * 1024**2) == 202
+        small = peak_rss_kib(server.pid)
+        assert _stream_upload(port, register(), token, 40 * 1024**2) == 202
+        large = peak_rss_kib(server.pid)
+    assert large - small < 8 * 1024, f"peak RSS {small} KiB after 12 MB, {large} KiB after 40 MB"
+    assert len(s3.all_keys()) == 2 and s3.multipart_uploads() == []
+    assert not any(path.is_file() for path in media_root.rglob("*"))
 
 
 # --- Export: the same guarantees for the second type ---------------------------------------------

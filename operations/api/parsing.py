@@ -12,7 +12,7 @@ from rest_framework.exceptions import ParseError
 
 from operations.errors import BadInput, TooLarge
 from operations.params import positive_id
-from operations.uploads import check_upload_size
+from operations.uploads import abort_unfinished_uploads, check_upload_size
 
 # No parameter takes a longer integer (ids have 19 digits). int() of a 5,000-digit string raises,
 # and float() of a 400-digit integer overflows: a longer one is read as an infinity, which every
@@ -53,7 +53,13 @@ class JSONParser(parsers.JSONParser):
 def body(request) -> Mapping:
     """The request's parameters: the body (JSON, form or multipart) and the query string; the
     body wins where both name a parameter."""
-    data = request.data
+    try:
+        data = request.data
+    except BaseException:
+        # A body that could not be read or parsed (a 400 from DRF, which Django's
+        # got_request_exception never hears of): drop what its upload had stored.
+        abort_unfinished_uploads(request._request)
+        raise
     # Checked first: a body refused unread has no other fields either.
     check_upload_size(request._request)
     if not isinstance(data, Mapping):

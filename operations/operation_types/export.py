@@ -11,7 +11,8 @@ afresh for every attempt, and the checkpoint lists the committed parts; the last
 them into the result file. So a chunk that rolls back (a pause, a kill, a lost lease) leaves
 at most a part that no checkpoint names, never a half-written result, and a worker that lost
 its lease can never write over a committed part: the result is byte for byte the same however
-often the export was interrupted. Parts go through Django's storage API, so any backend works.
+often the export was interrupted. Parts go through operations/storage.py (Django's storage API;
+on S3 the join is a multipart upload, one part in memory), so any backend works.
 
 Checkpoint: `checkpoint["last_line"]` (source lines done), `checkpoint["parts"]`,
 `lines_finished` (rows written), `position` (bytes written, header included).
@@ -23,11 +24,9 @@ import json
 import uuid
 from collections.abc import Mapping
 
-from django.core.files.base import ContentFile, File
-from django.core.files.storage import default_storage
 from django.db import transaction
 
-from operations import rowstore
+from operations import rowstore, storage
 from operations.errors import BadInput, Conflict
 from operations.models import Operation
 from operations.operation_types.base import Chunk, Job, OperationType, Progress
@@ -120,19 +119,15 @@ class Export(OperationType):
 
     def delete_input(self, op: Operation) -> None:
         if op.file:
-            default_storage.delete(op.file.name)
+            storage.delete(op.file.name)
         _delete_parts(op.pk)
 
 
 def _delete_parts(op_id: int) -> None:
     """Every part of the export, committed or not (a killed attempt may have left one)."""
     directory = _parts_dir(op_id)
-    try:
-        _, names = default_storage.listdir(directory)
-    except FileNotFoundError:
-        return
-    for name in names:
-        default_storage.delete(directory + name)
+    for name in storage.listdir(directory):
+        storage.delete(directory + name)
 
 
 class ExportChunk(Chunk):
@@ -172,7 +167,7 @@ class ExportJob(Job):
         parts = self.parts
         if data:
             name = f"{_parts_dir(self.op_id)}{chunk.up_to:012d}-{uuid.uuid4().hex}.part"
-            parts = [*parts, default_storage.save(name, ContentFile(data))]
+            parts = [*parts, storage.save(name, data)]
         finished = chunk.up_to >= self.source_lines
         checkpoint = {
             "position": self.position + len(data),
@@ -190,7 +185,7 @@ class ExportJob(Job):
 
     def _join(self, parts: list[str], size: int) -> dict:
         """The result file, from the committed parts in order: the fields that name it."""
-        name = default_storage.save(f"exports/{self.op_id}-{uuid.uuid4().hex}.csv", File(PartsReader(parts)))
+        name = storage.save(f"exports/{self.op_id}-{uuid.uuid4().hex}.csv", PartsReader(parts))
         return {"file": name, "file_size": size}
 
 
@@ -210,7 +205,7 @@ class PartsReader(io.RawIOBase):
                 name = next(self._parts, None)
                 if name is None:
                     return 0
-                self._current = default_storage.open(name, "rb")
+                self._current = storage.open_for_reading(name)
             data = self._current.read(len(buffer))
             if data:
                 buffer[: len(data)] = data

@@ -10,12 +10,10 @@ import csv
 import os
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
-from typing import BinaryIO
 
 from django.conf import settings
-from django.core.files.storage import default_storage
 
-from operations import rowstore
+from operations import rowstore, storage
 from operations.csv_reader import CsvProblem, RecordReader, read_header
 from operations.errors import BadInput, Conflict
 from operations.models import Operation, RowError
@@ -23,11 +21,6 @@ from operations.operation_types.base import Chunk, Job, OperationType, Progress
 from operations.params import flag, integer
 
 RAW_TEXT_LIMIT = 500
-
-
-def _binary_stream(stored) -> BinaryIO:
-    """The underlying binary file of a storage File (fast line iteration), or the File itself."""
-    return getattr(stored, "file", stored)
 
 
 def _limits() -> dict:
@@ -81,13 +74,16 @@ class Upload(OperationType):
             raise BadInput("The file is empty")
         if getattr(upload, "text_problem", ""):
             raise BadInput(upload.text_problem)
-        name = default_storage.save(f"uploads/{op.pk}-{uuid.uuid4().hex}.csv", upload)
+        name = storage.store_upload(upload, f"uploads/{op.pk}-{uuid.uuid4().hex}.csv")
         try:
-            with default_storage.open(name, "rb") as stored:
-                header = read_header(_binary_stream(stored), **_limits(), **_header_limits())
+            with storage.open_for_reading(name, block_size=storage.SMALL_BLOCK_BYTES) as stored:
+                header = read_header(stored, **_limits(), **_header_limits())
         except CsvProblem as exc:
-            default_storage.delete(name)
+            storage.delete(name)
             raise BadInput(str(exc)) from None
+        except BaseException:
+            storage.delete(name)
+            raise
         return {
             "file": name,
             "file_name": os.path.basename(upload.name or "").replace("\x00", "")[:255],
@@ -107,7 +103,7 @@ class Upload(OperationType):
 
     def discard_input(self, fields: Mapping) -> None:
         if fields.get("file"):
-            default_storage.delete(fields["file"])
+            storage.delete(fields["file"])
 
     def percent_done(self, op: Operation) -> float | None:
         # Bytes are exact at every checkpoint; the number of rows is only known at the end.
@@ -139,7 +135,7 @@ class Upload(OperationType):
 
     def delete_input(self, op: Operation) -> None:
         if op.file:
-            default_storage.delete(op.file.name)
+            storage.delete(op.file.name)
 
 
 class UploadChunk(Chunk):
@@ -170,8 +166,10 @@ class UploadJob(Job):
         self.lines_finished = op.lines_finished
         self.lines_failed = op.lines_failed
         self._file_name = op.file.name
-        self._stored = default_storage.open(self._file_name, "rb")
-        self.reader = RecordReader(_binary_stream(self._stored), offset=op.position, **_limits())
+        # From the checkpoint's byte offset on: nothing before it is read (I8), on S3 neither.
+        self._stored = storage.open_for_reading(self._file_name)
+        self._raw = None  # a second reader for the text of rejected rows, opened when needed
+        self.reader = RecordReader(self._stored, offset=op.position, **_limits())
 
     def read_chunk(self, *, max_rows: int) -> UploadChunk:
         return UploadChunk(self, max_rows)
@@ -259,10 +257,14 @@ class UploadJob(Job):
     def _raw_text(self, start: int, end: int) -> str:
         """The bytes of a rejected row, read apart from the stream the reader iterates."""
         length = min(end - start, RAW_TEXT_LIMIT * 4)
-        with default_storage.open(self._file_name, "rb") as stored:
-            stored.seek(start)
-            text = stored.read(length).decode("utf-8", errors="replace")
+        if self._raw is None:
+            # Kept for the job: rows rejected close together cost one read of the store.
+            self._raw = storage.open_for_reading(self._file_name, block_size=storage.SMALL_BLOCK_BYTES)
+        self._raw.seek(start)
+        text = self._raw.read(length).decode("utf-8", errors="replace")
         return text.rstrip("\r\n")[:RAW_TEXT_LIMIT]
 
     def close(self) -> None:
         self._stored.close()
+        if self._raw is not None:
+            self._raw.close()
