@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from operations.errors import Conflict, NotFound
 from operations.models import Operation, OperationEvent
+from operations.operation_types import registry
 
 State = Operation.State
 
@@ -114,7 +115,14 @@ def lock(op_id: int, *, user=None) -> Operation:
         raise NotFound() from None
 
 
-def record(op: Operation, *, from_state: str, actor: Actor, detail: str = "") -> None:
+def record(op: Operation, *, from_state: str, actor: Actor, detail: str = "", where: str | None = None) -> None:
+    """Record a transition (or a change of lease) as an event. Its detail says where the
+    operation stood (`where`, by default the type's description of the checkpoint, e.g.
+    "line 7,500"), so that the history reads as a run's record; the creation has none."""
+    if where is None and from_state:
+        where = registry.get(op.op_type).describe_checkpoint(op)
+    if where and where not in detail:
+        detail = f"{detail} (at {where})" if detail else f"at {where}"
     OperationEvent.objects.create(
         operation=op, actor=actor.label, from_state=from_state, to_state=op.state, detail=detail
     )
@@ -133,6 +141,8 @@ def transition(op: Operation, verb: str, *, actor: Actor, detail: str = "", fiel
     record the event. Leaving the worked states drops the lease."""
     target = ensure_allowed(verb, op)
     from_state = op.state
+    # Where it stood when the transition happened, before `fields` (a rollback zeroes them).
+    where = registry.get(op.op_type).describe_checkpoint(op)
     changes = {**(fields or {}), "state": target, "updated_at": timezone.now()}
     if target not in State.worked():
         changes.setdefault("lease_owner", "")
@@ -140,5 +150,5 @@ def transition(op: Operation, verb: str, *, actor: Actor, detail: str = "", fiel
     for name, value in changes.items():
         setattr(op, name, value)
     op.save(update_fields=list(changes))
-    record(op, from_state=from_state, actor=actor, detail=detail)
+    record(op, from_state=from_state, actor=actor, detail=detail, where=where)
     return op
