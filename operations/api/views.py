@@ -9,7 +9,13 @@ from collections.abc import Mapping
 from django.core.files.storage import default_storage
 from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_field,
+    extend_schema_view,
+    inline_serializer,
+)
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -30,6 +36,12 @@ from operations.operation_types import registry
 from operations.state_machine import Actor
 
 State = Operation.State
+
+
+@extend_schema_field(OpenApiTypes.BINARY)
+class BinaryFileField(serializers.FileField):
+    """A file in a multipart body, typed `format: binary` in the schema, so that Swagger's "Try
+    it out" offers a file chooser and generated clients send bytes (not a URI string)."""
 
 
 def _status(op: Operation) -> dict:
@@ -122,7 +134,7 @@ def _seed_schema(name: str, description: str, fields: dict, ok: int, *, multipar
     "Upload",
     "Upload: start a registered upload with its file, or resume a paused one.",
     {
-        "file": serializers.FileField(),
+        "file": BinaryFileField(),
         "lines": serializers.IntegerField(required=False),
         "strict": serializers.BooleanField(required=False),
     },
@@ -214,7 +226,7 @@ class OperationViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
             "multipart/form-data": inline_serializer(
                 "StartInput",
                 {
-                    "file": serializers.FileField(),
+                    "file": BinaryFileField(),
                     "lines": serializers.IntegerField(required=False),
                     "strict": serializers.BooleanField(required=False),
                 },
@@ -274,7 +286,7 @@ class OperationViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     @action(detail=True, methods=["get"])
     def download(self, request, pk=None):
         op = selectors.operation_get(op_id=self._op_id(), user=request.user)
-        refusal = registry.get(op.op_type).download_refusal(op)
+        refusal = selectors.download_refusal(op)
         if refusal:
             raise Conflict(refusal)
         stored = default_storage.open(op.file.name, "rb")
