@@ -136,8 +136,11 @@ class ReadOnlyInline(admin.TabularInline):
 
 class FirstRowErrorsFormSet(BaseInlineFormSet):
     def get_queryset(self) -> QuerySet:
-        # Sliced here rather than in the inline's get_queryset, which the formset filters later.
-        return super().get_queryset()[:ROW_ERRORS_SHOWN]
+        # Sliced here rather than in the inline's get_queryset, which the formset filters later;
+        # and kept, since each form looks its row up in it (a new slice would be a query a row).
+        if not hasattr(self, "_first_rows"):
+            self._first_rows = super().get_queryset()[:ROW_ERRORS_SHOWN]
+        return self._first_rows
 
 
 class RowErrorInline(ReadOnlyInline):
@@ -152,7 +155,7 @@ class RowErrorInline(ReadOnlyInline):
 
 @admin.register(Operation)
 class OperationAdmin(admin.ModelAdmin):
-    list_display = ["id", "op_type", "state_badge", "owner", "progress", "speed", "eta", "created_at", "updated"]
+    list_display = ["id", "op_type", "state_badge", "owner", "progress", "speed", "eta", "updated"]
     list_filter = ["state", "op_type"]
     search_fields = ["id__exact", "owner__username", "file_name"]
     list_select_related = ["owner"]
@@ -160,28 +163,29 @@ class OperationAdmin(admin.ModelAdmin):
     inlines = [RowErrorInline]
     change_list_template = "admin/operations/operation/change_list.html"
     change_form_template = "admin/operations/operation/change_form.html"
+    # The state and the counters are in the live panel above these (change_form.html); what is
+    # here either stays put or is live too, so that the page never shows two different numbers.
     fieldsets = [
-        (None, {"fields": ["op_type", "state", "owner", "options", "error"]}),
+        (None, {"fields": ["op_type", "owner", "options", "error"]}),
+        ("Progress", {"fields": ["progress", "speed", "eta", "row_error_count"]}),
+        ("Input", {"fields": ["input_file", "file_name", "file_size", "file_sha256", "columns"]}),
+        ("Times", {"fields": ["created", "started", "finished", "updated"]}),
         (
-            "Progress",
+            "Checkpoint and lease (as loaded)",
             {
+                "classes": ["collapse"],
                 "fields": [
-                    "progress",
                     "lines_finished",
                     "lines_failed",
                     "total_lines",
-                    "speed",
-                    "eta",
-                    "row_error_count",
-                ]
+                    "position",
+                    "checkpoint",
+                    "rollback_position",
+                    "lease_owner",
+                    "lease_expires_at",
+                ],
             },
         ),
-        ("Input", {"fields": ["input_file", "file_name", "file_size", "file_sha256", "columns"]}),
-        (
-            "Checkpoint and lease",
-            {"fields": ["position", "checkpoint", "rollback_position", "lease_owner", "lease_expires_at"]},
-        ),
-        ("Times", {"fields": ["created_at", "started_at", "finished_at", "updated_at"]}),
     ]
     # Everything: the state machine and the worker own state, lease, checkpoint and counters.
     readonly_fields = flatten_fieldsets(fieldsets)
@@ -259,13 +263,27 @@ class OperationAdmin(admin.ModelAdmin):
     def updated(self, op: Operation) -> str:
         return self._live(op, "updated", moment(op.updated_at))
 
+    @admin.display(description="created")
+    def created(self, op: Operation) -> str:
+        return moment(op.created_at)
+
+    @admin.display(description="started")
+    def started(self, op: Operation) -> str:
+        return moment(op.started_at)
+
+    @admin.display(description="finished")
+    def finished(self, op: Operation) -> str:
+        return moment(op.finished_at)
+
     @admin.display(description="row errors")
     def row_error_count(self, op: Operation) -> str:
         count = getattr(op, "row_error_count", None)
         if count is None:
             count = op.row_errors.count()
         url = reverse("operation-row-errors", args=[op.pk]) + "?format=csv"
-        return format_html('{} (all of them: <a href="{}">CSV</a>)', count, url)
+        # Live as `failed`: the counter that this count agrees with.
+        live_count = self._live(op, "failed", humanize.count(count))
+        return format_html('{} (all of them: <a href="{}">CSV</a>)', live_count, url)
 
     @admin.display(description="file")
     def input_file(self, op: Operation) -> str:
@@ -308,6 +326,8 @@ class OperationAdmin(admin.ModelAdmin):
             events = list(op.events.all())
             context.update(
                 self._console_context(request),
+                # Without the state, which the live badge shows (str(op) would go stale).
+                subtitle=f"{op.op_type} #{op.pk}",
                 op=op,
                 text=figures(op),
                 record=record_figures(op, events),
@@ -369,7 +389,7 @@ class OperationAdmin(admin.ModelAdmin):
                 "op": op,
                 "text": figures(op),
                 "force": not allows("terminate", op.state),
-                "title": f"Terminate {op}?",
+                "title": f"Terminate {op.op_type} #{op.pk}?",
             }
             return TemplateResponse(request, "admin/operations/operation/terminate_confirm.html", context)
         actor = Actor.for_user(request.user)
