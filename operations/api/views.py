@@ -44,6 +44,14 @@ class BinaryFileField(serializers.FileField):
     it out" offers a file chooser and generated clients send bytes (not a URI string)."""
 
 
+# The optional fields of a start, with their defaults in the schema: Swagger's "Try it out" fills
+# a form field from its default (or else a sample: 0, true), and a sample would be sent.
+LINES_FIELD = serializers.IntegerField(
+    required=False, allow_null=True, default=None, help_text="On a resume: must equal lines_finished."
+)
+STRICT_FIELD = serializers.BooleanField(required=False, default=False, help_text="Fail at the first bad CSV row.")
+
+
 def _status(op: Operation) -> dict:
     return selectors.operation_status(op)
 
@@ -135,8 +143,8 @@ def _seed_schema(name: str, description: str, fields: dict, ok: int, *, multipar
     "Upload: start a registered upload with its file, or resume a paused one.",
     {
         "file": BinaryFileField(),
-        "lines": serializers.IntegerField(required=False),
-        "strict": serializers.BooleanField(required=False),
+        "lines": LINES_FIELD,
+        "strict": STRICT_FIELD,
     },
     202,
     multipart=True,
@@ -227,8 +235,8 @@ class OperationViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
                 "StartInput",
                 {
                     "file": BinaryFileField(),
-                    "lines": serializers.IntegerField(required=False),
-                    "strict": serializers.BooleanField(required=False),
+                    "lines": LINES_FIELD,
+                    "strict": STRICT_FIELD,
                 },
             )
         },
