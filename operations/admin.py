@@ -49,6 +49,11 @@ POLL_MILLISECONDS = 1000
 CONTROLS = {"pause": "pause", "resume": "resume", "terminate": "force_terminate"}
 
 
+admin.site.site_header = "long_task operator console"
+admin.site.site_title = "long_task"
+admin.site.index_title = "Operations and users"
+
+
 # --- figures for people: one format, server-rendered and polled alike ------------------------
 
 
