@@ -115,14 +115,17 @@ def lock(op_id: int, *, user=None) -> Operation:
         raise NotFound() from None
 
 
+def checkpoint_of(op: Operation) -> str:
+    """Where the operation stands, as its type describes it for the events (e.g. "line 7,500")."""
+    return registry.get(op.op_type).describe_checkpoint(op)
+
+
 def record(op: Operation, *, from_state: str, actor: Actor, detail: str = "", where: str | None = None) -> None:
-    """Record a transition (or a change of lease) as an event. Its detail says where the
-    operation stood (`where`, by default the type's description of the checkpoint, e.g.
-    "line 7,500"), so that the history reads as a run's record; the creation has none."""
-    if where is None and from_state:
-        where = registry.get(op.op_type).describe_checkpoint(op)
-    if where and where not in detail:
-        detail = f"{detail} (at {where})" if detail else f"at {where}"
+    """Record a transition (or a change of lease) as an event. An event whose detail would say
+    nothing says where the operation stood (`where`, by default its checkpoint now: "at line
+    7,500"), so that the history reads as the record of a run; the creation says "registered"."""
+    if from_state and not detail:
+        detail = f"at {where or checkpoint_of(op)}"
     OperationEvent.objects.create(
         operation=op, actor=actor.label, from_state=from_state, to_state=op.state, detail=detail
     )
@@ -142,7 +145,7 @@ def transition(op: Operation, verb: str, *, actor: Actor, detail: str = "", fiel
     target = ensure_allowed(verb, op)
     from_state = op.state
     # Where it stood when the transition happened, before `fields` (a rollback zeroes them).
-    where = registry.get(op.op_type).describe_checkpoint(op)
+    where = checkpoint_of(op)
     changes = {**(fields or {}), "state": target, "updated_at": timezone.now()}
     if target not in State.worked():
         changes.setdefault("lease_owner", "")
