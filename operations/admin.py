@@ -45,6 +45,8 @@ ROW_ERRORS_SHOWN = 100
 # The live view answers for at most this many operations (a page of the list is 100).
 LIVE_MAX_IDS = 200
 POLL_MILLISECONDS = 1000
+# The import page previews the first bytes of the chosen file (console.js sends this many).
+PREVIEW_MAX_BYTES = 64 * 1024
 # The buttons of an operation's page: verb -> the transition that decides whether it is offered.
 CONTROLS = {"pause": "pause", "resume": "resume", "terminate": "force_terminate"}
 
@@ -80,6 +82,8 @@ def figures(op: Operation) -> dict[str, str]:
         "counts": counts,
         "rate": "-" if rate is None else f"{humanize.count(rate)} rows/s",
         "eta": humanize.duration(selectors.eta_seconds(op)),
+        "started": moment(op.started_at),
+        "finished_at": moment(op.finished_at),
         "updated": moment(op.updated_at),
     }
 
@@ -152,7 +156,7 @@ class RowErrorInline(ReadOnlyInline):
     model = RowError
     formset = FirstRowErrorsFormSet
     fields = readonly_fields = ["line_number", "reason", "raw"]
-    verbose_name_plural = f"row errors (the first {ROW_ERRORS_SHOWN})"
+    verbose_name_plural = f"row errors (the first {ROW_ERRORS_SHOWN}, as loaded)"
 
 
 # --- the model admin -------------------------------------------------------------------------
@@ -274,11 +278,11 @@ class OperationAdmin(admin.ModelAdmin):
 
     @admin.display(description="started")
     def started(self, op: Operation) -> str:
-        return moment(op.started_at)
+        return self._live(op, "started", moment(op.started_at))
 
     @admin.display(description="finished")
     def finished(self, op: Operation) -> str:
-        return moment(op.finished_at)
+        return self._live(op, "finished_at", moment(op.finished_at))
 
     @admin.display(description="row errors")
     def row_error_count(self, op: Operation) -> str:
@@ -305,6 +309,7 @@ class OperationAdmin(admin.ModelAdmin):
         wrap = self.admin_site.admin_view
         return [
             path("import/", wrap(self.import_view), name="operations_operation_import"),
+            path("import/preview/", wrap(self.preview_view), name="operations_operation_import_preview"),
             path("live/", wrap(self.live_view), name="operations_operation_live"),
             path("<path:object_id>/control/<str:verb>/", wrap(self.control_view), name="operations_operation_control"),
             *super().get_urls(),
@@ -314,8 +319,10 @@ class OperationAdmin(admin.ModelAdmin):
         return {
             "live_url": reverse("admin:operations_operation_live"),
             "import_url": reverse("admin:operations_operation_import"),
+            "preview_url": reverse("admin:operations_operation_import_preview"),
             "active_states": list(State.active()),
             "poll_ms": POLL_MILLISECONDS,
+            "preview_bytes": PREVIEW_MAX_BYTES,
             "has_import_permission": self.has_import_permission(request),
         }
 
@@ -432,6 +439,25 @@ class OperationAdmin(admin.ModelAdmin):
                 return self._import_answer(request, error=error)
         return csrf_protect(self._import)(request)
 
+    def preview_view(self, request: HttpRequest) -> JsonResponse:
+        """POST the first bytes of a file (`file`, and `complete=1` when that is all of it): its
+        header and first rows with the verdict an import would give each. A dry run: nothing
+        is registered, stored or written."""
+        if not self.has_import_permission(request):
+            raise PermissionDenied
+        if request.method != "POST":
+            return JsonResponse({"message": "POST only"}, status=405)
+        upload = request.FILES.get("file")
+        if upload is None or upload.size > PREVIEW_MAX_BYTES:
+            return JsonResponse({"message": f"Send up to {PREVIEW_MAX_BYTES} bytes in 'file'"}, status=400)
+        try:
+            preview = selectors.input_preview(
+                op_type="Upload", data=upload.read(), complete=request.POST.get("complete") == "1"
+            )
+        except OperationError as error:
+            return JsonResponse({"message": error.message}, status=error.status_code)
+        return JsonResponse(preview)
+
     def _import(self, request: HttpRequest) -> HttpResponse:
         if request.method != "POST":
             return self._import_answer(request)
@@ -518,4 +544,6 @@ def _control_message(verb: str, op: Operation) -> str:
         return f"Pause requested: #{op.pk} is pausing; the worker stops at its next chunk."
     if op.state == State.TERMINATING:
         return f"Terminate requested: #{op.pk} is terminating; the worker deletes what it wrote."
+    if verb == "resume":
+        return f"Resumed: #{op.pk} is {op.state}; a worker continues from its checkpoint."
     return f"#{op.pk} is {op.state}."

@@ -45,6 +45,12 @@ def download_refusal(op: Operation) -> str:
     return registry.get(op.op_type).download_refusal(op)
 
 
+def input_preview(*, op_type: str, data: bytes, complete: bool, max_rows: int = 20) -> dict | None:
+    """A dry run of a start's input: what the type would make of its first rows (None: the
+    type has none). Reads only `data`; writes nothing."""
+    return registry.get(op_type).preview(data, complete=complete, max_rows=max_rows)
+
+
 def operations_stalled(*, limit: int = 20) -> list[int]:
     """Ids of operations that need a worker and have none: a worked state with an expired
     lease or none, or queued for longer than a lease (their wake-up was lost)."""

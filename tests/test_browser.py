@@ -24,8 +24,9 @@ from .support import csv_bytes, running_server, upload_file, wait_for
 pytestmark = [pytest.mark.browser, pytest.mark.processes, pytest.mark.django_db(transaction=True)]
 S = Operation.State
 PASSWORD = "console-pw-1"
-# A bad row (a field short) every 1,000 rows.
+# A bad row (a field short) every 1,000 rows, and one among the first (seen in the preview).
 BAD_EVERY = 1000
+BAD_EARLY = 5
 
 CHROMIUM = shutil.which("chromium")
 try:
@@ -124,9 +125,13 @@ def state_of(page: "Page") -> str:
     return page.locator('.lt-run [data-field="state"]').get_attribute("data-state")
 
 
+def bad_lines(rows: int) -> list[int]:
+    return [BAD_EARLY, *range(BAD_EVERY, rows + 1, BAD_EVERY)]
+
+
 def with_bad_rows(rows: int) -> bytes:
     lines = csv_bytes(rows).decode().splitlines(keepends=True)
-    for n in range(BAD_EVERY, rows + 1, BAD_EVERY):
+    for n in bad_lines(rows):
         lines[n] = ",".join(lines[n].split(",")[:3]) + "\n"
     return "".join(lines).encode()
 
@@ -154,6 +159,11 @@ def test_import_watch_pause_and_resume_from_the_admin(page, operator, workers, t
     page.set_input_files(
         "#id_file", files=[{"name": "people.csv", "mimeType": "text/csv", "buffer": with_bad_rows(rows)}]
     )
+    # The preview: the first rows as the import would take them (a dry run, nothing written).
+    expect(page.locator("#lt-preview")).to_contain_text("the first 20 rows, 19 fine, 1 rejected")
+    expect(page.locator("#lt-preview tr.lt-rejected")).to_contain_text("rejected: expected 4 fields, found 3")
+    expect(page.locator("#lt-import-error")).to_be_hidden()
+    assert not Operation.objects.exists()
     screenshot(page, tmp_path, "1-import-form")
     page.click("#lt-import-submit")
     page.wait_for_url(re.compile(r"/admin/operations/operation/\d+/change/$"))
@@ -195,7 +205,7 @@ def test_import_watch_pause_and_resume_from_the_admin(page, operator, workers, t
     page.evaluate("window.notReloaded = true")
     expect(page.locator(".lt-run [data-field=state]")).to_have_attribute("data-state", "completed", timeout=60_000)
     assert page.evaluate("window.notReloaded") is True
-    failed = rows // BAD_EVERY
+    failed = len(bad_lines(rows))
     assert number(page, "imported") == rows - failed
     assert number(page, "failed") == failed
     assert page.locator('.lt-run [data-field="percent"]').inner_text() == "100.0%"
@@ -279,7 +289,11 @@ def test_import_form_shows_the_apis_refusal(page, operator, tmp_path):
     """An empty file: the form says why (the API's 400 message) and nothing is left running."""
     admin_login(page, operator, "/admin/operations/operation/import/")
     page.set_input_files("#id_file", files=[{"name": "empty.csv", "mimeType": "text/csv", "buffer": b""}])
-    page.click("#lt-import-submit")
+    # The preview says so at once; the import itself (register, start refused, withdrawn) too.
+    expect(page.locator("#lt-import-error")).to_have_text("The file is empty")
+    with page.expect_response(lambda r: r.request.method == "POST" and r.url.endswith("/import/")) as answer:
+        page.click("#lt-import-submit")
+    assert answer.value.status == 400
     expect(page.locator("#lt-import-error")).to_have_text("The file is empty")
     assert page.url.endswith("/import/")
     assert not Operation.objects.exclude(state=S.TERMINATED).exists()

@@ -125,6 +125,55 @@ def test_import_checks_csrf_and_needs_the_add_permission(admin_user, client, dja
     assert not Operation.objects.exists()
 
 
+PREVIEW = reverse("admin:operations_operation_import_preview")
+
+
+@pytest.mark.django_db
+def test_preview_checks_the_first_rows_as_an_import_would_and_writes_nothing(admin_client, media_root):
+    content = b'name,city\nann,Oslo\nbob\n\n"c, d",Rome\n'
+    body = admin_client.post(PREVIEW, {"file": upload_file(content), "complete": "1"}).json()
+    assert body == {
+        "columns": ["name", "city"],
+        "rows": [
+            {"line": 1, "values": ["ann", "Oslo"], "problem": ""},
+            {"line": 2, "raw": "bob", "problem": "expected 2 fields, found 1"},
+            {"line": 3, "values": ["c, d", "Rome"], "problem": ""},
+        ],
+        "failed": 1,
+    }
+    assert not Operation.objects.exists()
+    assert not [path for path in media_root.rglob("*") if path.is_file()]
+
+
+@pytest.mark.django_db
+def test_preview_of_the_start_of_a_file_leaves_out_the_row_cut_off(admin_client):
+    body = admin_client.post(PREVIEW, {"file": upload_file(b"a,b\n1,2\n3,4\n5,"), "complete": "0"}).json()
+    assert [row["line"] for row in body["rows"]] == [1, 2]
+    body = admin_client.post(PREVIEW, {"file": upload_file(csv_bytes(50))}).json()
+    assert len(body["rows"]) == 20 and body["failed"] == 0
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "The file is empty"),
+        (b"\xff\xfe,a\n", "The file is not UTF-8 text"),
+        (b"a,a\n1,2\n", "The header names column 'a' twice"),
+    ],
+)
+def test_preview_refuses_what_the_import_refuses(admin_client, content, message):
+    response = admin_client.post(PREVIEW, {"file": upload_file(content), "complete": "1"})
+    assert (response.status_code, response.json()) == (400, {"message": message})
+
+
+@pytest.mark.django_db
+def test_preview_needs_the_add_permission(client, django_user_model):
+    viewer = django_user_model.objects.create_user("viewer", password="pw", is_staff=True)
+    client.force_login(viewer)
+    assert client.post(PREVIEW, {"file": upload_file(b"a\n1\n")}).status_code == 403
+
+
 # --- live ----------------------------------------------------------------------------------
 
 
@@ -199,7 +248,9 @@ def test_pause_and_resume_from_the_page(admin_client, django_capture_on_commit_c
     with django_capture_on_commit_callbacks() as callbacks:
         response = admin_client.post(control_url(op, "resume"), follow=True)
     assert Operation.objects.get(pk=op.pk).state == S.QUEUED
-    assert messages_of(response) == [("success", f"#{op.pk} is queued.")]
+    assert messages_of(response) == [
+        ("success", f"Resumed: #{op.pk} is queued; a worker continues from its checkpoint.")
+    ]
     assert len(callbacks) == 1  # a worker is woken, as by the API
 
 

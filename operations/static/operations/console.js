@@ -129,6 +129,14 @@
       submit.disabled = false;
     }
 
+    var preview = document.getElementById("lt-preview");
+    form.elements.file.addEventListener("change", function () {
+      var file = form.elements.file.files[0];
+      error.hidden = true;
+      if (!file) { preview.hidden = true; return; }
+      showPreview(form, preview, file, fail);
+    });
+
     form.addEventListener("submit", function (event) {
       event.preventDefault();
       var file = form.elements.file.files[0];
@@ -166,6 +174,69 @@
       });
       xhr.send(new FormData(form));
     });
+  }
+
+  // The preview: the first bytes of the file, checked by the server as an import would (a dry
+  // run that writes nothing), shown as a table: the header, then each row and its verdict.
+  function showPreview(form, box, file, fail) {
+    var limit = parseInt(form.getAttribute("data-preview-bytes"), 10);
+    var body = new FormData();
+    body.append("file", file.slice(0, limit), file.name);
+    body.append("complete", file.size <= limit ? "1" : "0");
+    box.hidden = false;
+    box.textContent = "Checking the first rows of " + file.name + "...";
+    fetch(form.getAttribute("data-preview-url"), {
+      method: "POST",
+      body: body,
+      credentials: "same-origin",
+      headers: { Accept: "application/json", "X-CSRFToken": form.elements.csrfmiddlewaretoken.value },
+    })
+      .then(function (response) {
+        return response.json().then(function (json) { return { ok: response.ok, json: json }; });
+      })
+      .then(function (answer) {
+        if (!answer.ok) { box.hidden = true; fail(answer.json.message); return; }
+        renderPreview(box, file, answer.json);
+      })
+      .catch(function () { box.hidden = true; });
+  }
+
+  function cell(tag, text, className) {
+    var el = document.createElement(tag);
+    el.textContent = text;
+    if (className) el.className = className;
+    return el;
+  }
+
+  function renderPreview(box, file, preview) {
+    while (box.firstChild) box.removeChild(box.firstChild);
+    var rows = preview.rows.length;
+    var summary = "Preview of " + file.name + " (" + size(file.size) + "): the first " + rows + " row" +
+      (rows === 1 ? "" : "s") + ", " + (rows - preview.failed) + " fine, " + preview.failed + " rejected.";
+    box.appendChild(cell("p", summary, "lt-preview-summary"));
+    var table = document.createElement("table");
+    table.className = "lt-preview";
+    var head = document.createElement("tr");
+    head.appendChild(cell("th", "line"));
+    preview.columns.forEach(function (name) { head.appendChild(cell("th", name)); });
+    head.appendChild(cell("th", "check"));
+    table.appendChild(head);
+    preview.rows.forEach(function (row) {
+      var tr = document.createElement("tr");
+      tr.appendChild(cell("td", String(row.line)));
+      if (row.problem) {
+        tr.className = "lt-rejected";
+        var raw = cell("td", row.raw);
+        raw.colSpan = preview.columns.length;
+        tr.appendChild(raw);
+        tr.appendChild(cell("td", "rejected: " + row.problem));
+      } else {
+        row.values.forEach(function (value) { tr.appendChild(cell("td", value)); });
+        tr.appendChild(cell("td", "ok"));
+      }
+      table.appendChild(tr);
+    });
+    box.appendChild(table);
   }
 
   function start() {
