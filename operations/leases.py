@@ -21,7 +21,7 @@ from django.utils import timezone
 from operations import queue
 from operations.errors import LeaseLost
 from operations.models import Operation
-from operations.state_machine import Actor, lock, record, transition
+from operations.state_machine import Actor, checkpoint_of, lock, record, transition
 
 State = Operation.State
 
@@ -57,9 +57,9 @@ def operation_claim(*, op_id: int, worker_id: str) -> Operation | None:
             return None
         if op.state == State.QUEUED:
             lease = {"lease_owner": worker_id, "lease_expires_at": lease_until()}
-            transition(op, "claim", actor=actor, detail="claimed", fields=lease)
+            transition(op, "claim", actor=actor, detail=f"claimed at {checkpoint_of(op)}", fields=lease)
         elif op.state in State.worked() and (not op.lease_owner or op.lease_expired):
-            detail = "took over (the lease had expired)" if op.lease_owner else "claimed"
+            detail = "took over (the lease had expired)" if op.lease_owner else f"claimed at {checkpoint_of(op)}"
             _set_lease(op, owner=worker_id, actor=actor, detail=detail)
         else:
             return None

@@ -2,16 +2,19 @@
 its progress figures, and waiting for a worker's acknowledgement."""
 
 import time
-from datetime import timedelta
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Q
-from django.db.models.functions import Now
+from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce, Now
+from django.utils import timezone
 
 from operations import access
 from operations.errors import NotFound
-from operations.models import Operation
+from operations.models import Operation, OperationEvent, RowError
 from operations.operation_types import registry
 
 State = Operation.State
@@ -23,6 +26,31 @@ def operation_get(*, op_id: int, user) -> Operation:
     if op is None or not access.can_see(user, op):
         raise NotFound()
     return op
+
+
+def operation_counts(*, user) -> dict[str, int]:
+    """How many of the operations `user` may see are in each state, every state named (one query)."""
+    counts = dict(Operation.objects.visible_to(user).order_by().values_list("state").annotate(n=Count("pk")))
+    return {state: counts.get(state, 0) for state in State.values}
+
+
+def with_row_error_count(queryset):
+    """`row_error_count` on each operation, read in the same statement as its counters, so that
+    the two agree while a worker commits chunks (two queries could straddle a commit)."""
+    count = RowError.objects.filter(operation=OuterRef("pk")).order_by().values("operation")
+    count = count.annotate(n=Count("pk")).values("n")
+    return queryset.annotate(row_error_count=Coalesce(Subquery(count), 0))
+
+
+def download_refusal(op: Operation) -> str:
+    """Why the operation's file cannot be downloaded now ("": it can), as its type says."""
+    return registry.get(op.op_type).download_refusal(op)
+
+
+def input_preview(*, op_type: str, data: bytes, complete: bool, max_rows: int = 20) -> dict | None:
+    """A dry run of a start's input: what the type would make of its first rows (None: the
+    type has none). Reads only `data`; writes nothing."""
+    return registry.get(op_type).preview(data, complete=complete, max_rows=max_rows)
 
 
 def operations_stalled(*, limit: int = 20) -> list[int]:
@@ -141,3 +169,39 @@ def _wait_for_notify(op: Operation, etag: str, deadline: float) -> Operation:
         finally:
             listener.execute(f'UNLISTEN "{channel}"')
     return op
+
+
+def lines_imported(op: Operation) -> int:
+    """Rows done and accepted: finished minus failed."""
+    return op.lines_finished - op.lines_failed
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """The figures of a run as a whole, from its events: wall time since the start, the time a
+    worker spent on it (pauses and queueing excluded) and the average rate over that time."""
+
+    duration_seconds: float | None
+    working_seconds: float | None
+    average_rate: float | None
+
+
+def operation_run_record(op: Operation, events: Iterable[OperationEvent], *, now: datetime | None = None) -> RunRecord:
+    """`events` are the operation's, in order. Until it finishes, the times run to `now`."""
+    now = now or timezone.now()
+    if op.started_at is None:
+        return RunRecord(None, None, None)
+    end = op.finished_at or now
+    working, since = 0.0, None
+    for event in events:
+        moving = event.to_state in State.moving()
+        if moving and since is None:
+            since = event.at
+        elif not moving and since is not None:
+            working += (event.at - since).total_seconds()
+            since = None
+    if since is not None:
+        working += (end - since).total_seconds()
+    working = max(working, 0.0)
+    rate = op.lines_finished / working if working > 0 and op.lines_finished else None
+    return RunRecord(max((end - op.started_at).total_seconds(), 0.0), working, rate)

@@ -18,6 +18,7 @@ from django.utils import timezone
 from operations import access
 from operations.errors import Conflict, Forbidden, NotFound
 from operations.models import Operation, OperationEvent
+from operations.operation_types import registry
 
 State = Operation.State
 
@@ -119,7 +120,17 @@ def lock(op_id: int, *, user=None) -> Operation:
     return op
 
 
-def record(op: Operation, *, from_state: str, actor: Actor, detail: str = "") -> None:
+def checkpoint_of(op: Operation) -> str:
+    """Where the operation stands, as its type describes it for the events (e.g. "line 7,500")."""
+    return registry.get(op.op_type).describe_checkpoint(op)
+
+
+def record(op: Operation, *, from_state: str, actor: Actor, detail: str = "", where: str | None = None) -> None:
+    """Record a transition (or a change of lease) as an event. An event whose detail would say
+    nothing says where the operation stood (`where`, by default its checkpoint now: "at line
+    7,500"), so that the history reads as the record of a run; the creation says "registered"."""
+    if from_state and not detail:
+        detail = f"at {where or checkpoint_of(op)}"
     OperationEvent.objects.create(
         operation=op, actor=actor.label, from_state=from_state, to_state=op.state, detail=detail
     )
@@ -138,6 +149,8 @@ def transition(op: Operation, verb: str, *, actor: Actor, detail: str = "", fiel
     record the event. Leaving the worked states drops the lease."""
     target = ensure_allowed(verb, op)
     from_state = op.state
+    # Where it stood when the transition happened, before `fields` (a rollback zeroes them).
+    where = checkpoint_of(op)
     changes = {**(fields or {}), "state": target, "updated_at": timezone.now()}
     if target not in State.worked():
         changes.setdefault("lease_owner", "")
@@ -145,5 +158,5 @@ def transition(op: Operation, verb: str, *, actor: Actor, detail: str = "", fiel
     for name, value in changes.items():
         setattr(op, name, value)
     op.save(update_fields=list(changes))
-    record(op, from_state=from_state, actor=actor, detail=detail)
+    record(op, from_state=from_state, actor=actor, detail=detail, where=where)
     return op

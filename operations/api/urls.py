@@ -1,5 +1,7 @@
-from django.urls import path
+from django.contrib.auth.views import redirect_to_login
+from django.urls import path, reverse
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework import exceptions
 from rest_framework.renderers import JSONRenderer
 from rest_framework.routers import SimpleRouter
 
@@ -21,7 +23,14 @@ class SchemaView(JsonErrors, SpectacularAPIView):
 
 
 class DocsView(JsonErrors, SpectacularSwaggerView):
-    pass
+    """The interactive page. A browser that is not logged in is sent to the login page and back
+    (a session, which "Try it out" then uses); an API client still gets the JSON 401."""
+
+    def handle_exception(self, exc):
+        not_logged_in = isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed)
+        if not_logged_in and "text/html" in self.request.headers.get("Accept", ""):
+            return redirect_to_login(self.request.get_full_path(), reverse("rest_framework:login"))
+        return super().handle_exception(exc)
 
 
 router = SimpleRouter(trailing_slash=True)

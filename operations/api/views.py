@@ -8,7 +8,13 @@ from collections.abc import Mapping
 
 from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_field,
+    extend_schema_view,
+    inline_serializer,
+)
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -31,6 +37,20 @@ from operations.state_machine import Actor
 State = Operation.State
 # What a download hands the server at a time (FileResponse's default is 4 KiB).
 DOWNLOAD_BLOCK_BYTES = 256 * 1024
+
+
+@extend_schema_field(OpenApiTypes.BINARY)
+class BinaryFileField(serializers.FileField):
+    """A file in a multipart body, typed `format: binary` in the schema, so that Swagger's "Try
+    it out" offers a file chooser and generated clients send bytes (not a URI string)."""
+
+
+# The optional fields of a start, with their defaults in the schema: Swagger's "Try it out" fills
+# a form field from its default (or else a sample: 0, true), and a sample would be sent.
+LINES_FIELD = serializers.IntegerField(
+    required=False, allow_null=True, default=None, help_text="On a resume: must equal lines_finished."
+)
+STRICT_FIELD = serializers.BooleanField(required=False, default=False, help_text="Fail at the first bad CSV row.")
 
 
 def _status(op: Operation) -> dict:
@@ -135,9 +155,9 @@ def _seed_schema(name: str, description: str, fields: dict, ok: int, *, multipar
     "Upload",
     "Upload: start a registered upload with its file, or resume a paused one.",
     {
-        "file": serializers.FileField(),
-        "lines": serializers.IntegerField(required=False),
-        "strict": serializers.BooleanField(required=False),
+        "file": BinaryFileField(),
+        "lines": LINES_FIELD,
+        "strict": STRICT_FIELD,
     },
     202,
     multipart=True,
@@ -256,9 +276,9 @@ class OperationViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
             "multipart/form-data": inline_serializer(
                 "StartInput",
                 {
-                    "file": serializers.FileField(),
-                    "lines": serializers.IntegerField(required=False),
-                    "strict": serializers.BooleanField(required=False),
+                    "file": BinaryFileField(),
+                    "lines": LINES_FIELD,
+                    "strict": STRICT_FIELD,
                 },
             )
         },
@@ -316,7 +336,7 @@ class OperationViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     @action(detail=True, methods=["get"])
     def download(self, request, pk=None):
         op = selectors.operation_get(op_id=self._op_id(), user=request.user)
-        refusal = registry.get(op.op_type).download_refusal(op)
+        refusal = selectors.download_refusal(op)
         if refusal:
             raise Conflict(refusal)
         # Streamed from the store (S3: ranged GETs of a block each), never read whole.

@@ -78,6 +78,11 @@ class OperationType(ABC):
         the Operation fields the resume changes (e.g. options), if any."""
         return {}
 
+    def preview(self, data: bytes, *, complete: bool, max_rows: int) -> dict | None:
+        """A dry run over the first bytes of an input (`complete`: all of it), to show before a
+        start what the work would make of it. Writes nothing. None: the type has no preview."""
+        return None
+
     def discard_input(self, fields: Mapping) -> None:
         """Undo `prepare_input` when the start lost a race."""
 

@@ -7,14 +7,17 @@ header; blank lines are skipped and not counted. Option: `strict` (fail at the f
 """
 
 import csv
+import io
+import json
 import os
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import BinaryIO
 
 from django.conf import settings
 
 from operations import rowstore, storage
-from operations.csv_reader import CsvProblem, RecordReader, read_header
+from operations.csv_reader import CsvProblem, RecordReader, TextCheck, read_header
 from operations.errors import BadInput, Conflict
 from operations.models import Operation, RowError
 from operations.operation_types.base import Chunk, Job, OperationType, Progress
@@ -101,6 +104,37 @@ class Upload(OperationType):
             raise Conflict("The file differs from the one uploaded first")
         return _options_changed(op, data)
 
+    def preview(self, data: bytes, *, complete: bool, max_rows: int) -> dict:
+        """The header and the first `max_rows` data rows of `data`, each with the verdict an
+        import would give it (the worker's own reading, on a copy in memory). A row cut off by
+        the end of an incomplete `data` is left out."""
+        if not complete:
+            data = data[: data.rfind(b"\n") + 1]
+        check = TextCheck()
+        check.feed(data, final=True)
+        if check.problem or not data.strip():
+            raise BadInput(check.problem or "The file is empty")
+        try:
+            header = read_header(io.BytesIO(data), **_limits(), **_header_limits())
+        except CsvProblem as exc:
+            raise BadInput(str(exc)) from None
+        # An operation that exists only here: nothing is saved or stored.
+        op = Operation(columns=header.columns, position=header.end_offset, options={})
+        job = UploadJob(op, open_input=lambda **_: io.BytesIO(data))
+        chunk = job.read_chunk(max_rows=max_rows)
+        rows = {
+            line: {"line": line, "values": list(json.loads(text).values()), "problem": ""}
+            for _, line, text in chunk.rows
+        }
+        for error in chunk.rejected:
+            rows[error.line_number] = {"line": error.line_number, "raw": error.raw, "problem": error.reason}
+        job.close()
+        return {
+            "columns": header.columns,
+            "rows": [rows[line] for line in sorted(rows)],
+            "failed": len(chunk.rejected),
+        }
+
     def discard_input(self, fields: Mapping) -> None:
         if fields.get("file"):
             storage.delete(fields["file"])
@@ -153,7 +187,8 @@ class UploadChunk(Chunk):
 
 
 class UploadJob(Job):
-    def __init__(self, op: Operation):
+    def __init__(self, op: Operation, *, open_input: Callable[..., BinaryIO] | None = None):
+        """`open_input(block_size=...)` opens the file anew (default: the operation's stored file)."""
         self.op_id = op.pk
         self.strict = bool(op.options.get("strict"))
         self.columns = list(op.columns or [])
@@ -165,9 +200,10 @@ class UploadJob(Job):
         self.encode = rowstore.json_object_encoder(self.columns)
         self.lines_finished = op.lines_finished
         self.lines_failed = op.lines_failed
-        self._file_name = op.file.name
+        file_name = op.file.name
+        self._open = open_input or (lambda **options: storage.open_for_reading(file_name, **options))
         # From the checkpoint's byte offset on: nothing before it is read (I8), on S3 neither.
-        self._stored = storage.open_for_reading(self._file_name)
+        self._stored = self._open()
         self._raw = None  # a second reader for the text of rejected rows, opened when needed
         self.reader = RecordReader(self._stored, offset=op.position, **_limits())
 
@@ -259,7 +295,7 @@ class UploadJob(Job):
         length = min(end - start, RAW_TEXT_LIMIT * 4)
         if self._raw is None:
             # Kept for the job: rows rejected close together cost one read of the store.
-            self._raw = storage.open_for_reading(self._file_name, block_size=storage.SMALL_BLOCK_BYTES)
+            self._raw = self._open(block_size=storage.SMALL_BLOCK_BYTES)
         self._raw.seek(start)
         text = self._raw.read(length).decode("utf-8", errors="replace")
         return text.rstrip("\r\n")[:RAW_TEXT_LIMIT]

@@ -1,0 +1,332 @@
+"""The operator console in a real browser (SPEC §10): headless Chromium (Debian's `chromium`)
+driven by Playwright, against `manage.py runserver` and a real `process_tasks` worker on the
+test database. Each test saves a screenshot under its tmp_path and prints where.
+
+`make test PYTEST_ARGS="-m browser"` runs only these; without chromium they skip and say why
+(`.ci/run` installs it).
+"""
+
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import global_settings
+
+from operations import services
+from operations.models import Operation, RowError, UploadedRow
+from operations.state_machine import Actor
+
+from .support import csv_bytes, running_server, upload_file, wait_for
+
+pytestmark = [pytest.mark.browser, pytest.mark.processes, pytest.mark.django_db(transaction=True)]
+S = Operation.State
+PASSWORD = "console-pw-1"
+# A bad row (a field short) every 1,000 rows, and one among the first (seen in the preview).
+BAD_EVERY = 1000
+BAD_EARLY = 5
+
+CHROMIUM = shutil.which("chromium")
+try:
+    from playwright.sync_api import Page, expect, sync_playwright
+except ImportError:  # pragma: no cover (requirements-dev.txt pins it)
+    sync_playwright = None
+
+else:
+    expect.set_options(timeout=15_000)
+
+if (CHROMIUM is None or sync_playwright is None) and os.environ.get("LONG_TASK_REQUIRE_BROWSER"):
+    # CI installs chromium and sets this: there, a missing browser is a failure, not a skip.
+    raise RuntimeError("LONG_TASK_REQUIRE_BROWSER is set but chromium or playwright is missing")
+if CHROMIUM is None or sync_playwright is None:
+    pytestmark.append(
+        pytest.mark.skip(
+            reason="browser tests need Debian's chromium (apt-get install chromium) and playwright "
+            "(requirements-dev.txt); .ci/run installs both"
+        )
+    )
+
+
+# --- fixtures --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser():
+    # Playwright's sync API keeps an asyncio loop running in this thread, which Django's ORM
+    # takes for an async context; the tests' own queries are plain synchronous ones.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            # As root, without a GPU, and without Chromium's own calls home (this network is closed).
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        yield browser
+        browser.close()
+    del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
+
+
+@pytest.fixture
+def server(media_root, tmp_path) -> str:
+    with running_server(media_root=media_root, log_path=tmp_path / "server.log") as (_, port):
+        yield f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+def operator(django_user_model, settings):
+    # The server checks passwords with the real hashers, not the tests' fast one.
+    settings.PASSWORD_HASHERS = global_settings.PASSWORD_HASHERS
+    return django_user_model.objects.create_superuser("operator", password=PASSWORD)
+
+
+@pytest.fixture
+def page(browser, server, tmp_path, request):
+    context = browser.new_context(base_url=server, viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    yield page
+    shot = tmp_path / f"{request.node.name}-last.png"
+    page.screenshot(path=shot, full_page=True)
+    print(f"screenshot (last state): {shot}")
+    context.close()
+
+
+def screenshot(page: "Page", tmp_path: Path, name: str) -> Path:
+    path = tmp_path / f"{name}.png"
+    page.screenshot(path=path, full_page=True)
+    print(f"screenshot: {path}")
+    return path
+
+
+def admin_login(page: "Page", user, next_url: str = "/admin/") -> None:
+    page.goto(f"/admin/login/?next={next_url}")
+    page.fill("#id_username", user.username)
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    page.wait_for_url(re.compile(re.escape(next_url) + "$"))
+
+
+def number(page: "Page", field: str) -> int:
+    """A figure of the operation's page, as the browser shows it now (e.g. "1,234")."""
+    text = page.locator(f'.lt-run [data-field="{field}"]').inner_text()
+    return int(text.replace(",", ""))
+
+
+def state_of(page: "Page") -> str:
+    return page.locator('.lt-run [data-field="state"]').get_attribute("data-state")
+
+
+def bad_lines(rows: int) -> list[int]:
+    return [BAD_EARLY, *range(BAD_EVERY, rows + 1, BAD_EVERY)]
+
+
+def with_bad_rows(rows: int) -> bytes:
+    lines = csv_bytes(rows).decode().splitlines(keepends=True)
+    for n in bad_lines(rows):
+        lines[n] = ",".join(lines[n].split(",")[:3]) + "\n"
+    return "".join(lines).encode()
+
+
+def start_import(user, content: bytes) -> Operation:
+    actor = Actor.for_user(user)
+    op = services.operation_register(op_type="Upload", actor=actor, data={})
+    op, _ = services.operation_start(op_id=op.pk, actor=actor, data={}, files={"file": upload_file(content)})
+    return op
+
+
+# --- tests -----------------------------------------------------------------------------------
+
+
+def test_import_watch_pause_and_resume_from_the_admin(page, operator, workers, tmp_path):
+    """Log in, import a file through the admin form, land on its page, see the figures grow
+    without a reload, pause (the worker's acknowledgement shows), resume to completion."""
+    workers.start(chunk_delay=0.1)
+    rows = 3000
+    admin_login(page, operator)
+
+    page.goto("/admin/operations/operation/")
+    page.click("text=Import CSV")
+    page.wait_for_url("**/import/")
+    page.set_input_files(
+        "#id_file", files=[{"name": "people.csv", "mimeType": "text/csv", "buffer": with_bad_rows(rows)}]
+    )
+    # The preview: the first rows as the import would take them (a dry run, nothing written).
+    expect(page.locator("#lt-preview")).to_contain_text("the first 20 rows, 19 fine, 1 rejected")
+    expect(page.locator("#lt-preview tr.lt-rejected")).to_contain_text("rejected: expected 4 fields, found 3")
+    expect(page.locator("#lt-import-error")).to_be_hidden()
+    assert not Operation.objects.exists()
+    screenshot(page, tmp_path, "1-import-form")
+    page.click("#lt-import-submit")
+    page.wait_for_url(re.compile(r"/admin/operations/operation/\d+/change/$"))
+    op_id = int(re.search(r"/operation/(\d+)/change/", page.url).group(1))
+    expect(page.locator(".messagelist")).to_contain_text(f"Import #{op_id} started: people.csv")
+
+    # Live: the figures grow while the page stays as it was loaded.
+    page.evaluate("window.notReloaded = true")
+    wait_for(lambda: number(page, "imported") > 0, what="the first rows on the page")
+    first, bar_first = (
+        number(page, "imported"),
+        float(page.locator('.lt-run [data-field="bar"]').get_attribute("value")),
+    )
+    time.sleep(1.5)
+    second, bar_second = (
+        number(page, "imported"),
+        float(page.locator('.lt-run [data-field="bar"]').get_attribute("value")),
+    )
+    assert second > first and bar_second > bar_first, (first, second, bar_first, bar_second)
+    assert page.evaluate("window.notReloaded") is True
+    screenshot(page, tmp_path, "2-running")
+    page.screenshot(path=tmp_path / "2-running-top.png")  # the first screen (docs/console.png)
+
+    # Pause: the request answers "pausing"; the poller shows the worker's acknowledgement.
+    page.click('button[data-verb="pause"]')
+    expect(page.locator(".lt-run [data-field=state]")).to_have_attribute("data-state", "paused")
+    expect(page.locator('button[data-verb="resume"]')).to_be_enabled()
+    held = number(page, "finished")
+    time.sleep(1.5)
+    page.reload()
+    assert state_of(page) == S.PAUSED
+    assert number(page, "finished") == held == Operation.objects.get(pk=op_id).lines_finished
+    assert held < rows
+    expect(page.locator(".lt-events")).to_contain_text(f"stopped at line {held:,}")
+    screenshot(page, tmp_path, "3-paused")
+
+    # Resume: it continues from its checkpoint and completes, still without a reload.
+    page.click('button[data-verb="resume"]')
+    page.evaluate("window.notReloaded = true")
+    expect(page.locator(".lt-run [data-field=state]")).to_have_attribute("data-state", "completed", timeout=60_000)
+    assert page.evaluate("window.notReloaded") is True
+    failed = len(bad_lines(rows))
+    assert number(page, "imported") == rows - failed
+    assert number(page, "failed") == failed
+    assert page.locator('.lt-run [data-field="percent"]').inner_text() == "100.0%"
+    assert UploadedRow.objects.filter(operation_id=op_id).count() == rows - failed
+    screenshot(page, tmp_path, "4-completed")
+
+    # The record: events to the second, row errors counted like the counter, both downloads.
+    page.reload()
+    expect(page.locator(".lt-events")).to_contain_text("completed")
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", page.locator(".lt-events").inner_text())
+    expect(page.locator(".field-row_error_count")).to_contain_text(f"{failed} (all of them")
+    with page.expect_download() as download:
+        page.click("text=All row errors (CSV)")
+    lines = Path(download.value.path()).read_text().splitlines()
+    assert len(lines) == 1 + failed and lines[0] == "line_number,reason,raw"
+    with page.expect_download() as download:
+        page.click("text=Download the file")
+    assert Path(download.value.path()).read_bytes() == with_bad_rows(rows)
+    screenshot(page, tmp_path, "5-record")
+
+
+def test_list_counts_by_state_and_live_rows(page, operator, workers, tmp_path):
+    """The list shows the counts by state and updates its rows without a reload; a bar only
+    where it means progress."""
+    workers.start(chunk_delay=0.1)
+    running = start_import(operator, csv_bytes(3000))
+    registered = services.operation_register(op_type="Upload", actor=Actor.for_user(operator), data={})
+    admin_login(page, operator, "/admin/operations/operation/")
+
+    row = page.locator(f'tr:has([data-op="{running.pk}"])')
+    wait_for(lambda: "imported" in row.inner_text() and not row.inner_text().startswith("0 "), what="a row")
+    expect(page.locator('[data-count="registered"]')).to_have_text("1")
+    first = int(re.search(r"([\d,]+) imported", row.inner_text()).group(1).replace(",", ""))
+    wait_for(
+        lambda: int(re.search(r"([\d,]+) imported", row.inner_text()).group(1).replace(",", "")) > first,
+        timeout=10,
+        what="the count to grow on the list",
+    )
+    # Registered: no bar (none is shown without a percentage, and none is indeterminate).
+    assert page.locator(f'progress[data-op="{registered.pk}"]').is_hidden()
+    assert page.locator(f'progress[data-op="{running.pk}"]').is_visible()
+    screenshot(page, tmp_path, "list-live")
+
+    # A count link filters, and the filter stays while the page polls.
+    page.click('.lt-counts a:has([data-count="running"])')
+    page.wait_for_url("**state__exact=running")
+    assert page.locator("#result_list tbody tr").count() == 1
+    expect(page.locator(f'tr:has([data-op="{running.pk}"]) [data-field=state]')).to_have_attribute(
+        "data-state", "completed", timeout=60_000
+    )
+    assert "state__exact=running" in page.url
+    screenshot(page, tmp_path, "list-filtered")
+
+
+def test_terminate_from_the_operations_page(page, operator, workers, tmp_path):
+    """Terminate asks for confirmation, forces a running operation, and the page shows the
+    worker's acknowledgement: terminated, nothing left."""
+    workers.start(chunk_delay=0.2)
+    op = start_import(operator, csv_bytes(5000))
+    wait_for(lambda: Operation.objects.get(pk=op.pk).lines_finished > 0, what="the first chunk")
+    admin_login(page, operator, f"/admin/operations/operation/{op.pk}/change/")
+    assert state_of(page) == S.RUNNING
+
+    page.click('button[data-verb="terminate"]')
+    expect(page.locator("#content-main")).to_contain_text("It is running")
+    screenshot(page, tmp_path, "terminate-confirm")
+    page.click("text=Yes, terminate")
+    page.wait_for_url(f"**/operation/{op.pk}/change/")
+    expect(page.locator(".lt-run [data-field=state]")).to_have_attribute("data-state", "terminated", timeout=30_000)
+    assert number(page, "imported") == 0 and number(page, "finished") == 0
+    assert page.locator('.lt-run [data-field="bar"]').is_hidden()
+    for verb in ("pause", "resume", "terminate"):
+        expect(page.locator(f'button[data-verb="{verb}"]')).to_be_disabled()
+    assert not UploadedRow.objects.filter(operation_id=op.pk).exists()
+    assert not RowError.objects.filter(operation_id=op.pk).exists()
+    assert not Operation.objects.get(pk=op.pk).file
+    screenshot(page, tmp_path, "terminated")
+
+
+def test_import_form_shows_the_apis_refusal(page, operator, tmp_path):
+    """An empty file: the form says why (the API's 400 message) and nothing is left running."""
+    admin_login(page, operator, "/admin/operations/operation/import/")
+    page.set_input_files("#id_file", files=[{"name": "empty.csv", "mimeType": "text/csv", "buffer": b""}])
+    # The preview says so at once; the import itself (register, start refused, withdrawn) too.
+    expect(page.locator("#lt-import-error")).to_have_text("The file is empty")
+    with page.expect_response(lambda r: r.request.method == "POST" and r.url.endswith("/import/")) as answer:
+        page.click("#lt-import-submit")
+    assert answer.value.status == 400
+    expect(page.locator("#lt-import-error")).to_have_text("The file is empty")
+    assert page.url.endswith("/import/")
+    assert not Operation.objects.exclude(state=S.TERMINATED).exists()
+    screenshot(page, tmp_path, "import-refused")
+
+
+def test_front_door_and_an_import_started_from_the_api_docs(page, operator, workers, tmp_path):
+    """/ leads to the console and the docs; the docs ask a browser to log in; "Try it out" on
+    start sends a file (the schema types it binary) and the import runs."""
+    workers.start()
+    page.goto("/")
+    expect(page.locator("body")).to_contain_text("Operator console")
+    screenshot(page, tmp_path, "front-door")
+    page.click("text=API documentation")
+    page.wait_for_url("**/api/auth/login/?next=/api/docs/")
+    page.fill("#id_username", operator.username)
+    page.fill("#id_password", PASSWORD)
+    page.click("#submit-id-submit")
+    page.wait_for_url("**/api/docs/")
+
+    op = services.operation_register(op_type="Upload", actor=Actor.for_user(operator), data={})
+    block = page.locator("#operations-api-api_operations_start_create")
+    block.locator(".opblock-summary").click()
+    block.locator(".try-out__btn").click()
+    block.locator('tr[data-param-name="id"] input').fill(str(op.pk))
+    block.locator("input[type=file]").set_input_files(
+        files=[{"name": "docs.csv", "mimeType": "text/csv", "buffer": csv_bytes(500)}]
+    )
+    block.locator(".execute").click()
+    expect(block.locator(".live-responses-table tr.response .response-col_status")).to_have_text("202")
+    block.scroll_into_view_if_needed()
+    block.screenshot(path=tmp_path / "api-docs-started.png")
+    print(f"screenshot: {tmp_path / 'api-docs-started.png'}")
+    wait_for(lambda: Operation.objects.get(pk=op.pk).state == S.COMPLETED, what="the import started from the docs")
+    assert Operation.objects.get(pk=op.pk).options == {"strict": False}  # the schema's default, not a sample
+    assert UploadedRow.objects.filter(operation_id=op.pk).count() == 500

@@ -1,0 +1,493 @@
+"""The operator console without a browser (SPEC §10): the import page, the live view, the
+buttons of an operation's page, the record of a run, the front door, the docs' login and the
+schema's file type, and the admin pages' constant number of queries. tests/test_browser.py
+drives the same pages in Chromium."""
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from long_task_client import humanize
+from operations import selectors
+from operations.admin import ROW_ERRORS_SHOWN, figures
+from operations.management.commands.op_status import format_duration
+from operations.models import Operation, OperationEvent, RowError
+
+from .support import csv_bytes, operation_in_state, upload_file
+
+S = Operation.State
+CHANGELIST = reverse("admin:operations_operation_changelist")
+IMPORT = reverse("admin:operations_operation_import")
+LIVE = reverse("admin:operations_operation_live")
+
+
+def change_url(op: Operation) -> str:
+    return reverse("admin:operations_operation_change", args=[op.pk])
+
+
+def control_url(op: Operation, verb: str) -> str:
+    return reverse("admin:operations_operation_control", args=[op.pk, verb])
+
+
+def messages_of(response) -> list[tuple[str, str]]:
+    return [(message.level_tag, message.message) for message in response.context["messages"]]
+
+
+# --- import --------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_import_registers_and_starts_an_upload_owned_by_the_operator(admin_client, admin_user):
+    response = admin_client.post(IMPORT, {"file": upload_file(csv_bytes(10), "people.csv"), "strict": "on"})
+
+    op = Operation.objects.get()
+    assert response.status_code == 302 and response["Location"] == change_url(op)
+    assert (op.state, op.owner, op.options, op.file_name) == (S.QUEUED, admin_user, {"strict": True}, "people.csv")
+    assert [event.to_state for event in op.events.all()] == [S.REGISTERED, S.QUEUED]
+    page = admin_client.get(response["Location"])
+    assert messages_of(page) == [("success", f"Import #{op.pk} started: people.csv (465 B).")]
+
+
+@pytest.mark.django_db
+def test_import_from_the_script_answers_json(admin_client):
+    response = admin_client.post(IMPORT, {"file": upload_file(csv_bytes(3))}, headers={"Accept": "application/json"})
+    op = Operation.objects.get()
+    assert response.status_code == 202
+    assert response.json() == {"op_id": op.pk, "state": S.QUEUED, "redirect": change_url(op)}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "The file is empty"),
+        (b"a,b\n1,\x002\n", "The file is not text (it contains NUL bytes)"),
+    ],
+)
+def test_import_shows_the_apis_400_in_the_form_and_withdraws_the_operation(admin_client, api, content, message):
+    response = admin_client.post(IMPORT, {"file": upload_file(content)})
+    assert response.status_code == 400
+    assert message in response.content.decode()
+    op = Operation.objects.get()
+    assert op.state == S.TERMINATED  # withdrawn, as the command-line client does
+    # The same message as the API's.
+    op_id = api.post("/register/").json()["op_id"]
+    assert api.post("/upload/", {"op_id": op_id, "file": upload_file(content)}).json()["message"] == message
+
+    response = admin_client.post(IMPORT, {"file": upload_file(content)}, headers={"Accept": "application/json"})
+    assert (response.status_code, response.json()) == (400, {"message": message})
+
+
+@pytest.mark.django_db
+def test_import_without_a_file_says_so(admin_client):
+    response = admin_client.post(IMPORT, {})
+    assert response.status_code == 400
+    assert "A CSV file is required" in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_import_too_large_is_the_apis_413_even_before_the_body_is_read(admin_user, settings):
+    settings.LONG_TASK_MAX_UPLOAD_BYTES = 100
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(admin_user)
+    token = client.get(IMPORT).context["csrf_token"]
+
+    # Over the limit: refused by the streaming handler after 100 bytes.
+    response = client.post(IMPORT, {"csrfmiddlewaretoken": str(token), "file": upload_file(csv_bytes(50))})
+    assert response.status_code == 413
+    assert "The file is larger than the upload limit of 100 bytes" in response.content.decode()
+
+    # Far over it: refused before a byte is read, so even the form's CSRF token is not read;
+    # the operator still reads why, not a CSRF failure.
+    settings.LONG_TASK_MAX_UPLOAD_BYTES = 0
+    big = upload_file(b"a\n" * (1024**2))
+    response = client.post(IMPORT, {"csrfmiddlewaretoken": str(token), "file": big})
+    assert response.status_code == 413
+    assert not Operation.objects.exists()
+
+
+@pytest.mark.django_db
+def test_import_checks_csrf_and_needs_the_add_permission(admin_user, client, django_user_model):
+    csrf_client = Client(enforce_csrf_checks=True)
+    csrf_client.force_login(admin_user)
+    assert csrf_client.post(IMPORT, {"file": upload_file(csv_bytes(3))}).status_code == 403
+
+    viewer = django_user_model.objects.create_user("viewer", password="pw", is_staff=True)
+    client.force_login(viewer)
+    assert client.get(IMPORT).status_code == 403
+    assert client.post(IMPORT, {"file": upload_file(csv_bytes(3))}).status_code == 403
+    assert not Operation.objects.exists()
+
+
+PREVIEW = reverse("admin:operations_operation_import_preview")
+
+
+@pytest.mark.django_db
+def test_preview_checks_the_first_rows_as_an_import_would_and_writes_nothing(admin_client, media_root):
+    content = b'name,city\nann,Oslo\nbob\n\n"c, d",Rome\n'
+    body = admin_client.post(PREVIEW, {"file": upload_file(content), "complete": "1"}).json()
+    assert body == {
+        "columns": ["name", "city"],
+        "rows": [
+            {"line": 1, "values": ["ann", "Oslo"], "problem": ""},
+            {"line": 2, "raw": "bob", "problem": "expected 2 fields, found 1"},
+            {"line": 3, "values": ["c, d", "Rome"], "problem": ""},
+        ],
+        "failed": 1,
+    }
+    assert not Operation.objects.exists()
+    assert not [path for path in media_root.rglob("*") if path.is_file()]
+
+
+@pytest.mark.django_db
+def test_preview_of_the_start_of_a_file_leaves_out_the_row_cut_off(admin_client):
+    body = admin_client.post(PREVIEW, {"file": upload_file(b"a,b\n1,2\n3,4\n5,"), "complete": "0"}).json()
+    assert [row["line"] for row in body["rows"]] == [1, 2]
+    body = admin_client.post(PREVIEW, {"file": upload_file(csv_bytes(50))}).json()
+    assert len(body["rows"]) == 20 and body["failed"] == 0
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "The file is empty"),
+        (b"\xff\xfe,a\n", "The file is not UTF-8 text"),
+        (b"a,a\n1,2\n", "The header names column 'a' twice"),
+    ],
+)
+def test_preview_refuses_what_the_import_refuses(admin_client, content, message):
+    response = admin_client.post(PREVIEW, {"file": upload_file(content), "complete": "1"})
+    assert (response.status_code, response.json()) == (400, {"message": message})
+
+
+@pytest.mark.django_db
+def test_preview_needs_the_add_permission(client, django_user_model):
+    viewer = django_user_model.objects.create_user("viewer", password="pw", is_staff=True)
+    client.force_login(viewer)
+    assert client.post(PREVIEW, {"file": upload_file(b"a\n1\n")}).status_code == 403
+
+
+# --- live ----------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_live_view_gives_the_status_and_its_figures_of_the_operations_asked_for(admin_client):
+    running = operation_in_state(
+        S.RUNNING, file_size=1000, position=250, lines_finished=1000, lines_failed=42, rows_per_second=50.0
+    )
+    done = operation_in_state(S.COMPLETED, lines_finished=300_000, lines_failed=42, total_lines=300_000)
+    operation_in_state(S.PAUSED)  # not asked for
+
+    body = admin_client.get(LIVE, {"ids": f"{running.pk},{done.pk},abc,99999"}).json()
+
+    by_id = {entry["op_id"]: entry for entry in body["operations"]}
+    assert set(by_id) == {running.pk, done.pk}
+    entry = by_id[running.pk]
+    assert entry["state"] == S.RUNNING and entry["eta_seconds"] == 60.0  # the API's seconds, as is
+    assert entry["text"]["eta"] == "1m00s" == humanize.duration(60)  # and in the one human format
+    assert entry["text"]["counts"] == "958 imported, 42 failed"
+    assert entry["text"]["rate"] == "50 rows/s"
+    assert entry["active"] is True
+    assert entry["allowed"] == {"pause": True, "resume": False, "terminate": True}
+    assert by_id[done.pk]["text"]["counts"] == "299,958 imported, 42 failed of 300,000"
+    assert by_id[done.pk]["active"] is False
+    assert body["active"] is True
+    assert body["counts"][S.RUNNING] == 1 and body["counts"][S.PAUSED] == 1 and body["counts"][S.FAILED] == 0
+
+
+@pytest.mark.django_db
+def test_live_view_with_detail_gives_the_record_and_the_events(admin_client):
+    op = operation_in_state(S.PAUSED, lines_finished=7500)
+    OperationEvent.objects.create(operation=op, actor="worker:w", from_state=S.PAUSING, to_state=S.PAUSED)
+    body = admin_client.get(LIVE, {"ids": op.pk, "detail": 1}).json()
+    assert body["active"] is False
+    assert [event["to_state"] for event in body["events"]] == [S.PAUSED]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", body["events"][0]["at"])
+    assert set(body["record"]) == {"duration", "working", "average"}
+
+
+@pytest.mark.django_db
+def test_live_view_is_for_staff_and_shows_only_what_they_may_see(client, user):
+    op = operation_in_state(S.RUNNING, owner=user)
+    response = client.get(LIVE, {"ids": op.pk})
+    assert response.status_code == 302 and "/admin/login/" in response["Location"]
+    client.force_login(user)  # not staff
+    assert client.get(LIVE, {"ids": op.pk}).status_code == 302
+
+
+# --- buttons -------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_page_offers_the_controls_its_state_allows(admin_client):
+    html = admin_client.get(change_url(operation_in_state(S.RUNNING))).content.decode()
+    assert re.search(r'data-verb="pause"\s*>', html)
+    assert re.search(r'data-verb="resume" disabled', html)
+    assert re.search(r'data-verb="terminate"\s*>', html)
+
+
+@pytest.mark.django_db
+def test_pause_and_resume_from_the_page(admin_client, django_capture_on_commit_callbacks):
+    op = operation_in_state(S.RUNNING)
+    response = admin_client.post(control_url(op, "pause"), follow=True)
+    op.refresh_from_db()
+    assert op.state == S.PAUSING
+    assert response.redirect_chain[-1][0] == change_url(op)
+    assert messages_of(response) == [
+        ("success", f"Pause requested: #{op.pk} is pausing; the worker stops at its next chunk.")
+    ]
+
+    operation_in_state(S.PAUSED, op_id=op.pk)
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = admin_client.post(control_url(op, "resume"), follow=True)
+    assert Operation.objects.get(pk=op.pk).state == S.QUEUED
+    assert messages_of(response) == [
+        ("success", f"Resumed: #{op.pk} is queued; a worker continues from its checkpoint.")
+    ]
+    assert len(callbacks) == 1  # a worker is woken, as by the API
+
+
+@pytest.mark.django_db
+def test_refusal_is_shown_and_changes_nothing(admin_client):
+    op = operation_in_state(S.COMPLETED, lines_finished=10)
+    response = admin_client.post(control_url(op, "pause"), follow=True)
+    assert messages_of(response) == [("error", "Refused: Upload already finished.")]
+    op.refresh_from_db()
+    assert (op.state, op.lines_finished) == (S.COMPLETED, 10)
+
+
+@pytest.mark.django_db
+def test_terminate_asks_first_then_forces(admin_client):
+    op = operation_in_state(S.RUNNING, lines_finished=40)
+    page = admin_client.post(control_url(op, "terminate"))
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "It is <b>running</b>" in html and 'name="confirmed" value="yes"' in html
+    assert Operation.objects.get(pk=op.pk).state == S.RUNNING  # nothing yet
+
+    response = admin_client.post(control_url(op, "terminate"), {"confirmed": "yes"}, follow=True)
+    assert Operation.objects.get(pk=op.pk).state == S.TERMINATING
+    assert messages_of(response)[0][1].startswith(f"Terminate requested: #{op.pk} is terminating")
+
+
+@pytest.mark.django_db
+def test_controls_keep_the_lists_filters(admin_client):
+    op = operation_in_state(S.RUNNING)
+    filters = "_changelist_filters=state__exact%3Drunning"
+    response = admin_client.post(control_url(op, "pause") + "?" + filters)
+    assert response["Location"] == change_url(op) + "?" + filters
+
+
+@pytest.mark.django_db
+def test_controls_need_the_change_permission_and_a_post(client, admin_client, django_user_model):
+    from django.contrib.auth.models import Permission
+
+    viewer = django_user_model.objects.create_user("viewer", password="pw", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_operation"))
+    client.force_login(viewer)
+    op = operation_in_state(S.RUNNING)
+    assert 'data-verb="pause"' not in client.get(change_url(op)).content.decode()
+    assert client.post(control_url(op, "pause")).status_code == 403
+    assert admin_client.get(control_url(op, "pause")).status_code == 405
+    assert admin_client.post(control_url(op, "delete")).status_code == 404
+    assert Operation.objects.get(pk=op.pk).state == S.RUNNING
+
+
+# --- the record of a run ---------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_page_shows_the_record_of_a_completed_run(admin_client):
+    start = timezone.now() - timedelta(seconds=125)
+    op = operation_in_state(
+        S.COMPLETED,
+        lines_finished=300_000,
+        lines_failed=42,
+        total_lines=300_000,
+        started_at=start,
+        finished_at=start + timedelta(seconds=125),
+        file_name="people.csv",
+        file="uploads/x.csv",
+    )
+    events = [
+        (S.RUNNING, 0),
+        (S.PAUSING, 20),
+        (S.PAUSED, 21),  # 21 s worked, then paused for 4 s
+        (S.QUEUED, 25),
+        (S.RUNNING, 25),
+        (S.COMPLETED, 125),  # 100 s more
+    ]
+    for to_state, seconds in events:
+        event = OperationEvent.objects.create(operation=op, actor="worker:w", from_state="", to_state=to_state)
+        OperationEvent.objects.filter(pk=event.pk).update(at=start + timedelta(seconds=seconds))
+
+    html = admin_client.get(change_url(op)).content.decode()
+    assert f'<dd data-op="{op.pk}" data-field="imported">299,958</dd>' in html
+    assert 'data-record="duration">2m05s<' in html
+    assert 'data-record="working">2m01s<' in html
+    assert f'data-record="average">{humanize.count(300_000 / 121)} rows/s<' in html
+    assert start.strftime("%Y-%m-%d %H:%M:%S") in html  # events to the second
+    # The file through the API's owner-checked download, never a media URL.
+    assert f'href="/api/operations/{op.pk}/download/"' in html
+    assert "/media/" not in html
+    assert f'href="/api/operations/{op.pk}/row-errors/?format=csv"' in html
+
+
+@pytest.mark.django_db
+def test_row_error_count_is_read_with_the_counters(admin_client):
+    op = operation_in_state(S.RUNNING, lines_finished=300, lines_failed=300)
+    RowError.objects.bulk_create(RowError(operation=op, line_number=n, reason="bad") for n in range(1, 301))
+    html = admin_client.get(change_url(op)).content.decode()
+    assert 'data-field="failed">300</span> (all of them' in html
+    assert html.count('<td class="field-reason">') == ROW_ERRORS_SHOWN
+
+
+@pytest.mark.django_db
+def test_no_bar_without_a_percentage(admin_client):
+    registered = operation_in_state(S.REGISTERED)
+    terminated = operation_in_state(S.TERMINATED, file_size=1000, position=0)
+    running = operation_in_state(S.RUNNING, file_size=1000, position=400)
+    html = admin_client.get(CHANGELIST).content.decode()
+    for op in (registered, terminated):
+        assert re.search(rf'<progress data-op="{op.pk}" data-field="bar" max="100" value="0" hidden>', html)
+    assert f'<progress data-op="{running.pk}" data-field="bar" max="100" value="40.0">' in html
+    # Never an indeterminate (animated) bar: every <progress> has a value.
+    assert not re.search(r"<progress(?![^>]*value=)[^>]*>", html)
+    page = admin_client.get(change_url(terminated)).content.decode()
+    assert not re.search(r"<progress(?![^>]*value=)[^>]*>", page)
+
+
+@pytest.mark.django_db
+def test_events_record_the_checkpoint_at_each_transition(admin_client, api, register):
+    op_id = register()
+    assert api.post("/upload/", {"op_id": op_id, "file": upload_file(csv_bytes(5))}).status_code == 202
+    operation_in_state(S.RUNNING, op_id=op_id, lines_finished=3)
+    api.post("/pause/", {"op_id": op_id})
+    details = list(OperationEvent.objects.filter(operation_id=op_id).values_list("detail", flat=True))
+    assert details == ["registered", "at line 0", "at line 3"]
+
+
+def test_one_duration_format_everywhere():
+    assert format_duration is humanize.duration
+    assert [humanize.duration(s) for s in (None, 5, 65, 6094)] == ["-", "5s", "1m05s", "1h41m"]
+
+
+@pytest.mark.django_db
+def test_figures_of_each_state_render(in_state):
+    for state in S.values:
+        assert figures(in_state(state))["state"] == state
+
+
+# --- overview --------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_changelist_shows_counts_by_state_and_keeps_the_other_filters(admin_client):
+    for state in (S.RUNNING, S.RUNNING, S.PAUSED):
+        operation_in_state(state)
+    html = admin_client.get(CHANGELIST, {"op_type__exact": "Upload"}).content.decode()
+    assert '<b data-count="running">2</b>' in html
+    assert '<b data-count="paused">1</b>' in html
+    assert '<b data-count="failed">0</b>' in html
+    assert 'href="?op_type__exact=Upload&amp;state__exact=paused"' in html
+    assert "Import CSV" in html
+
+
+@pytest.mark.django_db
+def test_counts_are_of_what_the_user_may_see(user, other_user):
+    operation_in_state(S.RUNNING, owner=user)
+    operation_in_state(S.RUNNING, owner=other_user)
+    assert selectors.operation_counts(user=user)[S.RUNNING] == 1
+
+
+# --- queries: constant whatever the numbers ------------------------------------------------
+
+
+def count_queries(client, url, params=None) -> int:
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(url, params or {}).status_code == 200
+    return len(queries)
+
+
+@pytest.mark.django_db
+def test_changelist_and_live_view_queries_do_not_grow_with_the_operations(admin_client, admin_user):
+    def make(n):
+        Operation.objects.bulk_create(
+            Operation(state=S.RUNNING, owner=admin_user, file_size=100, position=n % 100) for _ in range(n)
+        )
+        return list(Operation.objects.values_list("pk", flat=True))
+
+    ids = make(3)
+    admin_client.get(CHANGELIST)  # warm caches (content types) that a first request fills
+    few = count_queries(admin_client, CHANGELIST), count_queries(admin_client, LIVE, {"ids": ",".join(map(str, ids))})
+    ids = make(117)
+    assert len(ids) == 120
+    many = count_queries(admin_client, CHANGELIST), count_queries(admin_client, LIVE, {"ids": ",".join(map(str, ids))})
+    assert few == many, (few, many)
+    print(f"queries: changelist {few[0]}, live view {few[1]} (3 and 120 operations)")
+
+
+@pytest.mark.django_db
+def test_change_page_queries_do_not_grow_with_the_row_errors_or_events(admin_client):
+    def make(errors):
+        op = operation_in_state(S.COMPLETED, lines_finished=errors, lines_failed=errors)
+        RowError.objects.bulk_create(RowError(operation=op, line_number=n, reason="bad") for n in range(1, errors + 1))
+        OperationEvent.objects.bulk_create(
+            OperationEvent(operation=op, actor="a", from_state="", to_state=S.RUNNING) for _ in range(errors)
+        )
+        return op
+
+    one, many = make(1), make(300)
+    admin_client.get(change_url(one))  # warm caches (content types) that a first request fills
+    queries = count_queries(admin_client, change_url(one)), count_queries(admin_client, change_url(many))
+    assert queries[0] == queries[1], queries
+    detail = [count_queries(admin_client, LIVE, {"ids": op.pk, "detail": 1}) for op in (one, many)]
+    assert detail[0] == detail[1], detail
+    print(f"queries: change page {queries[0]}, live view with detail {detail[0]} (1 and 300 row errors)")
+
+
+# --- front door, docs, schema ----------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_front_door_links_the_console_and_the_docs(client):
+    response = client.get("/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    for url in (CHANGELIST, IMPORT, "/api/docs/", "/api/schema/"):
+        assert f'href="{url}' in html
+
+
+@pytest.mark.django_db
+def test_docs_send_a_browser_to_log_in_and_api_clients_get_401(client, user):
+    browser = client.get("/api/docs/", headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
+    assert browser.status_code == 302
+    assert browser["Location"] == "/api/auth/login/?next=/api/docs/"
+
+    for headers in ({"Accept": "*/*"}, {}):  # curl, or a client that says nothing
+        api_client = client.get("/api/docs/", headers=headers)
+        assert api_client.status_code == 401
+        assert api_client.json() == {"message": "Authentication credentials were not provided."}
+
+    client.force_login(user)
+    assert client.get("/api/docs/", headers={"Accept": "text/html"}).status_code == 200
+
+
+@pytest.mark.django_db
+def test_schema_types_the_file_as_a_binary_upload(api):
+    schema = api.get("/api/schema/", {"format": "json"}).json()
+
+    def multipart_file(path: str) -> dict:
+        body = schema["paths"][path]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+        name = body["$ref"].rsplit("/", 1)[-1]
+        return schema["components"]["schemas"][name]["properties"]["file"]
+
+    for path in ("/upload/", "/api/operations/{id}/start/"):
+        assert multipart_file(path) == {"type": "string", "format": "binary"}, path
