@@ -479,6 +479,9 @@ class OperationAdmin(admin.ModelAdmin):
         upload = request.FILES.get("file")
         if upload is None or upload.size > PREVIEW_MAX_BYTES:
             return JsonResponse({"message": f"Send up to {PREVIEW_MAX_BYTES} bytes in 'file'"}, status=400)
+        if getattr(upload, "text_problem", ""):
+            # Found by the upload handler, which then keeps none of the bytes.
+            return JsonResponse({"message": upload.text_problem}, status=400)
         try:
             preview = selectors.input_preview(
                 op_type="Upload", data=upload.read(), complete=request.POST.get("complete") == "1"
