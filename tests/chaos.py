@@ -7,7 +7,7 @@ are checked for two workers at once. Prints a table.
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/long_task_chaos make chaos
     make chaos CHAOS_ARGS="--ops 60 --workers 6 --seconds 300"
 
-The database named by DATABASE_URL is dropped and created again. tests/test_chaos.py runs a
+The database named by DATABASE_URL is dropped and created again. tests/processes/test_chaos.py runs a
 small variant inside the test suite.
 """
 

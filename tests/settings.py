@@ -5,7 +5,7 @@ start (workers, runserver, `manage.py run`, the CLI) inherits them."""
 import os
 
 os.environ.setdefault("DJANGO_DEBUG", "1")
-# Tests make many requests quickly: limits far above them (tests/test_throttling.py sets low ones).
+# Tests make many requests quickly: limits far above them (tests/api/test_throttling.py sets low ones).
 for name in (
     "ANONYMOUS",
     "WRITES",

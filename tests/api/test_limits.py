@@ -13,9 +13,8 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from operations.models import Operation
-
-from .machine import peak_rss_kib
-from .support import csv_bytes, op_in_state, running_server, upload_file, wait_for
+from tests.machine import peak_rss_kib
+from tests.support import csv_bytes, op_in_state, running_server, upload_file, wait_for
 
 S = Operation.State
 MIB = 1024

@@ -9,8 +9,7 @@ from django.contrib.auth.hashers import check_password
 from rest_framework.test import APIClient
 
 from operations.models import Operation
-
-from .support import csv_bytes, token_client, upload_file
+from tests.support import csv_bytes, token_client, upload_file
 
 pytestmark = pytest.mark.django_db
 

@@ -20,8 +20,7 @@ from long_task_client import cli, humanize, outcome
 from long_task_client.api import Api
 from long_task_client.display import BarDisplay, PlainDisplay
 from operations.models import Operation, RowError
-
-from .support import ROOT, csv_bytes, free_port, running_server, stored_lines, wait_for
+from tests.support import ROOT, csv_bytes, free_port, running_server, stored_lines, wait_for
 
 S = Operation.State
 LONG_TASK = Path(sys.executable).parent / "long-task"

@@ -1,6 +1,6 @@
 """The operator console without a browser (SPEC §10): the import page, the live view, the
 buttons of an operation's page, the record of a run, the front door, the docs' login and the
-schema's file type, and the admin pages' constant number of queries. tests/test_browser.py
+schema's file type, and the admin pages' constant number of queries. tests/processes/test_browser.py
 drives the same pages in Chromium."""
 
 import re
@@ -18,8 +18,7 @@ from operations import selectors
 from operations.admin import ROW_ERRORS_SHOWN, figures
 from operations.management.commands.op_status import format_duration
 from operations.models import Operation, OperationEvent, RowError
-
-from .support import csv_bytes, operation_in_state, upload_file
+from tests.support import csv_bytes, operation_in_state, upload_file
 
 S = Operation.State
 CHANGELIST = reverse("admin:operations_operation_changelist")

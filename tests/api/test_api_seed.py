@@ -16,9 +16,8 @@ from rest_framework.test import APIClient
 
 from operations import queue
 from operations.models import Operation, OperationEvent, RowError
-
-from .conftest import csv_bytes, upload_file
-from .support import operation_in_state
+from tests.conftest import csv_bytes, upload_file
+from tests.support import operation_in_state
 
 pytestmark = pytest.mark.django_db
 

@@ -7,8 +7,7 @@ from django.test.utils import CaptureQueriesContext
 
 from operations import selectors
 from operations.models import Operation, RowError
-
-from .support import token_client
+from tests.support import token_client
 
 S = Operation.State
 pytestmark = pytest.mark.django_db

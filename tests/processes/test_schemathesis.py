@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from rest_framework.authtoken.models import Token
 
-from .support import running_server
+from tests.support import running_server
 
 pytestmark = [pytest.mark.processes, pytest.mark.django_db(transaction=True)]
 

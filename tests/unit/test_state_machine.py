@@ -15,8 +15,7 @@ from operations import leases, selectors, services
 from operations.errors import Conflict, LeaseLost, NotFound
 from operations.models import Operation, OperationEvent
 from operations.state_machine import Actor
-
-from .support import csv_bytes, operation_in_state, upload_file
+from tests.support import csv_bytes, operation_in_state, upload_file
 
 S = Operation.State
 ALL_STATES = [state for state, _ in S.choices]

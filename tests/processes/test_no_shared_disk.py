@@ -18,8 +18,8 @@ import pytest
 from rest_framework.authtoken.models import Token
 
 from operations.models import Operation, RowError, UploadedRow
+from tests.support import csv_bytes, op_in_state, overlapping_chunks, running_server, stored_lines, wait_for
 
-from .support import csv_bytes, op_in_state, overlapping_chunks, running_server, stored_lines, wait_for
 from .test_processes import with_bad_rows
 
 pytestmark = [pytest.mark.s3, pytest.mark.processes, pytest.mark.django_db(transaction=True)]

@@ -14,8 +14,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from operations.models import Operation, OperationEvent
-
-from .support import csv_bytes, operation_in_state, wait_for
+from tests.support import csv_bytes, operation_in_state, wait_for
 
 S = Operation.State
 DAY = 24 * 3600

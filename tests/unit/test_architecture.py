@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "operations"
+PACKAGE = Path(__file__).resolve().parents[2] / "operations"
 GENERIC = ["worker.py", "state_machine.py", "services.py", "leases.py", "queue.py"]
 UPLOAD_FIELDS = ["lines_finished", "lines_failed", "total_lines", "position", "strict"]
 

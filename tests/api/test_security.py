@@ -13,9 +13,8 @@ from django.conf import settings
 from rest_framework.test import APIClient
 
 from operations.models import Operation, OperationEvent
-
-from .conftest import ROOT, csv_bytes, token_client, upload_file
-from .support import operation_in_state
+from tests.conftest import ROOT, csv_bytes, token_client, upload_file
+from tests.support import operation_in_state
 
 pytestmark = pytest.mark.django_db
 

@@ -10,8 +10,7 @@ from rest_framework.test import APIClient
 
 from operations import results
 from operations.models import Operation, RowError, UploadedRow
-
-from .support import csv_bytes, op_in_state, token_client, wait_for
+from tests.support import csv_bytes, op_in_state, token_client, wait_for
 
 S = Operation.State
 COLUMNS = ["name", "note", "city"]

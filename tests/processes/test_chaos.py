@@ -3,7 +3,7 @@ resumes, terminates, SIGKILLs and SIGTERMs; no row lost or doubled, no two worke
 
 import pytest
 
-from .chaos import ChaosConfig, run_chaos
+from tests.chaos import ChaosConfig, run_chaos
 
 pytestmark = [pytest.mark.processes, pytest.mark.django_db(transaction=True)]
 

@@ -11,8 +11,8 @@ from django.conf import settings
 
 from operations import worker
 from operations.models import Operation, UploadedRow
+from tests.api.test_upload_type import rich_csv
 from tests.support import csv_bytes, upload_file
-from tests.test_upload_type import rich_csv
 
 S = Operation.State
 pytestmark = pytest.mark.django_db(transaction=True)

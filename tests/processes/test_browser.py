@@ -18,8 +18,7 @@ from django.conf import global_settings
 from operations import services
 from operations.models import Operation, RowError, UploadedRow
 from operations.state_machine import Actor
-
-from .support import csv_bytes, running_server, upload_file, wait_for
+from tests.support import csv_bytes, running_server, upload_file, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.processes, pytest.mark.django_db(transaction=True)]
 S = Operation.State

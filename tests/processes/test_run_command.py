@@ -7,8 +7,7 @@ import signal
 import pytest
 
 from operations.models import Operation
-
-from .support import csv_bytes, start_manage_run, wait_for, wait_stopped
+from tests.support import csv_bytes, start_manage_run, wait_for, wait_stopped
 
 pytestmark = [pytest.mark.processes, pytest.mark.django_db(transaction=True)]
 

@@ -17,8 +17,16 @@ import psutil
 import pytest
 
 from operations.models import Operation
-
-from .support import ROOT, csv_bytes, database_url, free_port, port_open, start_make_run, start_manage_run, wait_for
+from tests.support import (
+    ROOT,
+    csv_bytes,
+    database_url,
+    free_port,
+    port_open,
+    start_make_run,
+    start_manage_run,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.processes, pytest.mark.django_db(transaction=True)]
 

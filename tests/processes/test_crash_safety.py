@@ -16,9 +16,9 @@ from rest_framework.authtoken.models import Token
 from operations.models import Operation, OperationEvent
 from operations.services import operation_resume
 from operations.state_machine import Actor
+from tests.conftest import csv_bytes, op_in_state, overlapping_chunks, stored_lines, wait_for
+from tests.support import running_server
 
-from .conftest import csv_bytes, op_in_state, overlapping_chunks, stored_lines, wait_for
-from .support import running_server
 from .test_processes import row_count, stored_file
 
 pytestmark = [pytest.mark.processes, pytest.mark.django_db(transaction=True)]

@@ -10,9 +10,8 @@ import subprocess
 import pytest
 
 from operations.models import Operation, UploadedRow
-
-from .conftest import ROOT, database_url
-from .support import start_manage_run, wait_stopped
+from tests.conftest import ROOT, database_url
+from tests.support import start_manage_run, wait_stopped
 
 pytestmark = [pytest.mark.processes, pytest.mark.django_db(transaction=True)]
 

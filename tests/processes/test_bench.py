@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from .support import ROOT, database_url
+from tests.support import ROOT, database_url
 
 pytestmark = [pytest.mark.processes, pytest.mark.django_db(transaction=True)]
 

@@ -7,8 +7,7 @@ from django.urls import reverse
 
 from operations.admin import ROW_ERRORS_SHOWN
 from operations.models import Operation, OperationEvent, RowError
-
-from .support import operation_in_state
+from tests.support import operation_in_state
 
 S = Operation.State
 CHANGELIST = reverse("admin:operations_operation_changelist")
