@@ -175,7 +175,9 @@ class Runner:
                 chunk = job.read_chunk(max_rows=self.sizer.size)
                 if prepare_first:
                     chunk.prepare()
-                if not state_machine.operation_is_held(op_id=self.op.pk, worker_id=self.worker):
+                # SQLite: a pause may have come while the chunk was read; don't take the write lock.
+                # (PostgreSQL reads while it writes: this would only cost a round trip per chunk.)
+                if prepare_first and not state_machine.operation_is_held(op_id=self.op.pk, worker_id=self.worker):
                     return True  # paused, terminated or taken over since the last chunk: write nothing
                 try:
                     with transaction.atomic():
