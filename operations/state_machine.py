@@ -315,9 +315,9 @@ def _checkpoint_update_postgresql(op_id: int, state: str, worker_id: str, fields
 
 
 def operation_is_held(*, op_id: int, worker_id: str, state: str = State.RUNNING) -> bool:
-    """A plain read: is the operation still in `state` under this worker? Checked before each
-    chunk so that a pause that came between chunks costs no wasted chunk; the guarantee is
-    still the conditional UPDATE of `operation_checkpoint`."""
+    """A plain read: is the operation still in `state` under this worker? Checked on SQLite
+    before a parsed chunk takes the write lock, so that a pause that came meanwhile costs no
+    write; the guarantee is still the conditional UPDATE of `operation_checkpoint`."""
     return Operation.objects.filter(pk=op_id, state=state, lease_owner=worker_id).exists()
 
 
