@@ -318,9 +318,6 @@ class Harness:
             "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
             "LONG_TASK_MEDIA_ROOT": str(self.workdir / "media"),
             "LONG_TASK_LOG_LEVEL": "WARNING",
-            # Keep each process's database connection (and so its backend, whose CPU is counted)
-            # for the whole bench: the default closes an idle worker's after 60 s.
-            "DATABASE_CONN_MAX_AGE": "3600",
         }
         os.environ.update(self.env)
         import django
@@ -383,9 +380,10 @@ class Harness:
         """A `process_tasks` worker whose database backend can be found by its application_name."""
         self._workers += 1
         name = f"bench-worker-{self._workers}"
-        worker = self.spawn(
-            [PYTHON, "manage.py", "process_tasks", "--sleep", str(WORKER_POLL_SECONDS)], name, {"PGAPPNAME": name}
-        )
+        # Its connection, and so the backend whose CPU is counted, lives for the whole bench: by
+        # default an idle worker makes a new one every 60 s, which could fall within a measurement.
+        env = {"PGAPPNAME": name, "DATABASE_CONN_MAX_AGE": "3600"}
+        worker = self.spawn([PYTHON, "manage.py", "process_tasks", "--sleep", str(WORKER_POLL_SECONDS)], name, env)
         worker.app_name = name
         wait_idle(worker.pid)  # its start-up is no part of what is measured
         return worker
