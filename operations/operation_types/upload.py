@@ -7,7 +7,9 @@ header; blank lines are skipped and not counted.
 """
 
 import csv
+import math
 import os
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from typing import BinaryIO
@@ -125,9 +127,11 @@ class UploadChunk(Chunk):
         super().__init__()
         self.first_line = job.lines_finished + 1
         self.rejected: list[RowError] = []
+        self.streamed = True  # read while it is written
         self.rows: Iterable[rowstore.Row] = job._read(self, max_rows)
 
     def prepare(self) -> None:
+        self.streamed = False
         self.rows = list(self.rows)
 
 
@@ -165,6 +169,10 @@ class UploadJob(Job):
         # The offset after the last record taken into this chunk, which is also where the next
         # one starts. A strict failure stops before the bad row, so the checkpoint excludes it.
         position = reader.offset
+        # A chunk read while it is written (COPY) also stops once it has taken the chunk's time:
+        # the rows were estimated from the chunk before, and a slow spell (a neighbour taking the
+        # core) would otherwise make a long chunk, which a pause request waits for.
+        deadline = time.monotonic() + settings.LONG_TASK_CHUNK_SECONDS if chunk.streamed else math.inf
         while units < max_rows:
             try:
                 fields = next(records)
@@ -184,6 +192,8 @@ class UploadJob(Job):
                     units += 1
                     position = reader.offset
                     yield (op_id, line, encode(fields))
+                    if not units & 255 and time.monotonic() > deadline:
+                        break
                     continue
                 else:
                     reason = f"expected {width} fields, found {len(fields)}"
