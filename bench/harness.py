@@ -20,6 +20,7 @@ What it measures, and why:
 import http.client
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -400,6 +401,10 @@ class Harness:
             if process.poll() is None:
                 process.kill()
                 process.wait()
+        # The data (150 MB at FULL size) goes; the processes' logs stay for a look.
+        for path in self.workdir.iterdir():
+            if path.suffix != ".log":
+                shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
 
     # operations
 
