@@ -33,7 +33,8 @@ run: migrate
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# The performance targets, each next to a baseline measured in the same run (bench/bench.py).
+# The performance targets, each next to a baseline measured in the same run (bench/targets.py, on
+# the harness bench/harness.py). BENCH_ARGS=--cpu-hog: with one core kept busy meanwhile.
 bench: install
 	$(BIN)/python bench/bench.py $(if $(FULL),--full) $(BENCH_ARGS)
 

@@ -12,7 +12,7 @@ Everything here takes the type's checkpoint and progress as opaque Operation fie
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import BooleanField, ExpressionWrapper, Q
 from django.db.models.expressions import CombinedExpression
 from django.db.models.functions import Now
@@ -75,19 +75,42 @@ def operation_checkpoint(*, op: Operation, worker_id: str, state: str = State.RU
     It is a conditional UPDATE, so it also takes the row lock that a pause or terminate
     request takes: whichever commits first wins, and the other sees it.
     """
-    updated = Operation.objects.filter(pk=op.pk, state=state, lease_owner=worker_id).update(
-        lease_expires_at=lease_until(), updated_at=timezone.now(), **fields
-    )
+    if connection.vendor == "postgresql":
+        updated = _checkpoint_update_postgresql(op.pk, state, worker_id, fields)
+    else:
+        updated = Operation.objects.filter(pk=op.pk, state=state, lease_owner=worker_id).update(
+            lease_expires_at=lease_until(), updated_at=timezone.now(), **fields
+        )
     if updated != 1:
         raise LeaseLost(f"operation {op.pk} is no longer {state} under this worker")
     for name, value in fields.items():
         setattr(op, name, value)
 
 
+def _checkpoint_update_postgresql(op_id: int, state: str, worker_id: str, fields: dict) -> int:
+    """The same UPDATE as the ORM's in operation_checkpoint, written out: building and compiling
+    it took the worker ~0.5 ms of CPU per chunk (1 ms when the CPU is short), about as much as
+    the rest of a chunk's overhead together. STATEMENT_TIMESTAMP() is the ORM's Now()."""
+    quote, opts = connection.ops.quote_name, Operation._meta
+    names = [opts.get_field(name) for name in fields]
+    assignments = "".join(f", {quote(field.column)} = %s" for field in names)
+    sql = (
+        f"UPDATE {quote(opts.db_table)} SET {quote('lease_expires_at')} = STATEMENT_TIMESTAMP() + %s, "
+        f"{quote('updated_at')} = %s{assignments} WHERE {quote('id')} = %s AND {quote('state')} = %s "
+        f"AND {quote('lease_owner')} = %s"
+    )
+    values = [field.get_db_prep_save(fields[field.name], connection) for field in names]
+    lease = timedelta(seconds=settings.LONG_TASK_LEASE_SECONDS)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [lease, timezone.now(), *values, op_id, state, worker_id])
+        return cursor.rowcount
+
+
 def operation_is_held(*, op_id: int, worker_id: str, state: str = State.RUNNING) -> bool:
-    """A plain read: is the operation still in `state` under this worker? Checked before each
-    chunk so that a pause that came between chunks costs no wasted chunk; the guarantee is
-    still the conditional UPDATE of `operation_checkpoint`."""
+    """A plain read: is the operation still in `state` under this worker? Checked on SQLite
+    before each chunk takes the write lock, so that a pause that came while the chunk was read
+    costs no wasted write; the guarantee is still the conditional UPDATE of
+    `operation_checkpoint`."""
     return Operation.objects.filter(pk=op_id, state=state, lease_owner=worker_id).exists()
 
 

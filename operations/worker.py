@@ -16,7 +16,7 @@ import time
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db import Error, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from operations import leases, selectors
@@ -71,6 +71,27 @@ class ChunkSizer:
         # Move half way, at most doubling: one slow chunk (a checkpoint, a lock wait) should
         # not swing the size.
         self.size = int(max(self.minimum, min(self.maximum, 2 * self.size, (self.size + ideal) / 2)))
+
+
+def _commits_wait_for_disk(wait: bool, *, local: bool = False) -> None:
+    """PostgreSQL's synchronous_commit for this connection (local: this transaction only).
+
+    The chunks commit without waiting for the WAL flush: each commit would otherwise wait for a
+    disk write (3-5 ms a chunk here, more when neighbours write), with both the worker and its
+    backend idle. Nothing of exactness is lost: a commit stays atomic and in WAL order, so a
+    crash of the database server can only lose the last chunks whole (rows and checkpoint
+    together), and the operation redoes them from the checkpoint that survived; a later
+    synchronous commit (a pause request, the completion) makes every earlier one durable first."""
+    if connection.vendor != "postgresql":
+        return
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET {'LOCAL ' if local else ''}synchronous_commit TO {'ON' if wait else 'OFF'}")
+    except Error:
+        if not wait or local:
+            raise
+        # Restoring it on a broken connection: the error being handled is the one that matters,
+        # and the connection is closed and made anew.
 
 
 def smoothed_rate(previous: float | None, rows: int, seconds: float) -> float:
@@ -188,6 +209,7 @@ class Runner:
         # a pause request waits for the writes only. Elsewhere reading streams into the writes.
         prepare_first = connection.vendor == "sqlite"
         try:
+            _commits_wait_for_disk(False)
             while True:
                 if stop_requested():
                     self._release()
@@ -196,12 +218,16 @@ class Runner:
                 chunk = job.read_chunk(max_rows=self.sizer.size)
                 if prepare_first:
                     chunk.prepare()
-                if not leases.operation_is_held(op_id=self.op.pk, worker_id=self.worker):
+                # SQLite: a pause may have come while the chunk was read; don't take the write lock.
+                # (PostgreSQL reads while it writes: this would only cost a round trip per chunk.)
+                if prepare_first and not leases.operation_is_held(op_id=self.op.pk, worker_id=self.worker):
                     return True  # paused, terminated or taken over since the last chunk: write nothing
                 try:
                     with transaction.atomic():
                         job.write_chunk(chunk)
                         progress = chunk.progress
+                        if progress.finished:
+                            _commits_wait_for_disk(True, local=True)  # the completion is durable
                         rate = smoothed_rate(self.op.rows_per_second, chunk.units, time.monotonic() - started)
                         leases.operation_checkpoint(
                             op=self.op,
@@ -222,6 +248,7 @@ class Runner:
                     return False
         finally:
             job.close()
+            _commits_wait_for_disk(True)
 
     def _rollback(self) -> None:
         """Delete what the operation wrote, chunk by chunk (resumable), then its file."""

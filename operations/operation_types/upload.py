@@ -9,7 +9,9 @@ header; blank lines are skipped and not counted. Option: `strict` (fail at the f
 import csv
 import io
 import json
+import math
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import BinaryIO
@@ -180,9 +182,11 @@ class UploadChunk(Chunk):
         super().__init__()
         self.first_line = job.lines_finished + 1
         self.rejected: list[RowError] = []
+        self.streamed = True  # read while it is written
         self.rows: Iterable[rowstore.Row] = job._read(self, max_rows)
 
     def prepare(self) -> None:
+        self.streamed = False
         self.rows = list(self.rows)
 
 
@@ -229,6 +233,10 @@ class UploadJob(Job):
         # Physical lines read by `records` so far: a record is one line, unless a quoted field
         # spans lines, which is checked for an unclosed quote (the one slow path).
         lines_read = records.line_num
+        # A chunk read while it is written (COPY) also stops once it has taken the chunk's time:
+        # the rows were estimated from the chunk before, and a slow spell (a neighbour taking the
+        # core) would otherwise make a long chunk, which a pause request waits for.
+        deadline = time.monotonic() + settings.LONG_TASK_CHUNK_SECONDS if chunk.streamed else math.inf
         while units < max_rows:
             resync = None
             try:
@@ -258,6 +266,8 @@ class UploadJob(Job):
                     position = reader.offset
                     lines_read = records.line_num
                     yield (op_id, line, encode(fields))
+                    if not units & 255 and time.monotonic() > deadline:
+                        break
                     continue
                 else:
                     reason = f"expected {width} fields, found {len(fields)}"

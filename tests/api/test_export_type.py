@@ -137,7 +137,10 @@ def test_terminate_deletes_the_parts_and_reports_nothing(api, register, chunks):
     chunks.after_chunk = lambda n: n == 4 and api.post("/pause/", {"op_id": op_id})
     worker.work_operation(op_id)
     parts = Path(settings.MEDIA_ROOT) / "exports" / str(op_id)
-    assert len(list(parts.iterdir())) == 4
+    # Four committed; on PostgreSQL a fifth chunk may have written its part before its checkpoint
+    # found the pause and rolled back: a part that no checkpoint names.
+    assert len(Operation.objects.get(pk=op_id).checkpoint["parts"]) == 4
+    assert len(list(parts.iterdir())) in (4, 5)
 
     assert api.post("/terminate/", {"op_id": op_id}).json()["state"] == S.TERMINATING
     worker.work_operation(op_id)

@@ -16,9 +16,9 @@ from rest_framework.authtoken.models import Token
 
 from operations import storage, worker
 from operations.models import Operation, RowError, UploadedRow
+from tests.api.test_export_type import download, export, imported_records
 from tests.api.test_upload_type import assert_imported, errors_of, request, resume, rich_csv, rows_of, run
 from tests.support import csv_bytes, upload_file
-from tests.api.test_export_type import download, export, imported_records
 from tests.unit.test_storage import body_size
 
 S = Operation.State

@@ -402,6 +402,21 @@ def test_every_line_is_stored_exactly_once_whatever_the_chunk_size(start_upload,
     assert chunks.count >= math.ceil(120 / size)
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_chunk_read_while_written_also_stops_at_the_chunk_time(start_upload, chunks, settings):
+    """PostgreSQL streams a chunk into COPY as it reads it: it stops after the chunk's time (checked
+    every 256 rows), whatever its estimated size, so that a slow spell makes no long chunk for a
+    pause to wait for. SQLite reads a chunk before the write lock: it keeps its size."""
+    settings.LONG_TASK_CHUNK_SECONDS = 0  # past at once: every streamed chunk stops at 256 rows
+    chunks.size = 1000
+    op_id = start_upload(csv_bytes(1000))
+    op = run(op_id)
+    assert (op.state, op.lines_finished, op.lines_failed) == (S.COMPLETED, 1000, 0)
+    assert stored_lines(op_id) == list(range(1, 1001))
+    streamed = connection.vendor == "postgresql"
+    assert chunks.count == (math.ceil(1000 / 256) if streamed else 2)  # SQLite: 1000 rows, then the end
+
+
 # --- I8: pause, resume from the byte offset -----------------------------------------------------
 
 

@@ -1,5 +1,6 @@
-"""A smoke run of `make bench` (bench/bench.py) at a tiny size, so that it cannot rot. Its
-figures mean nothing at this size; that every target is measured and reported does."""
+"""A smoke run of `make bench` (bench/bench.py, its harness and targets) at a tiny size, with the
+CPU hog, so that it cannot rot. Its figures mean nothing at this size; that every target is
+measured and reported, with CPU accounting beside the wall clock, does."""
 
 import os
 import subprocess
@@ -18,7 +19,8 @@ def test_bench_measures_and_reports_every_target():
         env["DATABASE_URL"] = database_url()  # the bench uses <this name>_bench
     else:
         env.pop("DATABASE_URL", None)  # the bench makes a temporary SQLite file
-    arguments = ["--rows", "6000", "--samples", "2", "--repeats", "1", "--idle-seconds", "0.5", "--clients", "2"]
+    arguments = ["--rows", "6000", "--samples", "2", "--repeats", "2", "--idle-seconds", "0.5", "--clients", "2"]
+    arguments += ["--cpu-hog"]
     run = subprocess.run(
         [sys.executable, "bench/bench.py", *arguments], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
     )
@@ -27,3 +29,8 @@ def test_bench_measures_and_reports_every_target():
     targets = {line.split()[1] for line in table[1:]}
     assert targets == {"1.", "2.", "3.", "4.", "5.", "6.", "7."}, run.stdout
     assert all(line.rstrip(" |").split("|")[-1].strip() in ("PASS", "FAIL", "n/a") for line in table[1:])
+    assert table[0].split("|")[4].strip() == "CPU ratio" and table[0].split("|")[5].strip() == "wall ratio"
+    imports = next(line for line in table if line.startswith("| 1. import"))
+    assert "CPU ms/1k rows" in imports and "worker" in imports and "process" in imports, imports
+    if database_url().startswith("postgres"):
+        assert "backend" in imports, imports

@@ -1,0 +1,430 @@
+"""The performance targets of long_task (README, Performance), each a small function written
+with the harness (bench/harness.py), and the baselines they are compared with.
+
+A target measures its sides and adds rows to the table; a comparison with a baseline is
+`h.compare(target, ours, baseline, ...)`, where `ours` and `baseline` each return a
+`Measurement` (units, wall seconds, CPU seconds of the processes that did the work):
+
+- ours: `with h.measure_worker(worker, units) as m:` around the API calls and the wait, then
+  `m.seconds` from the operation's events;
+- a baseline: a function in BASELINES below, run by `h.run_baseline(name, **kwargs)` in a
+  process of its own, which counts its own CPU and its backend's. It returns the units it did.
+
+Adding a target (an Export operation type, say: rows/s next to a raw `COPY ... TO STDOUT`):
+write `raw_copy_out(op, rows)` in BASELINES, and a function `export_throughput(h)` that
+starts exports through the API inside `h.measure_worker`, then calls `h.compare(...)`; list it
+in TARGETS.
+
+Targets:
+ 1. import: CPU per row within 0.9x of the raw driver's single-transaction load of the same
+    rows into the same table (same CSV parsing, same JSON encoding, same primary key); the wall
+    clock ratio beside it. Upload >= 100 MB/s.
+ 2. pause: from /pause/ answering to the worker's acknowledgement, p99 <= 100 ms
+ 3. resume is O(1): /resume/ to the first new committed row, at 10% and at 85%, <= 50 ms + poll
+ 4. peak RSS of the web process (upload) and the worker (import) <= 80 MiB, small ~ large +-5 MiB
+ 5. /get_status/ p99 <= 20 ms during an import; 4 clients x 10 polls/s cost <= 10% throughput
+ 6. terminate's rollback >= 0.8x a raw single DELETE of the same rows (CPU per row)
+ 7. two workers on two operations >= 1.6x one worker (PostgreSQL)
+
+Targets 2 and 3 measure latencies and poll the database every millisecond or two while they
+do; no throughput is measured meanwhile.
+"""
+
+import csv
+import json
+import random
+import signal
+import subprocess
+import time
+
+from harness import (
+    BENCH_SCRIPT,
+    PYTHON,
+    WORKER_POLL_SECONDS,
+    Harness,
+    Measurement,
+    Row,
+    describe,
+    machine_busy_since,
+    machine_ticks,
+    median,
+    peak_rss_mib,
+    percentile,
+    wait_for,
+)
+
+COLUMNS = ["name", "phone", "email", "city"]
+TABLE = "operations_uploadedrow"
+
+
+# --- baselines: the database driver alone, each run in a process of its own ------------------
+
+
+def json_object_encoder(columns):
+    """The JSON object {column: field} of a row, the way the worker encodes it: the keys in a
+    template, one C escape per field."""
+    escape = json.encoder.encode_basestring
+    template = "{" + ", ".join(f"{escape(name).replace('%', '%%')}: %s" for name in columns) + "}"
+    fill = "".join(f"escape(fields[{i}]), " for i in range(len(columns)))
+    return eval(f"lambda fields: template % ({fill})", {"template": template, "escape": escape})
+
+
+def raw_load(op: int, path: str, rows: int) -> int:
+    """The rows of `path` into the table for operation `op`, in one transaction, with the same
+    parsing and JSON encoding as the worker: COPY on PostgreSQL, executemany on SQLite."""
+    from django.db import connection, transaction
+
+    encode = json_object_encoder(COLUMNS)
+
+    def records():
+        with open(path, "rb") as source:
+            source.readline()
+            for line, fields in enumerate(csv.reader(raw.decode() for raw in source), 1):
+                yield (op, line, encode(fields))
+
+    with transaction.atomic():
+        raw = connection.connection
+        if connection.vendor == "postgresql":
+            copy_sql = f"COPY {TABLE} (operation_id, line_number, data) FROM STDIN"
+            with raw.cursor() as cursor, cursor.copy(copy_sql) as copy:
+                for record in records():
+                    copy.write_row(record)
+        else:
+            raw.executemany(f"INSERT INTO {TABLE} (operation_id, line_number, data) VALUES (?, ?, ?)", records())
+    return rows
+
+
+def raw_delete(op: int, rows: int) -> int:
+    """One DELETE of all of operation `op`'s rows."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {TABLE} WHERE operation_id = %s", [op])
+    return rows
+
+
+BASELINES = {"raw_load": raw_load, "raw_delete": raw_delete}
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def delete_rows(h: Harness, op_id: int) -> None:
+    """Untimed: empty the table again, so that every measurement starts from the same table."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {TABLE} WHERE operation_id = %s", [op_id])
+    h.vacuum()
+
+
+def loaded_operation(h: Harness):
+    """A paused operation whose rows the raw driver loaded (untimed): something to terminate."""
+    op = h.scratch_operation()
+    op.lines_finished = h.args.rows
+    op.save(update_fields=["lines_finished"])
+    h.run_baseline("raw_load", measured=False, op=op.pk, path=str(h.big), rows=h.args.rows)
+    return op
+
+
+def import_once(h: Harness, worker, record: dict | None = None) -> Measurement:
+    """One import of the big file through the API by `worker`: claim to completed, and the CPU
+    of the worker and of its backend; then its rows are deleted (untimed)."""
+    with h.measure_worker(worker, h.args.rows) as measurement:
+        op_id, upload_seconds = h.started(h.big)
+        ticks = machine_ticks()
+        h.wait_state(op_id, "completed")
+        busy = machine_busy_since(ticks)
+    measurement.seconds = h.event_seconds(op_id, {"to_state": "running"}, {"to_state": "completed"})
+    if record is not None:
+        record.setdefault("uploads", []).append(upload_seconds)
+        record.setdefault("busy", []).append(busy)
+    delete_rows(h, op_id)
+    return measurement
+
+
+def main_worker(h: Harness):
+    if not hasattr(h, "worker"):
+        h.worker = h.start_worker()
+    return h.worker
+
+
+# --- the targets ------------------------------------------------------------------------------
+
+
+def memory_and_import(h: Harness) -> None:
+    """Targets 1 and 4: a small import on a fresh worker, then the big one, alternated with the
+    raw driver, on another fresh worker; peak RSS of each worker and of the web after each."""
+    worker = h.start_worker()
+    small_op, _ = h.started(h.small)
+    web_small = web_peak_rss_mib(h)
+    h.wait_state(small_op, "completed", interval=0.05)
+    worker_small = peak_rss_mib(worker.pid)
+    h.stop(worker)
+
+    worker = main_worker(h)
+    record: dict = {}
+
+    def raw_once() -> Measurement:
+        scratch = h.scratch_operation()
+        measurement = h.run_baseline("raw_load", op=scratch.pk, path=str(h.big), rows=h.args.rows)
+        delete_rows(h, scratch.pk)
+        scratch.delete()
+        return measurement
+
+    ours, _ = h.compare(
+        "1. import, claim to completed",
+        lambda: import_once(h, worker, record),
+        raw_once,
+        baseline_name="raw driver, 1 transaction",
+        goal=0.90,
+    )
+    h.figures["one worker"] = median([m.rate for m in ours])
+    h.figures["cpu one worker"] = median(record["busy"])
+    h.rows[-1].ours += f"; machine CPU {h.figures['cpu one worker']:.0%} busy"
+
+    megabytes = h.big.stat().st_size / 1e6
+    speed = megabytes / median(record["uploads"])
+    h.add(Row("1. upload MB/s over loopback", f"{speed:,.0f} ({megabytes:,.0f} MB)", goal=">= 100 MB/s"))
+    h.rows[-1].passed = speed >= 100
+    web_big, worker_big = web_peak_rss_mib(h), peak_rss_mib(worker.pid)
+    for who, small, big in (("web (upload)", web_small, web_big), ("worker (import)", worker_small, worker_big)):
+        h.add(
+            Row(
+                f"4. peak RSS {who}",
+                f"{big:.1f} MiB",
+                f"{small:.1f} MiB with {h.args.small_rows:,} rows",
+                wall_ratio=f"{big - small:+.1f} MiB",
+                goal="<= 80 MiB, +-5 MiB",
+                passed=big <= 80 and abs(big - small) <= 5,
+            )
+        )
+
+
+def web_peak_rss_mib(h: Harness) -> float:
+    """The highest peak RSS of gunicorn's worker processes (the master's children)."""
+    import psutil
+
+    return max(peak_rss_mib(child.pid) for child in psutil.Process(h.server.pid).children())
+
+
+def pause_latency(h: Harness) -> None:
+    """Target 2: pauses at random instants of running imports; /pause/ answered -> ack event."""
+    main_worker(h)
+    samples: list[float] = []
+    op_id = None
+    rng = random.Random(4)
+    # Within a quarter of an import's time (at most 0.3 s) of the last start, so that a small
+    # file is still hit while it runs.
+    longest_wait = min(0.3, h.args.rows / h.figures.get("one worker", 1e6) / 4)
+
+    def claimed(op_id: int) -> bool:
+        return h.op(op_id).state != "queued"
+
+    with h.hog.running():
+        for _ in range(20 * h.args.samples):
+            if len(samples) == h.args.samples:
+                break
+            if op_id is None or h.op(op_id).state == "completed":
+                op_id, _ = h.started(h.big)
+                wait_for(lambda op_id=op_id: claimed(op_id), timeout=60, interval=0.01, what="claimed")
+            time.sleep(rng.uniform(0, longest_wait))
+            status, body, _ = h.client.call("pause", op_id=op_id)
+            answered = time.time()
+            if status == 200 and body["state"] == "paused":  # still queued: not at full speed
+                h.client.call("resume", op_id=op_id)
+                continue
+            if status != 200:
+                continue  # finished meanwhile
+            # The latency is read from the events: this wait need not be quick (and must not take
+            # the CPU from the worker, below the bench in priority).
+            op = h.wait_state(op_id, "paused", "completed", interval=0.05)
+            if op.state == "paused":
+                acknowledged = op.events.filter(to_state="paused").latest("id").at.timestamp()
+                samples.append(max(0.0, acknowledged - answered) * 1000)
+                h.client.call("resume", op_id=op_id)
+                wait_for(lambda op_id=op_id: claimed(op_id), timeout=60, interval=0.01, what="claimed again")
+        h.client.call("terminate", op_id=op_id, force=True)  # out of the way of what follows
+        h.wait_state(op_id, "terminated", "completed", interval=0.05)
+    if not samples:
+        h.add(Row("2. pause answered -> ack", "no pause landed in a running import"))
+        return
+    p50, p99 = percentile(samples, 0.5), percentile(samples, 0.99)
+    h.add(
+        Row(
+            f"2. pause answered -> ack, p50 / p99 ({len(samples)} pauses)",
+            f"{p50:.0f} / {p99:.0f} ms",
+            goal="p99 <= 100 ms",
+            passed=p99 <= 100,
+        )
+    )
+
+
+def resume(h: Harness) -> None:
+    """Target 3: /resume/ -> first new committed row, at 10% and at 85% of the file."""
+    main_worker(h)
+    with h.hog.running():
+        op_id, _ = h.started(h.big)
+        medians = []
+        for fraction in (0.1, 0.85):
+            target = int(h.args.rows * fraction)
+            wait_for(
+                lambda target=target: h.op(op_id).lines_finished >= target,
+                timeout=600,
+                interval=0.002,
+                what=f"{fraction:.0%}",
+            )
+            times = []
+            for _ in range(3):  # the worker's poll makes each one vary by up to its interval
+                _, body, _ = h.client.call("pause", op_id=op_id, wait=10)
+                if body.get("state") != "paused":
+                    break  # finished before the pause landed (a small file)
+                at = body["lines_finished"]
+                h.client.call("resume", op_id=op_id)
+                answered = time.perf_counter()
+                # A small file may have been paused after its last row, before its end was seen:
+                # then the resume's first commit is the completion, with no new row.
+                wait_for(
+                    lambda at=at: moved_past(h, op_id, at), timeout=60, interval=0.001, what="first commit after resume"
+                )
+                times.append((time.perf_counter() - answered) * 1000)
+            if len(times) == 3:
+                medians.append(sorted(times)[1])
+        h.client.call("terminate", op_id=op_id, force=True)  # out of the way of what follows
+        h.wait_state(op_id, "terminated", "completed", interval=0.05)
+    goal = 50 + WORKER_POLL_SECONDS * 1000
+    if len(medians) == 2:
+        h.add(
+            Row(
+                "3. resume -> first new row, median of 3, at 10% / 85%",
+                f"{medians[0]:.0f} / {medians[1]:.0f} ms",
+                wall_ratio=f"{medians[1] - medians[0]:+.0f} ms",
+                goal=f"<= {goal:.0f} ms (50 + poll)",
+                passed=max(medians) <= goal,
+            )
+        )
+    else:
+        h.add(Row("3. resume -> first new row", "file too small to pause at 85%"))
+
+
+def moved_past(h: Harness, op_id: int, lines: int) -> bool:
+    op = h.op(op_id)
+    return op.lines_finished > lines or op.state == "completed"
+
+
+def rollback(h: Harness) -> None:
+    """Target 6: a terminate's rollback of a loaded operation, next to one raw DELETE."""
+    worker = main_worker(h)
+
+    def terminate_once() -> Measurement:
+        op = loaded_operation(h)
+        with h.measure_worker(worker, h.args.rows) as measurement:
+            h.client.call("terminate", op_id=op.pk)
+            h.wait_state(op.pk, "terminated")
+        # From the worker's claim of the rollback (its poll is no part of the deleting).
+        measurement.seconds = h.event_seconds(
+            op.pk, {"from_state": "terminating", "to_state": "terminating"}, {"to_state": "terminated"}
+        )
+        h.vacuum()
+        return measurement
+
+    def delete_once() -> Measurement:
+        scratch = loaded_operation(h)
+        measurement = h.run_baseline("raw_delete", op=scratch.pk, rows=h.args.rows)
+        h.vacuum()
+        scratch.delete()
+        return measurement
+
+    h.compare("6. terminate rollback", terminate_once, delete_once, baseline_name="one raw DELETE", goal=0.80)
+
+
+def poll_statuses(h: Harness, op_id: int, until) -> list[float]:
+    """Latencies (ms) of `clients` pollers, 10 calls a second each, until `until()`. Each
+    poller is a process of its own, so that no GIL of ours adds to what it measures."""
+    pollers = [
+        subprocess.Popen(
+            [PYTHON, str(BENCH_SCRIPT), "--poll-status", str(h.port), h.token, str(op_id)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(h.args.clients)
+    ]
+    until()
+    latencies = []
+    for poller in pollers:
+        poller.send_signal(signal.SIGINT)
+        latencies += [float(value) for value in poller.communicate()[0].split()]
+    return latencies
+
+
+def status_under_load(h: Harness) -> None:
+    """Target 5: status latency during imports, and what the pollers cost the import."""
+    worker = main_worker(h)
+    idle = poll_statuses(h, h.register(), lambda: time.sleep(h.args.idle_seconds))
+    latencies: list[float] = []
+
+    def with_pollers() -> Measurement:
+        with h.measure_worker(worker, h.args.rows) as measurement:
+            op_id, _ = h.started(h.big)
+            latencies.extend(poll_statuses(h, op_id, lambda: h.wait_state(op_id, "completed")))
+        measurement.seconds = h.event_seconds(op_id, {"to_state": "running"}, {"to_state": "completed"})
+        delete_rows(h, op_id)
+        return measurement
+
+    h.compare(
+        f"5. import with {h.args.clients} clients x 10 polls/s",
+        with_pollers,
+        lambda: import_once(h, worker),
+        baseline_name="without",
+        goal=0.90,
+        on="wall",  # what the pollers take is wall clock: their CPU is not the worker's
+    )
+    p99 = percentile(latencies, 0.99)
+    h.rows.insert(
+        len(h.rows) - 1,
+        Row(
+            f"5. /get_status/ p50 / p99 during imports ({len(latencies)} calls)",
+            f"{median(latencies):.1f} / {p99:.1f} ms",
+            f"{median(idle):.1f} / {percentile(idle, 0.99):.1f} ms server idle",
+            goal="p99 <= 20 ms",
+            passed=p99 <= 20,
+        ),
+    )
+
+
+def scale_out(h: Harness) -> None:
+    """Target 7: two workers on two operations at once, next to one worker (target 1)."""
+    first = main_worker(h)
+    second = h.start_worker()
+    with h.measure_worker(first, h.args.rows) as one, h.measure_worker(second, h.args.rows, hog=False) as other:
+        ops = [h.started(h.big)[0] for _ in range(2)]
+        ticks = machine_ticks()
+        for op_id in ops:
+            h.wait_state(op_id, "completed")
+        busy = machine_busy_since(ticks)
+    claims = [h.op(op_id).events.filter(to_state="running").order_by("id").first().at for op_id in ops]
+    ends = [h.op(op_id).events.get(to_state="completed").at for op_id in ops]
+    both = Measurement(
+        units=2 * h.args.rows,
+        seconds=(max(ends) - min(claims)).total_seconds(),
+        cpu={name: one.cpu[name] + other.cpu[name] for name in one.cpu},
+    )
+    for op_id in ops:
+        delete_rows(h, op_id)
+    alone = h.figures.get("one worker")
+    ratio = both.rate / alone if alone else float("nan")
+    goal, passed = (">= 1.60", ratio >= 1.6) if h.vendor == "postgresql" else ("(PostgreSQL)", None)
+    h.add(
+        Row(
+            "7. two workers, two operations",
+            f"{describe([both])}; machine CPU {busy:.0%} busy",
+            f"{alone or float('nan'):,.0f} rows/s one worker (machine CPU {h.figures.get('cpu one worker', 0):.0%})",
+            wall_ratio=f"{ratio:.2f}",
+            goal=goal,
+            passed=passed,
+        )
+    )
+    h.stop(second)
+
+
+TARGETS = [memory_and_import, pause_latency, resume, rollback, status_under_load, scale_out]
