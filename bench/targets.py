@@ -25,6 +25,7 @@ Targets:
  5. /get_status/ p99 <= 20 ms during an import; 4 clients x 10 polls/s cost <= 10% throughput
  6. terminate's rollback >= 0.8x a raw single DELETE of the same rows (CPU per row)
  7. two workers on two operations >= 1.6x one worker (PostgreSQL)
+ 8. export: an Export's CPU per row >= 0.8x the raw driver writing the same CSV in one statement
 
 Targets 2 and 3 measure latencies and poll the database every millisecond or two while they
 do; no throughput is measured meanwhile.
@@ -103,7 +104,29 @@ def raw_delete(op: int, rows: int) -> int:
     return rows
 
 
-BASELINES = {"raw_load": raw_load, "raw_delete": raw_delete}
+def raw_export(op: int, path: str, rows: int) -> int:
+    """Operation `op`'s rows as CSV (values in header order, line order) into `path`, in one
+    statement: COPY ... TO STDOUT on PostgreSQL; on SQLite one SELECT of the values (->>)
+    handed to the csv module. The same CSV an Export writes, without chunks or files per chunk."""
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        values = ", ".join(f"data ->> '{name}'" for name in COLUMNS)
+        rows_of_op = f"SELECT {values} FROM {TABLE} WHERE operation_id = {int(op)} ORDER BY line_number"
+        sql = f"COPY ({rows_of_op}) TO STDOUT (FORMAT csv)"
+        connection.ensure_connection()
+        with connection.connection.cursor() as cursor, cursor.copy(sql) as copy, open(path, "wb") as out:
+            for block in copy:
+                out.write(block)
+        return rows
+    values = ", ".join(f"data ->> '$.\"{name}\"'" for name in COLUMNS)
+    with connection.cursor() as cursor, open(path, "w", newline="") as out:
+        cursor.execute(f"SELECT {values} FROM {TABLE} WHERE operation_id = %s ORDER BY line_number", [op])
+        csv.writer(out, lineterminator="\n").writerows(cursor)
+    return rows
+
+
+BASELINES = {"raw_load": raw_load, "raw_delete": raw_delete, "raw_export": raw_export}
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -427,4 +450,36 @@ def scale_out(h: Harness) -> None:
     h.stop(second)
 
 
-TARGETS = [memory_and_import, pause_latency, resume, rollback, status_under_load, scale_out]
+def export(h: Harness) -> None:
+    """Target 8: an Export of a completed upload's rows, claim to completed, next to the raw
+    driver writing the same CSV in one statement."""
+    from operations import storage
+
+    worker = main_worker(h)
+    source = loaded_operation(h)
+    source.op_type, source.state, source.columns, source.total_lines = "Upload", "completed", COLUMNS, h.args.rows
+    source.save(update_fields=["op_type", "state", "columns", "total_lines"])
+
+    def export_once() -> Measurement:
+        status, body, _ = h.client.call("register", op_type="Export", source=source.pk)
+        assert status == 201, body
+        op_id = body["op_id"]
+        with h.measure_worker(worker, h.args.rows) as measurement:
+            status, body, _ = h.client.call("upload", op_id=op_id)
+            assert status == 202, body
+            h.wait_state(op_id, "completed")
+        measurement.seconds = h.event_seconds(op_id, {"to_state": "running"}, {"to_state": "completed"})
+        storage.delete(h.op(op_id).file.name)  # untimed
+        return measurement
+
+    def raw_once() -> Measurement:
+        path = h.big.parent / "raw-export.csv"
+        measurement = h.run_baseline("raw_export", op=source.pk, path=str(path), rows=h.args.rows)
+        path.unlink()
+        return measurement
+
+    baseline = "raw COPY ... TO STDOUT (FORMAT csv)" if h.vendor == "postgresql" else "raw SELECT into csv.writer"
+    h.compare("8. export, claim to completed", export_once, raw_once, baseline_name=baseline, goal=0.80)
+
+
+TARGETS = [memory_and_import, pause_latency, resume, rollback, status_under_load, scale_out, export]
