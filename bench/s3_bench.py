@@ -24,8 +24,6 @@ round trips instead.
 
 import argparse
 import csv
-import http.client
-import json
 import os
 import signal
 import subprocess
@@ -37,6 +35,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+import harness  # noqa: E402  (bench/, the script's own folder)
+
 from tests.machine import free_port, peak_rss_kib, port_open, recreate_postgres_database, wait_for  # noqa: E402
 from tests.s3 import MotoServer  # noqa: E402
 
@@ -65,49 +65,17 @@ def median(values: list[float]) -> float:
     return ordered[len(ordered) // 2] if ordered else float("nan")
 
 
-class Client:
-    """The API of one web process."""
-
-    def __init__(self, port: int, token: str):
-        self.port, self.token = port, token
+class Client(harness.Client):
+    """The API of one web process: the bench harness's client, with the answer's body only."""
 
     def call(self, verb: str, **body) -> dict:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
-        headers = {"Authorization": f"Token {self.token}", "Content-Type": "application/json"}
-        conn.request("POST", f"/{verb}/", json.dumps(body).encode(), headers)
-        payload = json.loads(conn.getresponse().read() or b"{}")
-        conn.close()
+        _, payload, _ = super().call(verb, **body)
         return payload
 
     def upload(self, path: Path) -> tuple[int, float]:
         """Register, then stream `path` to /upload/; (op_id, seconds of the upload)."""
         op_id = self.call("register")["op_id"]
-        boundary = "s3-bench-boundary"
-        head = (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="op_id"\r\n\r\n{op_id}\r\n'
-            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{path.name}"\r\n'
-            "Content-Type: text/csv\r\n\r\n"
-        ).encode()
-        tail = f"\r\n--{boundary}--\r\n".encode()
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=600)
-        started = time.perf_counter()
-        conn.putrequest("POST", "/upload/")
-        conn.putheader("Authorization", f"Token {self.token}")
-        conn.putheader("Content-Type", f"multipart/form-data; boundary={boundary}")
-        conn.putheader("Content-Length", str(len(head) + path.stat().st_size + len(tail)))
-        conn.endheaders()
-        conn.send(head)
-        with open(path, "rb") as source:
-            while block := source.read(MiB):
-                conn.send(block)
-        conn.send(tail)
-        response = conn.getresponse()
-        body = response.read()
-        seconds = time.perf_counter() - started
-        conn.close()
-        if response.status != 202:
-            raise RuntimeError(f"upload answered {response.status}: {body[:300]!r}")
-        return op_id, seconds
+        return op_id, super().upload(op_id, path)
 
 
 @dataclass

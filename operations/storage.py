@@ -291,7 +291,22 @@ class ShortRead(Exception):
     """A response body ended before its Content-Length (the connection was cut)."""
 
 
-class RangedReader(io.RawIOBase):
+class _ReadOnlyStream(io.RawIOBase):
+    """What the two read-only, seekable streams below share."""
+
+    _position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+
+class RangedReader(_ReadOnlyStream):
     """An S3 object as a read-only, seekable raw file: each `readinto` is one ranged GET of the
     buffer's length from the current position, read straight into the buffer. Wrapped in an
     `io.BufferedReader` (see `open_for_reading`), whose buffer size is the block size and whose
@@ -306,15 +321,6 @@ class RangedReader(io.RawIOBase):
         self._position = 0
         self._size: int | None = None  # learnt from the first response (or a HEAD for SEEK_END)
         self._ramp = FIRST_READ_BYTES
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._position
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         if whence == io.SEEK_CUR:
@@ -483,22 +489,13 @@ class MultipartWriter:
             self._buffer.close()
 
 
-class _View(io.RawIOBase):
+class _View(_ReadOnlyStream):
     """A part's bytes as a read-only, seekable file, without a copy (botocore takes bytes,
     bytearrays or files, not memoryviews)."""
 
     def __init__(self, view: memoryview):
         super().__init__()
         self._view, self._position = view, 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._position
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: len(self._view)}[whence]
