@@ -395,32 +395,6 @@ def test_pause(api, op_in, state, expected, encoding):
     assert state_of(op_id) == expected
 
 
-@pytest.mark.parametrize(
-    ("state", "message"),
-    [
-        (S.PAUSED, "Upload already paused"),
-        (S.PAUSING, "Upload already paused"),
-        (S.REGISTERED, "Upload not started"),
-        (S.COMPLETED, "Upload already finished"),
-        (S.FAILED, "Upload failed: resume or terminate it"),
-        (S.TERMINATING, "Upload already terminated"),
-        (S.TERMINATED, "Upload already terminated"),
-    ],
-)
-def test_pause_refused_by_state(api, op_in, state, message):
-    op_id = op_in(state)
-    response = api.post("/pause/", {"op_id": op_id}, format="json")
-    assert response.status_code == 409
-    assert response.json() == {"message": message}
-    assert state_of(op_id) == state
-
-
-def test_pause_missing_operation(api):
-    response = api.post("/pause/", {"op_id": 424242}, format="json")
-    assert response.status_code == 404
-    assert response.json() == MISSING
-
-
 def test_pause_wait_is_bounded(api, op_in, settings):
     settings.LONG_TASK_MAX_WAIT_SECONDS = 0.2
     op_id = op_in(S.RUNNING)
@@ -457,32 +431,6 @@ def test_resume(api, op_in, state, encoding):
     assert body["error"] == ""
     assert set(body) == STATUS_FIELDS | {"success"}
     assert state_of(op_id) == S.QUEUED
-
-
-@pytest.mark.parametrize(
-    ("state", "message"),
-    [
-        (S.REGISTERED, "Upload not started"),
-        (S.QUEUED, "Upload already running"),
-        (S.RUNNING, "Upload already running"),
-        (S.PAUSING, "Upload already running"),
-        (S.COMPLETED, "Upload already finished"),
-        (S.TERMINATING, "Upload already terminated"),
-        (S.TERMINATED, "Upload already terminated"),
-    ],
-)
-def test_resume_refused_by_state(api, op_in, state, message):
-    op_id = op_in(state)
-    response = api.post("/resume/", {"op_id": op_id}, format="json")
-    assert response.status_code == 409
-    assert response.json() == {"message": message}
-    assert state_of(op_id) == state
-
-
-def test_resume_missing_operation(api):
-    response = api.post("/resume/", {"op_id": 424242}, format="json")
-    assert response.status_code == 404
-    assert response.json() == MISSING
 
 
 # --- /terminate/ ----------------------------------------------------------------------------
@@ -563,25 +511,47 @@ def test_the_body_wins_over_the_query_string(api, op_in):
     assert response.json() == {"message": "Pause the operation", "hint": "force=true terminates a running operation"}
 
 
-@pytest.mark.parametrize("force", [False, True])
-@pytest.mark.parametrize(
-    ("state", "message"),
-    [
-        (S.TERMINATING, "Upload already terminated"),
-        (S.TERMINATED, "Upload already terminated"),
-        (S.COMPLETED, "Upload already finished"),
-    ],
-)
-def test_terminate_refused_by_state(api, op_in, state, message, force):
+# --- refusals of the control verbs (§4: one exact message per state) -------------------------
+
+REFUSALS = [
+    ("/pause/", {}, S.PAUSED, "Upload already paused"),
+    ("/pause/", {}, S.PAUSING, "Upload already paused"),
+    ("/pause/", {}, S.REGISTERED, "Upload not started"),
+    ("/pause/", {}, S.COMPLETED, "Upload already finished"),
+    ("/pause/", {}, S.FAILED, "Upload failed: resume or terminate it"),
+    ("/pause/", {}, S.TERMINATING, "Upload already terminated"),
+    ("/pause/", {}, S.TERMINATED, "Upload already terminated"),
+    ("/resume/", {}, S.REGISTERED, "Upload not started"),
+    ("/resume/", {}, S.QUEUED, "Upload already running"),
+    ("/resume/", {}, S.RUNNING, "Upload already running"),
+    ("/resume/", {}, S.PAUSING, "Upload already running"),
+    ("/resume/", {}, S.COMPLETED, "Upload already finished"),
+    ("/resume/", {}, S.TERMINATING, "Upload already terminated"),
+    ("/resume/", {}, S.TERMINATED, "Upload already terminated"),
+    *(
+        ("/terminate/", {"force": force}, state, message)
+        for force in (False, True)
+        for state, message in [
+            (S.TERMINATING, "Upload already terminated"),
+            (S.TERMINATED, "Upload already terminated"),
+            (S.COMPLETED, "Upload already finished"),
+        ]
+    ),
+]
+
+
+@pytest.mark.parametrize(("url", "extra", "state", "message"), REFUSALS)
+def test_refused_by_state(api, op_in, url, extra, state, message):
     op_id = op_in(state)
-    response = api.post("/terminate/", {"op_id": op_id, "force": force}, format="json")
+    response = api.post(url, {"op_id": op_id, **extra}, format="json")
     assert response.status_code == 409
     assert response.json() == {"message": message}
     assert state_of(op_id) == state
 
 
-def test_terminate_missing_operation(api):
-    response = api.post("/terminate/", {"op_id": 424242, "force": True}, format="json")
+@pytest.mark.parametrize(("url", "extra"), [("/pause/", {}), ("/resume/", {}), ("/terminate/", {"force": True})])
+def test_control_of_a_missing_operation(api, url, extra):
+    response = api.post(url, {"op_id": 424242, **extra}, format="json")
     assert response.status_code == 404
     assert response.json() == MISSING
 

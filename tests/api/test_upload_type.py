@@ -158,6 +158,16 @@ def assert_imported(api, op_id: int, f: CsvFile) -> None:
     assert (body["is_finished"], body["lines_finished"], body["lines_failed"]) == (True, f.lines, len(f.errors))
 
 
+def pause_after_every_chunk(api, chunks, op_id: int) -> None:
+    """Ask for a pause after each committed chunk, whenever the operation runs."""
+
+    def pause(count: int) -> None:
+        if Operation.objects.get(pk=op_id).state == S.RUNNING:
+            assert request(api, "pause", op_id)["state"] == S.PAUSING
+
+    chunks.after_chunk = pause
+
+
 def overwrite_done_part(op: Operation) -> None:
     """Replace the bytes before the checkpoint with garbage: a resume must not read them (I8).
 
@@ -461,11 +471,7 @@ def test_pausing_after_every_chunk_and_resuming_gives_the_uninterrupted_result(a
     content = f.content()
     op_id = start_upload(content)
 
-    def pause(count: int) -> None:
-        if Operation.objects.get(pk=op_id).state == S.RUNNING:
-            assert request(api, "pause", op_id)["state"] == S.PAUSING
-
-    chunks.after_chunk = pause
+    pause_after_every_chunk(api, chunks, op_id)
     pauses = 0
     while (op := run(op_id)).state == S.PAUSED:
         pauses += 1
@@ -781,11 +787,7 @@ def test_pausing_after_every_chunk_around_an_unclosed_quote_gives_the_uninterrup
     content = unclosed_quote_csv(40, bad_line=11)
     op_id = start_upload(content)
 
-    def pause(count: int) -> None:
-        if Operation.objects.get(pk=op_id).state == S.RUNNING:
-            assert request(api, "pause", op_id)["state"] == S.PAUSING
-
-    chunks.after_chunk = pause
+    pause_after_every_chunk(api, chunks, op_id)
     pauses = 0
     while (op := run(op_id)).state == S.PAUSED:
         pauses += 1
