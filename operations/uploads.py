@@ -68,7 +68,11 @@ got_request_exception.connect(abort_unfinished_uploads, dispatch_uid="long_task.
 
 
 class CheckedUploadHandler(FileUploadHandler):
-    chunk_size = 1024**2
+    # The request body is parsed, hashed, checked and written this much at a time. Django's
+    # multipart parser holds a few copies of a chunk at once (read, boundary search, leftover):
+    # at 1 MiB they took a web process's peak 3 MiB higher than at 256 KiB, which parses faster
+    # too (520 MB/s of CPU against 310 here: the copies stay in the CPU's caches).
+    chunk_size = 256 * 1024
 
     def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None):
         if content_length and content_length > settings.LONG_TASK_MAX_UPLOAD_BYTES + MULTIPART_SLACK_BYTES:

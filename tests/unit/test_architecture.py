@@ -1,8 +1,12 @@
 """The architecture as tests: no import cycle among `operations/` modules, the core imports no
-queue library, and the generic layers name no operation type's fields (SPEC §9)."""
+queue library, the generic layers name no operation type's fields (SPEC §9), and a worker
+starts without the web's modules."""
 
 import ast
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -71,3 +75,27 @@ def test_generic_layers_name_no_upload_field(name):
     source = (PACKAGE / name).read_text()
     named = [field for field in UPLOAD_FIELDS if re.search(rf"\b{field}\b", source)]
     assert named == [], f"{name} names {named}"
+
+
+WORKER_START = """
+import sys
+import django
+django.setup()
+from background_task.tasks import autodiscover
+from operations.management.commands.process_tasks import Command
+command = Command()
+command.check(**command.get_check_kwargs({}))  # what `manage.py process_tasks` runs before handle()
+autodiscover()
+web = ["long_task.urls", "operations.api.views", "rest_framework.views", "drf_spectacular.plumbing", "django.test"]
+print(" ".join(name for name in web if name in sys.modules))
+"""
+
+
+def test_a_worker_starts_without_the_web_s_modules():
+    """The system checks a worker runs import neither the URLs nor the API (26 MiB a worker)."""
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "long_task.settings", "DJANGO_DEBUG": "1"}
+    started = subprocess.run(
+        [sys.executable, "-c", WORKER_START], cwd=PACKAGE.parent, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert started.returncode == 0, started.stderr[-2000:]
+    assert started.stdout.strip() == ""
