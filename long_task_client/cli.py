@@ -4,6 +4,7 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -463,6 +464,10 @@ def build_parser() -> Parser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # A shell starts a background job (`long-task follow 7 &` in a script, a test suite run in
+    # the background) with SIGINT ignored, and Python then installs no handler: `kill -INT`
+    # would neither pause a follow nor withdraw an upload. Take it, as `manage.py run` does.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     args = build_parser().parse_args(argv)
     url = getattr(args, "url", None) or os.environ.get("LONG_TASK_URL") or DEFAULT_URL
     token = getattr(args, "token", None) or os.environ.get("LONG_TASK_TOKEN") or None

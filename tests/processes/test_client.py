@@ -322,9 +322,20 @@ def test_rows_csv_of_a_completed_import_equals_the_accepted_rows(server, workers
     assert RowError.objects.count() == 1
 
 
+def ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 @pytest.mark.processes
 @pytest.mark.django_db(transaction=True)
-def test_ctrl_c_while_following_pauses_and_exits_2(server, workers, tmp_path):
+@pytest.mark.parametrize(
+    "preexec_fn",
+    # A background job of a shell (a script's `long-task follow 7 &`, a test run started with
+    # `&`) starts with SIGINT ignored; `kill -INT` must pause all the same.
+    [None, ignore_sigint],
+    ids=["sigint-default", "sigint-ignored-at-start"],
+)
+def test_ctrl_c_while_following_pauses_and_exits_2(server, workers, tmp_path, preexec_fn):
     """SIGINT while following: the operation is paused (not left running), the client says how
     to resume it and exits 2; `resume --follow` then completes it, every row once."""
     workers.start(chunk_delay=0.2)
@@ -338,6 +349,7 @@ def test_ctrl_c_while_following_pauses_and_exits_2(server, workers, tmp_path):
             env=server,
             stdout=out,
             stderr=subprocess.STDOUT,
+            preexec_fn=preexec_fn,
         )
         try:
             op = wait_for(lambda: Operation.objects.filter(lines_finished__gt=0).first(), what="the first chunk")
