@@ -24,6 +24,9 @@ STATES = ["registered", "queued", "running", "pausing", "paused", "completed", "
 RECONNECT_SECONDS = 30.0
 # The longest `wait` the server allows by default (LONG_TASK_MAX_WAIT_SECONDS).
 ACK_WAIT_SECONDS = 10.0
+# A long poll asks the server to answer when the status changes, within this many seconds
+# (the server bounds it by its LONG_TASK_MAX_WAIT_SECONDS).
+LONG_POLL_SECONDS = 8.0
 
 EPILOG = """\
 environment:
@@ -135,13 +138,13 @@ def follow(api: Api, op_id: int, display, *, interval: float) -> int:
 
 
 def _poll_until_end(api: Api, op_id: int, display, *, interval: float) -> dict:
-    """Ask every `interval` seconds, with the last ETag: an unchanged status is a 304. (No long
-    poll here yet: a Ctrl-C during one left the pause waiting on PostgreSQL, to be looked into.)"""
+    """Ask at most every `interval` seconds; while nothing changes (queued, pausing, a slow
+    chunk), one long poll waits for the change instead of asking again and again."""
     last_answer = time.monotonic()
     status, etag = None, None
     while True:
         try:
-            changed, etag = api.next_status(op_id, etag=etag, wait=0)
+            changed, etag = api.next_status(op_id, etag=etag, wait=LONG_POLL_SECONDS)
         except Unreachable as exc:
             if time.monotonic() - last_answer > RECONNECT_SECONDS:
                 raise

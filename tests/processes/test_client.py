@@ -187,6 +187,24 @@ def test_status_in_words_and_as_json(fake, capsys):
     assert json.loads(capsys.readouterr().out) == status_object()
 
 
+def test_follow_long_polls_with_the_last_etag(fake, monkeypatch):
+    """Following asks the server to hold the answer until the status changes (a long poll, with
+    the version it has), instead of asking again every interval: 304s while nothing moves."""
+    answers = iter(
+        [
+            httpx.Response(200, json=status_object(state="queued"), headers={"ETag": '"v1"'}),
+            httpx.Response(304, headers={"ETag": '"v1"'}),
+            httpx.Response(200, json=status_object(state="completed", lines_finished=10), headers={"ETag": '"v2"'}),
+        ]
+    )
+    fake.handle = lambda request: (fake.requests.append(request), next(answers))[1]
+    monkeypatch.setattr(cli.time, "sleep", lambda seconds: None)
+    assert cli.main(["--url", "http://server", "follow", "7"]) == outcome.COMPLETED
+    waits = [float(request.url.params["wait_for_change"]) for request in fake.requests]
+    assert waits == [cli.LONG_POLL_SECONDS] * 3 and cli.LONG_POLL_SECONDS > 1
+    assert [request.headers.get("If-None-Match") for request in fake.requests] == [None, '"v1"', '"v1"']
+
+
 def test_plain_display_prints_state_changes_and_no_escapes():
     out = io.StringIO()
     display = PlainDisplay(out)
