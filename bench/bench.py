@@ -14,6 +14,7 @@ bench/harness.py; the targets and their baselines are bench/targets.py.
 """
 
 import argparse
+import http.client
 import json
 import random
 import signal
@@ -24,6 +25,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
 import targets  # noqa: E402
+
+# What `long-task follow` does by default (long_task_client/cli.py, not imported: a client
+# process starts in a few milliseconds without httpx and rich): --interval, and LONG_POLL_SECONDS.
+FOLLOW_INTERVAL = 0.5
+FOLLOW_LONG_POLL_SECONDS = 8.0
 
 
 def poll_status(port: int, token: str, op_id: int) -> None:
@@ -42,9 +48,34 @@ def poll_status(port: int, token: str, op_id: int) -> None:
         print(" ".join(f"{value:.2f}" for value in latencies))
 
 
+def follow_status(port: int, token: str, op_id: int) -> None:
+    """A follower (target 5): what `long-task follow` does, until SIGINT: the detail with the
+    last ETag and a long poll (`wait_for_change`), then its `--interval` (0.5 s) before asking
+    again. Prints the number of requests it made."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    headers = {"Authorization": f"Token {token}", "Accept": "application/json"}
+    requests = 0
+    try:
+        time.sleep(random.uniform(0, FOLLOW_INTERVAL))
+        while True:
+            path = f"/api/operations/{op_id}/?wait_for_change={FOLLOW_LONG_POLL_SECONDS}"
+            conn.request("GET", path, headers=headers)
+            response = conn.getresponse()
+            response.read()
+            requests += 1
+            headers["If-None-Match"] = response.headers.get("ETag") or headers.get("If-None-Match", "")
+            time.sleep(FOLLOW_INTERVAL)
+    except KeyboardInterrupt:
+        print(requests)
+
+
 def main() -> int:
     if sys.argv[1:2] == ["--poll-status"]:
         poll_status(int(sys.argv[2]), sys.argv[3], int(sys.argv[4]))
+        return 0
+    if sys.argv[1:2] == ["--follow-status"]:
+        follow_status(int(sys.argv[2]), sys.argv[3], int(sys.argv[4]))
         return 0
     if sys.argv[1:2] == ["--baseline"]:
         harness.baseline_main(sys.argv[2], json.loads(sys.argv[3]), targets.BASELINES)

@@ -4,6 +4,7 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +24,9 @@ STATES = ["registered", "queued", "running", "pausing", "paused", "completed", "
 RECONNECT_SECONDS = 30.0
 # The longest `wait` the server allows by default (LONG_TASK_MAX_WAIT_SECONDS).
 ACK_WAIT_SECONDS = 10.0
+# A long poll asks the server to answer when the status changes, within this many seconds
+# (the server bounds it by its LONG_TASK_MAX_WAIT_SECONDS).
+LONG_POLL_SECONDS = 8.0
 
 EPILOG = """\
 environment:
@@ -134,13 +138,13 @@ def follow(api: Api, op_id: int, display, *, interval: float) -> int:
 
 
 def _poll_until_end(api: Api, op_id: int, display, *, interval: float) -> dict:
-    """Ask every `interval` seconds, with the last ETag: an unchanged status is a 304. (No long
-    poll here yet: a Ctrl-C during one left the pause waiting on PostgreSQL, to be looked into.)"""
+    """Ask at most every `interval` seconds; while nothing changes (queued, pausing, a slow
+    chunk), one long poll waits for the change instead of asking again and again."""
     last_answer = time.monotonic()
     status, etag = None, None
     while True:
         try:
-            changed, etag = api.next_status(op_id, etag=etag, wait=0)
+            changed, etag = api.next_status(op_id, etag=etag, wait=LONG_POLL_SECONDS)
         except Unreachable as exc:
             if time.monotonic() - last_answer > RECONNECT_SECONDS:
                 raise
@@ -463,6 +467,10 @@ def build_parser() -> Parser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # A shell starts a background job (`long-task follow 7 &` in a script, a test suite run in
+    # the background) with SIGINT ignored, and Python then installs no handler: `kill -INT`
+    # would neither pause a follow nor withdraw an upload. Take it, as `manage.py run` does.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     args = build_parser().parse_args(argv)
     url = getattr(args, "url", None) or os.environ.get("LONG_TASK_URL") or DEFAULT_URL
     token = getattr(args, "token", None) or os.environ.get("LONG_TASK_TOKEN") or None

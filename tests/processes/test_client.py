@@ -187,6 +187,24 @@ def test_status_in_words_and_as_json(fake, capsys):
     assert json.loads(capsys.readouterr().out) == status_object()
 
 
+def test_follow_long_polls_with_the_last_etag(fake, monkeypatch):
+    """Following asks the server to hold the answer until the status changes (a long poll, with
+    the version it has), instead of asking again every interval: 304s while nothing moves."""
+    answers = iter(
+        [
+            httpx.Response(200, json=status_object(state="queued"), headers={"ETag": '"v1"'}),
+            httpx.Response(304, headers={"ETag": '"v1"'}),
+            httpx.Response(200, json=status_object(state="completed", lines_finished=10), headers={"ETag": '"v2"'}),
+        ]
+    )
+    fake.handle = lambda request: (fake.requests.append(request), next(answers))[1]
+    monkeypatch.setattr(cli.time, "sleep", lambda seconds: None)
+    assert cli.main(["--url", "http://server", "follow", "7"]) == outcome.COMPLETED
+    waits = [float(request.url.params["wait_for_change"]) for request in fake.requests]
+    assert waits == [cli.LONG_POLL_SECONDS] * 3 and cli.LONG_POLL_SECONDS > 1
+    assert [request.headers.get("If-None-Match") for request in fake.requests] == [None, '"v1"', '"v1"']
+
+
 def test_plain_display_prints_state_changes_and_no_escapes():
     out = io.StringIO()
     display = PlainDisplay(out)
@@ -322,9 +340,20 @@ def test_rows_csv_of_a_completed_import_equals_the_accepted_rows(server, workers
     assert RowError.objects.count() == 1
 
 
+def ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 @pytest.mark.processes
 @pytest.mark.django_db(transaction=True)
-def test_ctrl_c_while_following_pauses_and_exits_2(server, workers, tmp_path):
+@pytest.mark.parametrize(
+    "preexec_fn",
+    # A background job of a shell (a script's `long-task follow 7 &`, a test run started with
+    # `&`) starts with SIGINT ignored; `kill -INT` must pause all the same.
+    [None, ignore_sigint],
+    ids=["sigint-default", "sigint-ignored-at-start"],
+)
+def test_ctrl_c_while_following_pauses_and_exits_2(server, workers, tmp_path, preexec_fn):
     """SIGINT while following: the operation is paused (not left running), the client says how
     to resume it and exits 2; `resume --follow` then completes it, every row once."""
     workers.start(chunk_delay=0.2)
@@ -338,6 +367,7 @@ def test_ctrl_c_while_following_pauses_and_exits_2(server, workers, tmp_path):
             env=server,
             stdout=out,
             stderr=subprocess.STDOUT,
+            preexec_fn=preexec_fn,
         )
         try:
             op = wait_for(lambda: Operation.objects.filter(lines_finished__gt=0).first(), what="the first chunk")
