@@ -167,3 +167,24 @@ def test_delete_lines_matches_its_definition(lines, after, count):
     deleted = rowstore.delete_lines(operation_id=op.pk, after=after, up_to=up_to)
     assert deleted == len([line for line in lines if after < line <= up_to])
     assert [line for line, _ in stored(op)] == sorted(line for line in lines if not after < line <= up_to)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's planner settings")
+def test_export_csv_reads_in_key_order_and_leaves_the_planner_settings_as_they_were():
+    """The COPY walks the primary key (no bitmap scan and sort of the range); the settings that
+    make it do so are reset afterwards, in autocommit and inside a transaction alike."""
+    op = new_operation()
+    insert_lines(op, range(1, 6))
+
+    def settings() -> list[str]:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT current_setting('enable_seqscan'), current_setting('enable_bitmapscan')")
+            return list(cursor.fetchone())
+
+    data, rows = rowstore.export_csv(operation_id=op.pk, after=1, up_to=4, columns=["line"], match={})
+    assert (data, rows) == (b"2\n3\n4\n", 3)
+    assert settings() == ["on", "on"]
+    with transaction.atomic():
+        assert rowstore.export_csv(operation_id=op.pk, after=0, up_to=9, columns=["line"], match={})[1] == 5
+        assert settings() == ["on", "on"]
