@@ -9,7 +9,7 @@ import csv
 import io
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import nullcontext
 
 from django.db import connection
 
@@ -63,22 +63,47 @@ def delete_lines(*, operation_id: int, after: int, up_to: int | None = None) -> 
         return cursor.rowcount
 
 
+def csv_header(columns: Sequence[str]) -> bytes:
+    """The header line of export_csv's CSV: the column names, quoted the way the csv module does."""
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerow(columns)
+    return out.getvalue().encode()
+
+
+def last_line(*, operation_id: int) -> int:
+    """The highest line number stored for the operation (0 if none): one step down the primary key."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT MAX(line_number) FROM {_TABLE} WHERE operation_id = %s", [operation_id])
+        return cursor.fetchone()[0] or 0
+
+
 def export_csv(
-    *, operation_id: int, after: int, up_to: int, columns: Sequence[str], match: Mapping[str, str]
+    *,
+    operation_id: int,
+    after: int,
+    up_to: int,
+    columns: Sequence[str],
+    match: Mapping[str, str] | None = None,
+    limit: int | None = None,
 ) -> tuple[bytes, int]:
-    """The stored rows with after < line_number <= up_to whose `match` columns equal its values,
-    as CSV lines (values in `columns` order, no header), and how many rows that is.
+    """The stored rows with after < line_number <= up_to whose `match` columns equal its values
+    (the first `limit` of them, if given), as CSV lines (values in `columns` order, no header:
+    csv_header), and how many rows that is. One statement, a range of the primary key, so a
+    range deep in the operation costs what the first one does.
 
-    The database takes the values out of the JSON (PostgreSQL even writes the CSV, with
-    `COPY ... TO STDOUT`), so Python only moves bytes, or hands tuples to the csv module. Both
-    quote minimally and end lines with "\n", so both databases give files that parse the same.
+    The encoder of both the Export type (a part file per chunk) and the rows stream
+    (`/rows/?format=csv`, a page at a time). The database takes the values out of the JSON
+    (PostgreSQL even writes the CSV, with `COPY ... TO STDOUT`), so Python only moves bytes, or
+    hands tuples to the csv module. Both quote only where needed and end lines with "\n", so both
+    databases give files that parse the same (PostgreSQL quotes an empty value: `""`).
     """
+    match = match or {}
     if connection.vendor == "postgresql":
-        return _export_csv_postgresql(operation_id, after, up_to, columns, match)
-    return _export_csv_sqlite(operation_id, after, up_to, columns, match)
+        return _export_csv_postgresql(operation_id, after, up_to, columns, match, limit)
+    return _export_csv_sqlite(operation_id, after, up_to, columns, match, limit)
 
 
-def _export_csv_sqlite(operation_id, after, up_to, columns, match) -> tuple[bytes, int]:
+def _export_csv_sqlite(operation_id, after, up_to, columns, match, limit) -> tuple[bytes, int]:
     # A JSON path quotes a label with double quotes and has no escape for one inside it: such
     # rare names are read from the decoded row instead.
     plain = all('"' not in name for name in (*columns, *match))
@@ -91,8 +116,11 @@ def _export_csv_sqlite(operation_id, after, up_to, columns, match) -> tuple[byte
             params += [f'$."{name}"', value]
     else:
         values = "data"
+    bound = ""
+    if limit is not None and (plain or not match):
+        bound, params = " LIMIT %s", [*params, limit]
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {values} FROM {_TABLE} WHERE {conditions} ORDER BY line_number", params)
+        cursor.execute(f"SELECT {values} FROM {_TABLE} WHERE {conditions} ORDER BY line_number{bound}", params)
         rows = cursor.fetchall()
     if not plain:
         records = (json.loads(data) for (data,) in rows)
@@ -100,28 +128,36 @@ def _export_csv_sqlite(operation_id, after, up_to, columns, match) -> tuple[byte
             [record.get(name, "") for name in columns]
             for record in records
             if all(record.get(name) == value for name, value in match.items())
-        ]
+        ][:limit]
     out = io.StringIO()
     csv.writer(out, lineterminator="\n").writerows(rows)
     return out.getvalue().encode(), len(rows)
 
 
-def _export_csv_postgresql(operation_id, after, up_to, columns, match) -> tuple[bytes, int]:
+def _export_csv_postgresql(operation_id, after, up_to, columns, match, limit) -> tuple[bytes, int]:
     from psycopg import sql
 
     values = sql.SQL(", ").join(sql.SQL("data ->> {}").format(sql.Literal(name)) for name in columns)
+    # The start of the range as a row comparison, and the order as the key's: PostgreSQL then
+    # walks the primary key from there, which gives the rows in line order. Written as plain
+    # `line_number > %s` its planner prefers a bitmap scan of the range and a sort by
+    # line_number, which took the backend about three times as long for the same rows (the
+    # row comparison's estimate is small, so the ordered scan wins). The end stays a plain
+    # comparison: as a row comparison too, it is checked for every row at twice the cost.
     conditions = [
-        sql.SQL("operation_id = {} AND line_number > {} AND line_number <= {}").format(
-            sql.Literal(operation_id), sql.Literal(after), sql.Literal(up_to)
+        sql.SQL("operation_id = {} AND (operation_id, line_number) > ({}, {}) AND line_number <= {}").format(
+            sql.Literal(operation_id), sql.Literal(operation_id), sql.Literal(after), sql.Literal(up_to)
         ),
         *(sql.SQL("data ->> {} = {}").format(sql.Literal(name), sql.Literal(value)) for name, value in match.items()),
     ]
-    query = sql.SQL("COPY (SELECT {} FROM {} WHERE {} ORDER BY line_number) TO STDOUT (FORMAT csv)").format(
-        values, sql.Identifier(_TABLE), sql.SQL(" AND ").join(conditions)
-    )
-    connection.ensure_connection()
-    with connection.wrap_database_errors, connection.connection.cursor() as cursor, _primary_key_order(cursor):
-        with cursor.copy(query) as copy:
+    bound = sql.SQL("") if limit is None else sql.SQL(" LIMIT {}").format(sql.Literal(limit))
+    query = sql.SQL(
+        "COPY (SELECT {} FROM {} WHERE {} ORDER BY operation_id, line_number{}) TO STDOUT (FORMAT csv)"
+    ).format(values, sql.Identifier(_TABLE), sql.SQL(" AND ").join(conditions), bound)
+    with connection.cursor() as wrapper:
+        cursor = wrapper.cursor  # psycopg's own, for copy(); the wrapper logs it with the ORM's queries
+        logged = wrapper.debug_sql(query.as_string(cursor)) if hasattr(wrapper, "debug_sql") else nullcontext()
+        with connection.wrap_database_errors, logged, cursor.copy(query) as copy:
             # One CopyData message a row, each a view of a buffer libpq allocated for it: append
             # each to one buffer as it comes, so that libpq frees it at once. (b"".join(copy)
             # held all of a chunk's buffers until the end, and cost the worker twice the raw
@@ -130,22 +166,3 @@ def _export_csv_postgresql(operation_id, after, up_to, columns, match) -> tuple[
             while row := read():
                 data += row
         return bytes(data), cursor.rowcount
-
-
-@contextmanager
-def _primary_key_order(cursor):
-    """Read a range of line numbers by walking the primary key, which returns the rows in line
-    order already. For a range PostgreSQL's planner prefers a bitmap scan of the range, then a
-    sort of it by line_number: about three times the backend's time for the same rows (the
-    statistics say nothing of the table's rows lying in key order, as they do). The settings
-    last for the statement only, so nothing else on the connection is affected."""
-    cursor.execute("SET enable_seqscan TO off; SET enable_bitmapscan TO off")
-    try:
-        yield
-    finally:
-        from psycopg.pq import TransactionStatus
-
-        # In a failed transaction the rollback undoes the SET; on a lost connection there is
-        # nothing to reset.
-        if cursor.connection.info.transaction_status in (TransactionStatus.IDLE, TransactionStatus.INTRANS):
-            cursor.execute("RESET enable_seqscan; RESET enable_bitmapscan")
