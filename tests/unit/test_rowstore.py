@@ -187,3 +187,23 @@ def test_export_csv_takes_a_range_a_filter_and_a_limit_in_one_logged_query(djang
     assert rowstore.last_line(operation_id=op.pk) == 10
     assert rowstore.last_line(operation_id=new_operation().pk) == 0
     assert rowstore.csv_header(["a", "b,c", 'd"']) == b'a,"b,c","d"""\n'
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's planner settings")
+def test_export_csv_leaves_the_planner_settings_as_they_were():
+    """The COPY walks the primary key (no bitmap scan and sort of the range); the settings that
+    make it do so are reset afterwards, in autocommit and inside a transaction alike."""
+    op = new_operation()
+    insert_lines(op, range(1, 6))
+
+    def settings() -> list[str]:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT current_setting('enable_seqscan'), current_setting('enable_bitmapscan')")
+            return list(cursor.fetchone())
+
+    assert rowstore.export_csv(operation_id=op.pk, after=1, up_to=4, columns=["line"]) == (b"2\n3\n4\n", 3)
+    assert settings() == ["on", "on"]
+    with transaction.atomic():
+        assert rowstore.export_csv(operation_id=op.pk, after=0, up_to=9, columns=["line"])[1] == 5
+        assert settings() == ["on", "on"]
