@@ -160,9 +160,17 @@ def loaded_operation(h: Harness, *, small: bool = False):
 def completed_upload(h: Harness, *, small: bool = False):
     """A completed Upload of the big (or small) file's rows, loaded by the raw driver (untimed):
     a source to export, rows to stream."""
+    from django.db import connection
+
     op = loaded_operation(h, small=small)
     op.op_type, op.state, op.columns, op.total_lines = "Upload", "completed", COLUMNS, op.lines_finished
     op.save(update_fields=["op_type", "state", "columns", "total_lines"])
+    if h.vendor == "postgresql":
+        # Statistics, as autovacuum would gather them: on the fresh table the baseline's
+        # `WHERE operation_id = %s ORDER BY line_number` is planned as a bitmap scan and a sort
+        # of every row (backend 1.54 ms CPU per 1k rows against 1.0 walking the key).
+        with connection.cursor() as cursor:
+            cursor.execute(f"ANALYZE {TABLE}")
     return op
 
 
