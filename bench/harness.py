@@ -39,6 +39,7 @@ PYTHON = sys.executable
 BENCH_SCRIPT = Path(__file__).resolve().parent / "bench.py"
 MiB = 1024 * 1024
 WORKER_POLL_SECONDS = 0.05  # process_tasks --sleep: how soon an idle worker sees a new task
+WEB_APP_NAME = "bench-web"  # the application_name of the web's connections (their backends' CPU)
 POLL_SECONDS = 0.5  # how often the bench reads a state it waits for while a side is measured
 HOG_SECONDS = 900  # a CPU hog ends by itself after this, whatever happens to the bench
 
@@ -360,6 +361,7 @@ class Harness:
                 ),
             ],
             "web",
+            {"PGAPPNAME": WEB_APP_NAME},
         )
         self.client = Client(self.port, self.token)
         wait_for(lambda: port_open(self.port), what="the web server")

@@ -11,8 +11,9 @@ stream, and its row errors as a stream. Reading and encoding live in operations/
     Every row error (line_number, reason, raw), streamed the same way. Without `format` the
     endpoint keeps its paginated JSON list.
 
-What a stream contains is what is committed while it is read: for a completed import, every
-accepted row.
+What a stream contains is what is committed while it is read (CSV: up to the last line stored
+when the stream starts): for a completed import, every accepted row. CSV is written by the
+Export type's encoder (rowstore.export_csv), so it reads like an Export's file.
 """
 
 from collections.abc import Iterator, Mapping
@@ -93,8 +94,8 @@ def _page_limit(params: Mapping) -> int:
     return limit
 
 
-def _stream(chunks: Iterator[str], *, fmt: str, filename: str) -> StreamingHttpResponse:
-    response = StreamingHttpResponse((chunk.encode() for chunk in chunks), content_type=STREAM_TYPES[fmt])
+def _stream(chunks: Iterator[bytes], *, fmt: str, filename: str) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(chunks, content_type=STREAM_TYPES[fmt])
     response["Content-Disposition"] = f'attachment; filename="{filename}.{fmt}"'
     return response
 

@@ -18,7 +18,6 @@ Checkpoint: `checkpoint["last_line"]` (source lines done), `checkpoint["parts"]`
 `lines_finished` (rows written), `position` (bytes written, header included).
 """
 
-import csv
 import io
 import json
 import uuid
@@ -60,12 +59,6 @@ def _match(data: Mapping) -> dict:
     if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
         raise BadInput('filter must be a JSON object of column names to values, e.g. {"city": "Paris"}')
     return value
-
-
-def _header(columns: list[str]) -> bytes:
-    out = io.StringIO()
-    csv.writer(out, lineterminator="\n").writerow(columns)
-    return out.getvalue().encode()
 
 
 class Export(OperationType):
@@ -163,7 +156,7 @@ class ExportJob(Job):
 
     def write_chunk(self, chunk: ExportChunk) -> None:
         chunk.read(self)
-        data = chunk.data if self.position else _header(self.columns) + chunk.data
+        data = chunk.data if self.position else rowstore.csv_header(self.columns) + chunk.data
         parts = self.parts
         if data:
             name = f"{_parts_dir(self.op_id)}{chunk.up_to:012d}-{uuid.uuid4().hex}.part"

@@ -103,19 +103,52 @@ def test_a_deep_page_costs_the_queries_of_the_first(api, user, django_assert_num
 
 @pytest.mark.django_db
 def test_csv_streams_every_row_with_the_original_header(api, user, monkeypatch, django_assert_num_queries):
-    monkeypatch.setattr(results, "STREAM_PAGE_ROWS", 4)  # 10 rows: pages of 4, 4, 2
+    monkeypatch.setattr(results, "STREAM_PAGE_LINES", 4)  # lines 1-10: pages of 4, 4, 2
     op = make_operation(user, lines=list(range(1, 11)))
 
     response = api.get(rows_url(op.pk), {"format": "csv"})
     assert response.status_code == 200
     assert response["Content-Type"] == "text/csv; charset=utf-8"
     assert response["Content-Disposition"] == f'attachment; filename="operation-{op.pk}-rows.csv"'
-    with django_assert_num_queries(3):  # the rows, read a page at a time while streaming
+    # The last line stored, then the rows, read a page at a time while streaming.
+    with django_assert_num_queries(4) as queries:
         text = body_of(response)
+    pages = [query["sql"] for query in queries.captured_queries][1:]
+    assert all("line_number" in sql and "OFFSET" not in sql.upper() for sql in pages)
     parsed = list(csv.reader(io.StringIO(text)))
     assert parsed[0] == COLUMNS
     assert parsed[1:] == [[row_data(n)[name] for name in COLUMNS] for n in range(1, 11)]
     assert text.startswith("name,note,city\nname1,")
+
+
+@pytest.mark.django_db
+def test_a_csv_stream_deep_in_the_rows_costs_what_one_at_the_start_does(api, user, django_assert_num_queries):
+    """The Export type's encoder pages by ranges of the primary key: page 1 and page 1,000 are
+    the same two queries (the last line, one range); no OFFSET walks the rows before."""
+    op = make_operation(user, lines=list(range(1, 10_011)))
+    texts = []
+    for after in (0, 9_990):
+        response = api.get(rows_url(op.pk), {"format": "csv", "after": after, "limit": 10})
+        with django_assert_num_queries(2):
+            texts.append(body_of(response))
+    for text, first in zip(texts, (1, 9_991), strict=True):
+        rows = list(csv.reader(io.StringIO(text)))
+        assert rows[0] == COLUMNS and [row[0] for row in rows[1:]] == [f"name{n}" for n in range(first, first + 10)]
+
+
+@pytest.mark.django_db
+def test_a_csv_stream_crosses_gaps_and_pages_up_to_its_limit(api, user, monkeypatch):
+    monkeypatch.setattr(results, "STREAM_PAGE_LINES", 2)
+    op = make_operation(user, lines=[1, 2, 4, 5, 6, 9])  # 3, 7 and 8 were rejected
+    for params, names in [
+        ({}, [1, 2, 4, 5, 6, 9]),
+        ({"limit": 4}, [1, 2, 4, 5]),
+        ({"after": 2, "limit": 2}, [4, 5]),
+        ({"after": 6}, [9]),
+        ({"after": 9}, []),
+    ]:
+        text = body_of(api.get(rows_url(op.pk), {"format": "csv", **params}))
+        assert [row[0] for row in csv.reader(io.StringIO(text))] == ["name", *(f"name{n}" for n in names)], params
 
 
 @pytest.mark.django_db

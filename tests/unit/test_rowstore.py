@@ -167,3 +167,43 @@ def test_delete_lines_matches_its_definition(lines, after, count):
     deleted = rowstore.delete_lines(operation_id=op.pk, after=after, up_to=up_to)
     assert deleted == len([line for line in lines if after < line <= up_to])
     assert [line for line, _ in stored(op)] == sorted(line for line in lines if not after < line <= up_to)
+
+
+@pytest.mark.django_db
+def test_export_csv_takes_a_range_a_filter_and_a_limit_in_one_logged_query(django_assert_num_queries):
+    """One statement per call on both databases (PostgreSQL's COPY is in Django's query log too,
+    so that a page's queries can be counted), the range of the primary key, in line order."""
+    op = new_operation()
+    rowstore.insert_rows([(op.pk, n, json.dumps({"n": str(n), "odd": str(n % 2)})) for n in range(1, 11)])
+
+    def export(**kwargs):
+        with django_assert_num_queries(1):
+            return rowstore.export_csv(operation_id=op.pk, columns=["n"], **kwargs)
+
+    assert export(after=2, up_to=6) == (b"3\n4\n5\n6\n", 4)
+    assert export(after=2, up_to=6, limit=3) == (b"3\n4\n5\n", 3)
+    assert export(after=0, up_to=10, match={"odd": "1"}, limit=2) == (b"1\n3\n", 2)
+    assert export(after=10, up_to=20) == (b"", 0)
+    assert rowstore.last_line(operation_id=op.pk) == 10
+    assert rowstore.last_line(operation_id=new_operation().pk) == 0
+    assert rowstore.csv_header(["a", "b,c", 'd"']) == b'a,"b,c","d"""\n'
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's planner settings")
+def test_export_csv_leaves_the_planner_settings_as_they_were():
+    """The COPY walks the primary key (no bitmap scan and sort of the range); the settings that
+    make it do so are reset afterwards, in autocommit and inside a transaction alike."""
+    op = new_operation()
+    insert_lines(op, range(1, 6))
+
+    def settings() -> list[str]:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT current_setting('enable_seqscan'), current_setting('enable_bitmapscan')")
+            return list(cursor.fetchone())
+
+    assert rowstore.export_csv(operation_id=op.pk, after=1, up_to=4, columns=["line"]) == (b"2\n3\n4\n", 3)
+    assert settings() == ["on", "on"]
+    with transaction.atomic():
+        assert rowstore.export_csv(operation_id=op.pk, after=0, up_to=9, columns=["line"])[1] == 5
+        assert settings() == ["on", "on"]
