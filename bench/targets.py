@@ -502,7 +502,7 @@ def s3_next_to_local(h: Harness) -> None:
     disk's (the bench's own web server and main worker), each uploaded while every worker is
     stopped and imported by its side's worker alone; the S3 side's CPU counts moto's. Then
     resume at 10% and 85% on S3, and the S3 web's and worker's peak RSS after the small file
-    (a fresh worker) and after the big one."""
+    (fresh processes) and after the big one."""
     from tests.s3 import MotoServer
 
     moto = MotoServer(log_path=h.workdir / "moto.log")
@@ -511,16 +511,15 @@ def s3_next_to_local(h: Harness) -> None:
     local_worker = main_worker(h)
     s3_web, s3_client = h.start_web("web-s3", s3_env)
     try:
-        small_worker = h.start_worker(s3_env)
-        h.only(small_worker)
+        # The small file first, on fresh processes; their peaks after the big one next to these.
+        s3_worker = h.start_worker(s3_env)
+        h.only(s3_worker)
         small_op, _ = h.started(h.small, s3_client)
         web_small = web_peak_rss_mib(h, s3_web)
         h.wait_state(small_op, "completed", interval=0.05)
-        worker_small = peak_rss_mib(small_worker.pid)
-        h.stop(small_worker)
+        worker_small = peak_rss_mib(s3_worker.pid)
         delete_rows(h, small_op)
 
-        s3_worker = h.start_worker(s3_env)
         megabytes = h.big.stat().st_size / 1e6
         uploads: dict[str, list[float]] = {"s3": [], "local": []}
 
