@@ -343,13 +343,18 @@ class Harness:
         )
         self.big = write_csv(self.workdir / "big.csv", self.args.rows)
         self.small = write_csv(self.workdir / "small.csv", self.args.small_rows)
-        self.port = free_port()
-        self.server = self.spawn(
+        self.server, self.client = self.start_web()
+        self.port = self.client.port
+
+    def start_web(self, name: str = "web", env: dict | None = None) -> tuple[subprocess.Popen, "Client"]:
+        """A gunicorn as in production, and a client of it."""
+        port = free_port()
+        server = self.spawn(
             [
                 str(Path(PYTHON).parent / "gunicorn"),
                 "long_task.wsgi",
                 "-b",
-                f"127.0.0.1:{self.port}",
+                f"127.0.0.1:{port}",
                 *os.environ.get("BENCH_GUNICORN_ARGS", "--workers 2 --threads 8").split(),
                 "--timeout",
                 "600",
@@ -360,11 +365,11 @@ class Harness:
                     else []
                 ),
             ],
-            "web",
-            {"PGAPPNAME": WEB_APP_NAME},
+            name,
+            {"PGAPPNAME": WEB_APP_NAME, **(env or {})},
         )
-        self.client = Client(self.port, self.token)
-        wait_for(lambda: port_open(self.port), what="the web server")
+        wait_for(lambda: port_open(port), what=f"the web server {name}")
+        return server, Client(port, self.token)
 
     def _fresh_database(self, url: str) -> str:
         if not url:
@@ -379,19 +384,35 @@ class Harness:
         self.processes.append(process)
         return process
 
-    def start_worker(self) -> subprocess.Popen:
-        """A `process_tasks` worker whose database backend can be found by its application_name."""
+    def start_worker(self, env: dict | None = None) -> subprocess.Popen:
+        """A `process_tasks` worker whose database backend can be found by its application_name;
+        `env`: more of its environment (another file store, say)."""
         self._workers += 1
         name = f"bench-worker-{self._workers}"
         # Its connection, and so the backend whose CPU is counted, lives for the whole bench: by
         # default an idle worker makes a new one every 60 s, which could fall within a measurement.
-        env = {"PGAPPNAME": name, "DATABASE_CONN_MAX_AGE": "3600"}
+        env = {**(env or {}), "PGAPPNAME": name, "DATABASE_CONN_MAX_AGE": "3600"}
         worker = self.spawn([PYTHON, "manage.py", "process_tasks", "--sleep", str(WORKER_POLL_SECONDS)], name, env)
         worker.app_name = name
         wait_idle(worker.pid)  # its start-up is no part of what is measured
         return worker
 
+    def only(self, worker: subprocess.Popen | None) -> None:
+        """Let `worker` alone take operations (None: no worker): every other live worker is
+        stopped (SIGSTOP, so that it keeps its peak RSS), `worker` continued."""
+        for process in self.live_workers():
+            process.send_signal(signal.SIGCONT if process is worker else signal.SIGSTOP)
+
+    def continue_workers(self) -> None:
+        """Undo `only`: every live worker takes operations again."""
+        for process in self.live_workers():
+            process.send_signal(signal.SIGCONT)
+
+    def live_workers(self) -> list[subprocess.Popen]:
+        return [process for process in self.processes if hasattr(process, "app_name") and process.poll() is None]
+
     def stop(self, process: subprocess.Popen) -> None:
+        process.send_signal(signal.SIGCONT)  # if it was stopped (`only`)
         process.send_signal(signal.SIGTERM)
         try:
             process.wait(timeout=30)
@@ -420,10 +441,13 @@ class Harness:
         assert status == 201, body
         return body["op_id"]
 
-    def started(self, path: Path) -> tuple[int, float]:
-        """Register an operation and upload `path`: (op_id, upload seconds)."""
-        op_id = self.register()
-        return op_id, self.client.upload(op_id, path)
+    def started(self, path: Path, client: "Client | None" = None) -> tuple[int, float]:
+        """Register an operation and upload `path` (through `client`'s web server, by default
+        the bench's): (op_id, upload seconds)."""
+        client = client or self.client
+        status, body, _ = client.call("register")
+        assert status == 201, body
+        return body["op_id"], client.upload(body["op_id"], path)
 
     def wait_state(self, op_id: int, *states: str, timeout: float = 900, interval: float = POLL_SECONDS):
         def reached():
@@ -473,12 +497,15 @@ class Harness:
         return pids[0]
 
     @contextmanager
-    def measure_worker(self, worker: subprocess.Popen, units: int, *, hog: bool = True) -> Iterator[Measurement]:
-        """CPU of `worker` and of its backend during the block; the caller fills in the
-        measurement's `seconds` (from the operation's events). The hog, if any, runs meanwhile."""
+    def measure_worker(
+        self, worker: subprocess.Popen, units: int, *, hog: bool = True, also: dict[str, int] | None = None
+    ) -> Iterator[Measurement]:
+        """CPU of `worker` and of its backend during the block (and of the processes `also`
+        names, a server the worker uses, say); the caller fills in the measurement's `seconds`
+        (from the operation's events). The hog, if any, runs meanwhile."""
         measurement = Measurement(units=units, seconds=0.0)
         backend = self.backend_pid(worker.app_name)
-        pids = {"worker": worker.pid} | ({"backend": backend} if backend else {})
+        pids = {"worker": worker.pid} | ({"backend": backend} if backend else {}) | (also or {})
         with self.hog.running() if hog else nullcontext():
             meter = CpuMeter(pids)
             yield measurement

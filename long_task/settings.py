@@ -179,6 +179,9 @@ FILE_UPLOAD_TEMP_DIR = None if LONG_TASK_STORAGE_URL else str(MEDIA_ROOT / "inco
 # and joined exports are multipart uploads of parts this large (memory: one part, I7).
 LONG_TASK_S3_READ_BYTES = int(os.environ.get("LONG_TASK_S3_READ_BYTES", str(4 * 1024**2)))
 LONG_TASK_S3_PART_BYTES = max(5 * 1024**2, int(os.environ.get("LONG_TASK_S3_PART_BYTES", str(8 * 1024**2))))
+# S3: the worker fetches the next block in a thread while it parses the current one (memory:
+# one block more), so that an import does not wait on each GET. 0: one GET at a time.
+LONG_TASK_S3_READ_AHEAD = os.environ.get("LONG_TASK_S3_READ_AHEAD", "1") != "0"
 # Transient file-store errors (connection lost, 5xx) retried, with backoff, before they fail.
 LONG_TASK_STORAGE_RETRIES = int(os.environ.get("LONG_TASK_STORAGE_RETRIES", "5"))
 

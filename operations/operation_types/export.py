@@ -198,7 +198,7 @@ class PartsReader(io.RawIOBase):
                 name = next(self._parts, None)
                 if name is None:
                     return 0
-                self._current = storage.open_for_reading(name)
+                self._current = storage.open_for_reading(name, read_ahead=True)  # each read to its end
             data = self._current.read(len(buffer))
             if data:
                 buffer[: len(data)] = data

@@ -192,7 +192,8 @@ class UploadChunk(Chunk):
 
 class UploadJob(Job):
     def __init__(self, op: Operation, *, open_input: Callable[..., BinaryIO] | None = None):
-        """`open_input(block_size=...)` opens the file anew (default: the operation's stored file)."""
+        """`open_input(block_size=..., read_ahead=...)` opens the file anew (default: the
+        operation's stored file)."""
         self.op_id = op.pk
         self.strict = bool(op.options.get("strict"))
         self.columns = list(op.columns or [])
@@ -207,7 +208,8 @@ class UploadJob(Job):
         file_name = op.file.name
         self._open = open_input or (lambda **options: storage.open_for_reading(file_name, **options))
         # From the checkpoint's byte offset on: nothing before it is read (I8), on S3 neither.
-        self._stored = self._open()
+        # Read to the end: on S3 the next block is fetched while this one is parsed.
+        self._stored = self._open(read_ahead=True)
         self._raw = None  # a second reader for the text of rejected rows, opened when needed
         self.reader = RecordReader(self._stored, offset=op.position, **_limits())
 

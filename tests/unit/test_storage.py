@@ -5,10 +5,13 @@ stays away is an error that says so."""
 
 import io
 import random
+import threading
+import time
 
 import pytest
 
 from operations import storage
+from tests.machine import wait_for
 
 pytestmark = pytest.mark.s3
 MiB = 1024 * 1024
@@ -49,13 +52,14 @@ def gets(s3):
     log.close()
 
 
+@pytest.mark.parametrize("read_ahead", [False, True], ids=["one-get-at-a-time", "read-ahead"])
 @pytest.mark.parametrize("block", [1000, 4096, 64 * 1024])
-def test_the_ranged_reader_reads_as_a_local_file_does(s3, block):
+def test_the_ranged_reader_reads_as_a_local_file_does(s3, block, read_ahead):
     data = lines_of(50_000)
     storage.save("a.csv", data)
     reference = io.BytesIO(data)
     rng = random.Random(block)
-    with storage.open_for_reading("a.csv", block_size=block) as stored:
+    with storage.open_for_reading("a.csv", block_size=block, read_ahead=read_ahead) as stored:
         assert stored.seekable() and stored.readable()
         for _ in range(300):
             step = rng.choice(["seek", "read", "readline", "readinto", "tell"])
@@ -101,6 +105,100 @@ def test_reading_from_an_offset_fetches_nothing_before_it(s3, gets):
         assert all(b[0] == a[1] + 1 for a, b in zip(gets.ranges, gets.ranges[1:], strict=False))
         fetched[share] = sizes
     assert fetched[0.10] == fetched[0.85]
+
+
+def read_ahead_threads() -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if thread.name.startswith("read-ahead")]
+
+
+def test_reading_ahead_fetches_the_next_block_from_the_offset_on(s3, gets):
+    """The worker's reader fetches the next block while it parses this one: still nothing
+    before the offset (the first GET is from there, each next one from where the last ended),
+    at most one block ahead of what was read, and the same requests at 10% as at 85%."""
+    data = lines_of(6 * MiB)
+    storage.save("big.csv", data)
+    fetched = {}
+    for share in (0.10, 0.85):
+        offset = int(len(data) * share)
+        gets.ranges.clear()
+        with storage.open_for_reading("big.csv", block_size=MiB, read_ahead=True) as stored:
+            stored.seek(offset)
+            assert stored.readline() == data[offset : data.index(b"\n", offset) + 1]
+            assert gets.ranges[0] == (offset, offset + storage.FIRST_READ_BYTES - 1)
+            rest = stored.read(400_000)
+            assert rest == data[stored.tell() - len(rest) : stored.tell()]
+            wait_for(lambda: not read_ahead_threads(), timeout=10, what="the GET ahead")
+            # Two blocks read (256 KiB, then 512 KiB), the third one fetched ahead: no more.
+            sizes = [last - first + 1 for first, last in gets.ranges]
+            assert sizes == [256 * 1024, 512 * 1024, MiB]
+        assert all(b[0] == a[1] + 1 for a, b in zip(gets.ranges, gets.ranges[1:], strict=False))
+        fetched[share] = sizes
+    assert fetched[0.10] == fetched[0.85]
+
+
+def test_a_seek_drops_the_block_read_ahead(s3, gets):
+    data = lines_of(2 * MiB)
+    storage.save("seek.csv", data)
+    with storage.open_for_reading("seek.csv", block_size=256 * 1024, read_ahead=True) as stored:
+        stored.read(1000)
+        stored.seek(1_500_000)  # past the buffer and the block ahead
+        assert stored.read(5000) == data[1_500_000:1_505_000]
+        stored.seek(10)
+        assert stored.read() == data[10:]
+    assert (1_500_000, 1_500_000 + storage.FIRST_READ_BYTES - 1) in gets.ranges
+
+
+def refuse_the_next_get_ahead(stored, s3_proxy) -> None:
+    """Read a block, so that the next is fetched ahead; once that one is in, make the store go
+    away and read it, so that the GET ahead of it is refused (and retried)."""
+    stored.read(1000)
+    wait_for(lambda: not read_ahead_threads(), timeout=10, what="the GET ahead")
+    s3_proxy.refuse = True
+    s3_proxy.cut_all()
+    stored.read(storage.FIRST_READ_BYTES)
+
+
+def test_closing_a_reader_ends_its_read_ahead(s3, s3_proxy, settings):
+    """A worker closing its job (a pause, a stop) leaves no thread behind, even one that was
+    retrying a store gone away: it stops at its current attempt."""
+    settings.LONG_TASK_STORAGE_RETRIES = 5  # 0.2 + 0.4 + 0.8 + 1.6 + 3.2 s of backoff
+    storage.save("close.csv", lines_of(4 * MiB))
+    stored = storage.open_for_reading("close.csv", block_size=MiB, read_ahead=True)
+    refuse_the_next_get_ahead(stored, s3_proxy)
+    assert read_ahead_threads()
+    started = time.monotonic()
+    stored.close()
+    assert time.monotonic() - started < 0.1  # a pause is not held up
+    wait_for(lambda: not read_ahead_threads(), timeout=5, what="the read-ahead thread to end")
+    assert time.monotonic() - started < 1.0
+
+
+def test_a_connection_cut_during_a_read_ahead_is_retried(s3, s3_proxy, caplog):
+    data = lines_of(3 * MiB)
+    storage.save("cut-ahead.csv", data)
+    with storage.open_for_reading("cut-ahead.csv", block_size=MiB, read_ahead=True) as stored:
+        first = stored.read(1000)  # the next block is fetched ahead...
+        wait_for(lambda: not read_ahead_threads(), timeout=10, what="the GET ahead")
+        s3_proxy.cut_after = 100_000  # ... and the one after it is cut after 100 kB
+        s3_proxy.cut_all()
+        assert first + stored.read() == data
+    assert s3_proxy.cuts == 1
+    assert "retrying" in caplog.text
+
+
+def test_a_store_gone_during_a_read_ahead_fails_the_read_that_needs_it(s3, s3_proxy, settings):
+    data = lines_of(2 * MiB)
+    storage.save("away-ahead.csv", data)
+    settings.LONG_TASK_STORAGE_RETRIES = 1
+    with storage.open_for_reading("away-ahead.csv", block_size=MiB, read_ahead=True) as stored:
+        with pytest.raises(storage.StorageUnavailable) as raised:
+            refuse_the_next_get_ahead(stored, s3_proxy)
+            stored.read()
+        ahead = storage.FIRST_READ_BYTES * 3  # 256 KiB read, then 512 KiB
+        assert f"reading away-ahead.csv at byte {ahead} failed 2 times" in raised.value.message
+        s3_proxy.refuse = False  # the store is back: the same reader goes on
+        stored.seek(0)
+        assert stored.read() == data
 
 
 def test_a_read_past_the_end_and_an_empty_object(s3):
