@@ -24,7 +24,7 @@ from .test_processes import with_bad_rows
 
 pytestmark = [pytest.mark.s3, pytest.mark.processes, pytest.mark.django_db(transaction=True)]
 S = Operation.State
-ROWS, BAD_EVERY = 4_000, 500
+ROWS, BAD_EVERY = 20_000, 500
 
 
 class Client:
@@ -85,7 +85,7 @@ def files_in(home: Path) -> list[str]:
 def test_web_and_workers_on_three_machines_share_only_the_database_and_s3(user, workers, s3, machines, tmp_path):
     env = s3.env()
     pool = {
-        name: workers.start(chunk_delay=0.02, lease_seconds=2, cwd=home, LONG_TASK_MEDIA_ROOT=home / "media", **env)
+        name: workers.start(chunk_delay=0.03, lease_seconds=2, cwd=home, LONG_TASK_MEDIA_ROOT=home / "media", **env)
         for name, home in machines.items()
         if name.startswith("worker")
     }
