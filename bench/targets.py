@@ -43,6 +43,7 @@ import random
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 
 from harness import (
     BENCH_SCRIPT,
@@ -315,20 +316,26 @@ def pause_latency(h: Harness) -> None:
 def resume(h: Harness) -> None:
     """Target 3: /resume/ -> first new committed row, at 10% and at 85% of the file."""
     main_worker(h)
-    medians = resume_medians(h)
     goal = 50 + WORKER_POLL_SECONDS * 1000
-    if len(medians) == 2:
-        h.add(
-            Row(
-                "3. resume -> first new row, median of 3, at 10% / 85%",
-                f"{medians[0]:.0f} / {medians[1]:.0f} ms",
-                wall_ratio=f"{medians[1] - medians[0]:+.0f} ms",
-                goal=f"<= {goal:.0f} ms (50 + poll)",
-                passed=max(medians) <= goal,
-            )
+    add_resume_row(
+        h, "3. resume", resume_medians(h), goal=f"<= {goal:.0f} ms (50 + poll)", passed=lambda m: max(m) <= goal
+    )
+
+
+def add_resume_row(h: Harness, target: str, medians: list[float], *, goal: str, passed) -> None:
+    """The row of resume_medians' figures; `passed(medians)` judges them."""
+    if len(medians) != 2:
+        h.add(Row(f"{target} -> first new row", "file too small to pause at 85%"))
+        return
+    h.add(
+        Row(
+            f"{target} -> first new row, median of 3, at 10% / 85%",
+            f"{medians[0]:.0f} / {medians[1]:.0f} ms",
+            wall_ratio=f"{medians[1] - medians[0]:+.0f} ms",
+            goal=goal,
+            passed=passed(medians),
         )
-    else:
-        h.add(Row("3. resume -> first new row", "file too small to pause at 85%"))
+    )
 
 
 def resume_medians(h: Harness, client=None) -> list[float]:
@@ -425,17 +432,21 @@ def status_under_load(h: Harness) -> None:
     idle = poll_statuses(h, h.register(), lambda: time.sleep(h.args.idle_seconds))
     latencies: list[float] = []
 
-    def with_pollers() -> Measurement:
+    def import_with(clients: Callable[[int], None]) -> Measurement:
+        """The big file's import while `clients(op_id)` runs, until it completes."""
         with h.measure_worker(worker, h.args.rows) as measurement:
             op_id, _ = h.started(h.big)
-            latencies.extend(poll_statuses(h, op_id, lambda: h.wait_state(op_id, "completed")))
+            clients(op_id)
         measurement.seconds = h.event_seconds(op_id, {"to_state": "running"}, {"to_state": "completed"})
         delete_rows(h, op_id)
         return measurement
 
+    def pollers(op_id: int) -> None:
+        latencies.extend(poll_statuses(h, op_id, lambda: h.wait_state(op_id, "completed")))
+
     h.compare(
         f"5. import with {h.args.clients} clients x 10 polls/s",
-        with_pollers,
+        lambda: import_with(pollers),
         lambda: import_once(h, worker),
         baseline_name="without",
         goal=0.90,
@@ -443,21 +454,16 @@ def status_under_load(h: Harness) -> None:
     )
     requests: list[float] = []
 
-    def with_followers() -> Measurement:
-        with h.measure_worker(worker, h.args.rows) as measurement:
-            op_id, _ = h.started(h.big)
-            started = time.monotonic()
-            counts = poll_statuses(h, op_id, lambda: h.wait_state(op_id, "completed"), mode="--follow-status")
-            requests.append(sum(counts) / (time.monotonic() - started))
-        measurement.seconds = h.event_seconds(op_id, {"to_state": "running"}, {"to_state": "completed"})
-        delete_rows(h, op_id)
-        return measurement
+    def followers(op_id: int) -> None:
+        started = time.monotonic()
+        counts = poll_statuses(h, op_id, lambda: h.wait_state(op_id, "completed"), mode="--follow-status")
+        requests.append(sum(counts) / (time.monotonic() - started))
 
     # What `long-task follow` costs: the status changes at every chunk's commit, so a follower
     # asks about once per --interval during an import and not at all while nothing moves.
     h.compare(
         f"5. import with {h.args.clients} clients following (long poll)",
-        with_followers,
+        lambda: import_with(followers),
         lambda: import_once(h, worker),
         baseline_name="without",
         goal=0.95,
@@ -720,19 +726,13 @@ def s3_next_to_local(h: Harness) -> None:
         )
 
         h.only(s3_worker)
-        medians = resume_medians(h, s3_client)
-        if len(medians) == 2:
-            h.add(
-                Row(
-                    "10. S3: resume -> first new row, median of 3, at 10% / 85%",
-                    f"{medians[0]:.0f} / {medians[1]:.0f} ms",
-                    wall_ratio=f"{medians[1] - medians[0]:+.0f} ms",
-                    goal="85% within 50 ms of 10%",
-                    passed=abs(medians[1] - medians[0]) <= 50,
-                )
-            )
-        else:
-            h.add(Row("10. S3: resume -> first new row", "file too small to pause at 85%"))
+        add_resume_row(
+            h,
+            "10. S3: resume",
+            resume_medians(h, s3_client),
+            goal="85% within 50 ms of 10%",
+            passed=lambda m: abs(m[1] - m[0]) <= 50,
+        )
 
         web_big, worker_big = web_peak_rss_mib(h, s3_web), peak_rss_mib(s3_worker.pid)
         for who, small, big in (("web (upload)", web_small, web_big), ("worker (import)", worker_small, worker_big)):
