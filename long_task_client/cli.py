@@ -144,7 +144,9 @@ def _poll_until_end(api: Api, op_id: int, display, *, interval: float) -> dict:
     status, etag = None, None
     while True:
         try:
-            changed, etag = api.next_status(op_id, etag=etag, wait=LONG_POLL_SECONDS)
+            # The first question is answered at once (no version to wait on yet: an operation
+            # already finished would otherwise show nothing for a whole long poll).
+            changed, etag = api.next_status(op_id, etag=etag, wait=LONG_POLL_SECONDS if etag else 0)
         except Unreachable as exc:
             if time.monotonic() - last_answer > RECONNECT_SECONDS:
                 raise
