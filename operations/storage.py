@@ -398,9 +398,13 @@ class RangedReader(_ReadOnlyStream):
         self._position += received
         more = self._size is None or self._position < self._size
         if self._read_ahead and received and more and self._ahead is None and not self._stop.is_set():
-            if self._spare is None:
-                self._spare = bytearray(self.block_size)
-            self._ahead = _Ahead(self, self._position, memoryview(self._spare)[: self._next_length()])
+            try:
+                if self._spare is None:
+                    self._spare = bytearray(self.block_size)
+                self._ahead = _Ahead(self, self._position, memoryview(self._spare)[: self._next_length()])
+            except Exception:  # no memory or no thread for it: the bytes received still count
+                logger.warning("file store: reading %s without read-ahead", self.name, exc_info=True)
+                self._read_ahead, self._ahead = False, None
         return received
 
     def _next_length(self) -> int:
@@ -409,9 +413,11 @@ class RangedReader(_ReadOnlyStream):
         return length
 
     def _drop_ahead(self) -> None:
-        """Wait for the GET ahead, if any, and forget it (and whatever it raised)."""
+        """Stop the GET ahead, if any (no more retries), wait for its attempt in flight, and
+        forget it (and whatever it raised)."""
         ahead, self._ahead = self._ahead, None
         if ahead is not None:
+            ahead.stop.set()
             ahead.thread.join()
 
     def close(self) -> None:
@@ -419,6 +425,8 @@ class RangedReader(_ReadOnlyStream):
         # acknowledges a pause. That GET ends after its current attempt (no retries once
         # stopped), and its thread with it, dropping the spare block.
         self._stop.set()
+        if self._ahead is not None:
+            self._ahead.stop.set()
         self._ahead = self._spare = None
         super().close()
 
@@ -475,12 +483,13 @@ class _Ahead:
         self.left = memoryview(b"")  # received and not yet taken
         self._view = view
         self._error: BaseException | None = None
+        self.stop = threading.Event()  # set: no more retries (dropped, or its reader closed)
         self.thread = threading.Thread(target=self._run, args=(reader,), name=f"read-ahead {reader.name}", daemon=True)
         self.thread.start()
 
     def _run(self, reader: RangedReader) -> None:
         try:
-            received = reader._get(self.start, self._view, stop=reader._stop)
+            received = reader._get(self.start, self._view, stop=self.stop)
             self.left = self._view[:received]
         except BaseException as exc:  # handed to the reader's thread, which raises it
             self._error = exc

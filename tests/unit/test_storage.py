@@ -173,6 +173,40 @@ def test_closing_a_reader_ends_its_read_ahead(s3, s3_proxy, settings):
     assert time.monotonic() - started < 1.0
 
 
+def test_a_read_ahead_that_cannot_start_loses_no_byte(s3, monkeypatch):
+    """Review finding: the position moved past a block before the thread ahead started, so a
+    failure to start it (no thread, no memory) skipped the block just received."""
+    data = lines_of(2 * MiB)
+    storage.save("no-thread.csv", data)
+    start = threading.Thread.start
+    failures = iter([RuntimeError("can't start new thread")])
+
+    def start_once_failing(thread):
+        if thread.name.startswith("read-ahead") and (failure := next(failures, None)):
+            raise failure
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start_once_failing)
+    with storage.open_for_reading("no-thread.csv", block_size=256 * 1024, read_ahead=True) as stored:
+        assert stored.read(10) + stored.read() == data
+
+
+def test_a_seek_does_not_wait_for_the_retries_of_the_get_ahead(s3, s3_proxy, settings):
+    """Review finding: dropping the block ahead waited for all its retries before the read
+    after a seek began its own, so a store gone away failed that read twice as late."""
+    settings.LONG_TASK_STORAGE_RETRIES = 3  # 0.2 + 0.4 + 0.8 s of backoff
+    storage.save("seek-away.csv", lines_of(4 * MiB))
+    with storage.open_for_reading("seek-away.csv", block_size=MiB, read_ahead=True) as stored:
+        refuse_the_next_get_ahead(stored, s3_proxy)  # the GET ahead is refused, and retries
+        started = time.monotonic()
+        stored.seek(10)
+        with pytest.raises(storage.StorageUnavailable):
+            stored.read(1000)
+        # Its own four attempts and 1.4 s of backoff (2.2-2.4 s here), not the GET ahead's
+        # before them too (4.6 s without the fix).
+        assert time.monotonic() - started < 3.5
+
+
 def test_a_connection_cut_during_a_read_ahead_is_retried(s3, s3_proxy, caplog):
     data = lines_of(3 * MiB)
     storage.save("cut-ahead.csv", data)
