@@ -25,10 +25,14 @@ from operations.models import RowError, UploadedRow
 # Rows a stream reads per query: big enough that the round trips do not count, small enough
 # that a page's memory does not either.
 STREAM_PAGE_ROWS = 2000
-# Line numbers a CSV stream exports per query (so at most this many rows, ~75 bytes each in the
-# bench: 1.5 MB a page). The database writes the CSV, so a page costs Python a few copies of its
-# bytes, not a call per row; larger pages keep the per-query cost out of the per-row one.
+# Line numbers a CSV stream exports per query, at most (~75 bytes a row in the bench: 1.5 MB a
+# page). The database writes the CSV, so a page costs Python a few copies of its bytes, not a
+# call per row; larger pages keep the per-query cost out of the per-row one. The first page is
+# smaller, and the next ones are sized from the bytes a line took, so that wide rows (up to
+# the column and field limits) still make pages of about STREAM_PAGE_BYTES.
 STREAM_PAGE_LINES = 20_000
+STREAM_FIRST_PAGE_LINES = 500
+STREAM_PAGE_BYTES = 2 * 1024 * 1024
 
 ROW_ERROR_COLUMNS = ["line_number", "reason", "raw"]
 
@@ -137,21 +141,25 @@ def rows_csv_export(
     *, operation_id: int, columns: Sequence[str] | None, after: int = 0, limit: int | None = None
 ) -> Iterator[bytes]:
     """The rows as CSV, by the Export type's encoder: the header, then one `rowstore.export_csv`
-    a range of STREAM_PAGE_LINES line numbers, up to the last line stored when the stream
-    starts (one query). Each page is a range of the primary key, so the thousandth costs what
-    the first does; `limit` goes into the last page's query."""
+    a range of line numbers (about STREAM_PAGE_BYTES, at most STREAM_PAGE_LINES), up to the
+    last line stored when the stream starts (one query). Each page is a range of the primary
+    key, so the thousandth costs what the first does; `limit` goes into the last page's query."""
     if not columns:
         return
     yield rowstore.csv_header(columns)
     last = rowstore.last_line(operation_id=operation_id)
     left = limit
+    lines = min(STREAM_FIRST_PAGE_LINES, STREAM_PAGE_LINES)
     while after < last and (left is None or left > 0):
-        up_to = min(after + STREAM_PAGE_LINES, last)
+        up_to = min(after + lines, last)
         data, count = rowstore.export_csv(
             operation_id=operation_id, after=after, up_to=up_to, columns=columns, limit=left
         )
         if data:
             yield data
+            lines = max(1, min(STREAM_PAGE_LINES, STREAM_PAGE_BYTES * (up_to - after) // len(data)))
+        else:
+            lines = STREAM_PAGE_LINES  # a range with nothing stored (rejected lines): go on
         after = up_to
         if left is not None:
             left -= count

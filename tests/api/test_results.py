@@ -152,6 +152,21 @@ def test_a_csv_stream_crosses_gaps_and_pages_up_to_its_limit(api, user, monkeypa
 
 
 @pytest.mark.django_db
+def test_csv_stream_pages_are_sized_by_bytes_not_only_by_lines(api, user, monkeypatch):
+    """Review finding: pages of 20,000 line numbers, whatever a row weighs, made a page of rows
+    of 1,000 wide columns some 200 MB in the web. After a small first page, the pages are sized
+    from the bytes a line took."""
+    monkeypatch.setattr(results, "STREAM_FIRST_PAGE_LINES", 3)
+    monkeypatch.setattr(results, "STREAM_PAGE_BYTES", 300)
+    op = make_operation(user, lines=list(range(1, 201)))  # ~40 bytes a row
+    parts = list(api.get(rows_url(op.pk), {"format": "csv"}).streaming_content)
+    assert len(parts[1]) < 200  # the first page: 3 lines
+    assert max(len(part) for part in parts[2:]) < 2 * 300
+    parsed = list(csv.reader(io.StringIO(b"".join(parts).decode())))
+    assert parsed[1:] == [[row_data(n)[name] for name in COLUMNS] for n in range(1, 201)]
+
+
+@pytest.mark.django_db
 def test_jsonl_streams_every_row(api, user):
     op = make_operation(user, lines=[1, 3])
     response = api.get(rows_url(op.pk), {"format": "jsonl"})
