@@ -25,6 +25,7 @@ from django.db import connection
 from operations import rowstore, worker
 from operations.csv_reader import BOM
 from operations.models import Operation, RowError, UploadedRow
+from operations.operation_types import upload
 from operations.operation_types.upload import Upload
 from tests.conftest import HEADER as CONFTEST_HEADER
 from tests.conftest import csv_bytes, stored_lines, upload_file
@@ -413,18 +414,27 @@ def test_every_line_is_stored_exactly_once_whatever_the_chunk_size(start_upload,
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_chunk_read_while_written_also_stops_at_the_chunk_time(start_upload, chunks, settings):
+def test_a_chunk_read_while_written_also_stops_at_the_chunk_time(start_upload, chunks, settings, monkeypatch):
     """PostgreSQL streams a chunk into COPY as it reads it: it stops after the chunk's time (checked
-    every 256 rows), whatever its estimated size, so that a slow spell makes no long chunk for a
-    pause to wait for. SQLite reads a chunk before the write lock: it keeps its size."""
-    settings.LONG_TASK_CHUNK_SECONDS = 0  # past at once: every streamed chunk stops at 256 rows
+    after each block of lines), whatever its estimated size, so that a slow spell makes no long
+    chunk for a pause to wait for. SQLite reads a chunk before the write lock: it keeps its size."""
+    settings.LONG_TASK_CHUNK_SECONDS = 0  # past at once: every streamed chunk stops after a block
+    monkeypatch.setattr(upload, "BLOCK_BYTES", 1024)
     chunks.size = 1000
-    op_id = start_upload(csv_bytes(1000))
+    content = csv_bytes(1000)
+    op_id = start_upload(content)
     op = run(op_id)
     assert (op.state, op.lines_finished, op.lines_failed) == (S.COMPLETED, 1000, 0)
     assert stored_lines(op_id) == list(range(1, 1001))
+    blocks, room = 0, 0  # blocks of whole lines of at most 1024 bytes, as the reader cuts them
+    for line in content.splitlines(keepends=True)[1:]:
+        if len(line) > room:
+            blocks, room = blocks + 1, 1024
+        room -= len(line)
+    assert blocks >= 40
     streamed = connection.vendor == "postgresql"
-    assert chunks.count == (math.ceil(1000 / 256) if streamed else 2)  # SQLite: 1000 rows, then the end
+    # PostgreSQL: a chunk a block, then the end; SQLite: 1000 rows, then the end.
+    assert chunks.count == (blocks + 1 if streamed else 2)
 
 
 # --- I8: pause, resume from the byte offset -----------------------------------------------------
@@ -673,16 +683,16 @@ def test_a_connection_lost_during_copy_is_retried_not_failed(api, start_upload, 
         pytest.skip("kills a PostgreSQL backend")
     f = rich_csv()
     op_id = start_upload(f.content())
-    original = rowstore.insert_rows
+    original = rowstore.write_rows
     calls = []
 
-    def insert_rows_on_a_cut_connection(rows):
+    def write_rows_on_a_cut_connection(rows):
         calls.append(rows)
         if len(calls) == 4:
             kill_connection_of_this_thread()
         return original(rows)
 
-    monkeypatch.setattr(rowstore, "insert_rows", insert_rows_on_a_cut_connection)
+    monkeypatch.setattr(rowstore, "write_rows", write_rows_on_a_cut_connection)
     op = run(op_id)
     assert (op.state, op.error) == (S.COMPLETED, "")
     assert_imported(api, op_id, f)

@@ -81,6 +81,25 @@ def test_insert_rows_stores_the_encoded_objects(table):
 
 
 @pytest.mark.django_db
+@hypothesis_settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(table=tables(nul=False, max_rows=6), split=st.integers(0, 6))
+def test_rows_of_the_row_encoder_are_stored_as_their_objects(table, split):
+    """The worker's way: rows encoded for this database (on PostgreSQL, lines of COPY text, whose
+    backslashes write_rows doubles), in batches."""
+    columns, rows = table
+    op = new_operation()
+    encode = rowstore.row_encoder(op.pk, columns)
+    encoded = [encode(line, fields) for line, fields in enumerate(rows, start=1)]
+    rowstore.write_rows([encoded[:split], encoded[split:]])
+    assert stored(op) == [(line, dict(zip(columns, fields, strict=True))) for line, fields in enumerate(rows, start=1)]
+    assert rowstore.row_encoder(op.pk, columns, tuples=True)(7, rows[0]) == (
+        op.pk,
+        7,
+        json.dumps(dict(zip(columns, rows[0], strict=True)), ensure_ascii=False),
+    )
+
+
+@pytest.mark.django_db
 def test_insert_rows_of_nothing_writes_nothing():
     op = new_operation()
     rowstore.insert_rows([])
