@@ -65,6 +65,7 @@ class RecordReader:
         # Bytes already read from the stream, from `offset` on, not yet handed to a csv reader
         # (what `read_lines` read and `take` left): `_pending[_at:]`. Read before the stream.
         self._pending, self._at = b"", 0
+        self._lines_read: tuple = ([], 0, 0, True)  # what read_lines returned last, for take
         self.records = csv.reader(self._lines())
 
     def _readline(self, limit: int) -> bytes:
@@ -72,7 +73,9 @@ class RecordReader:
         if not self._pending:
             return self._stream.readline(limit)
         pending, at = self._pending, self._at
-        end = pending.find(b"\n", at, at + limit) + 1 or min(len(pending), at + limit)
+        end = pending.find(b"\n", at, at + limit) + 1  # past the line's "\n"
+        if not end:  # no "\n" within the limit: as far as the limit, or all that is pending
+            end = min(len(pending), at + limit)
         raw = pending[at:end]
         if end < len(pending):
             self._at = end
@@ -83,8 +86,8 @@ class RecordReader:
         return raw + self._stream.readline(limit - len(raw))
 
     def _lines(self) -> Iterator[str]:
-        limit = self.line_limit
-        while raw := self._readline(limit):
+        limit, readline = self.line_limit, self._stream.readline
+        while raw := self._readline(limit) if self._pending else readline(limit):
             self.offset += len(raw)
             if len(raw) == limit and raw[-1:] != b"\n":
                 # Too long to be a row: skip to the end of the line; the record is refused.
@@ -108,22 +111,26 @@ class RecordReader:
         through a file: one read, one decode and one split for many lines, where `records`
         costs a Python step a line.
         """
-        data = self._pending[self._at :]
-        if len(data) < max_bytes:
-            data += self._stream.read(max_bytes - len(data))
-        self._pending, self._at = data, 0
-        cut = data.rfind(b"\n") + 1
+        have = len(self._pending) - self._at
+        if have < max_bytes:
+            self._pending = self._pending[self._at :] + self._stream.read(max_bytes - have)
+            self._at = 0
+        at = self._at
+        cut = self._pending.rfind(b"\n", at, at + max_bytes) + 1
+        if not cut:
+            return None
+        data = self._pending[at:cut]
         try:
-            lines = data[:cut].decode("utf-8").split("\n") if cut else None
+            lines = data.decode("utf-8").split("\n")
         except UnicodeDecodeError:
             return None  # `records` will tell which line
-        if lines is not None:
-            lines.pop()  # the empty piece after the last "\n"
-            self._lines_read = (lines, len(lines), cut, data.isascii())
+        lines.pop()  # the empty piece after the last "\n"
+        self._lines_read = (lines, len(lines), len(data), data.isascii())
         return lines
 
     def take(self, count: int) -> None:
-        """The first `count` lines that `read_lines` returned were used: move `offset` past them."""
+        """The first `count` lines that `read_lines` returned were used: move `offset` past them.
+        (The caller may have cut the list or added to it after them.)"""
         lines, whole, cut, ascii_only = self._lines_read
         if count == whole:
             used = cut
@@ -134,7 +141,7 @@ class RecordReader:
         else:
             used = len("\n".join(lines[:count]).encode()) + 1
         self.offset += used
-        self._at = used
+        self._at += used
 
     def __iter__(self) -> "RecordReader":
         return self

@@ -90,7 +90,9 @@ def write_rows(batches: Iterable[Sequence]) -> None:
 
 
 def insert_rows(rows: Iterable[Row]) -> None:
-    """Insert Row tuples (a list, or an iterator read as it is written), one row a batch."""
+    """Insert Row tuples (a list, or an iterator read as it is written), one row a batch. The
+    JSON text must be compact JSON, as the encoders make it: no raw tab, newline or carriage
+    return between its tokens (json.dumps with `indent` would break COPY's text format)."""
     if connection.vendor == "postgresql":
         write_rows([_COPY_LINE % row] for row in rows)
     else:

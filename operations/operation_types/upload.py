@@ -124,6 +124,7 @@ class Upload(OperationType):
         op = Operation(columns=header.columns, position=header.end_offset, options={})
         job = UploadJob(op, open_input=lambda **_: io.BytesIO(data), row_tuples=True)
         chunk = job.read_chunk(max_rows=max_rows)
+        chunk.prepare()  # all of it: no chunk time
         rows = {
             line: {"line": line, "values": list(json.loads(text).values()), "problem": ""}
             for batch in chunk.rows
@@ -175,11 +176,18 @@ class Upload(OperationType):
             storage.delete(op.file.name)
 
 
-# The block path (`UploadJob._plain_rows`) reads this many bytes at a time...
+# The block path (`UploadJob._plain_rows`) reads at most this many bytes at a time...
 BLOCK_BYTES = 64 * 1024
-# ...and after a record it cannot take, the next rows are read one by one, so that a stretch of
-# irregular records does not cost a block read each.
-ROWS_AFTER_IRREGULAR = 64
+# ...and after a record it cannot take, the next rows one by one (ROWS_AFTER_IRREGULAR of them,
+# twice as many each time a block took fewer, up to MOST_ROWS_AFTER_IRREGULAR), then a block of
+# about twice what the last one used (at least SMALL_BLOCK_BYTES), which doubles while blocks
+# are all plain: a file with an irregular record every few rows reads few bytes in vain.
+ROWS_AFTER_IRREGULAR = 16
+MOST_ROWS_AFTER_IRREGULAR = 1024
+SMALL_BLOCK_BYTES = 1024
+# The rows of a block go to the database in one batch: at most this many bytes of it as the
+# rows' fixed part (the JSON keys, which a narrow row with long column names repeats).
+BATCH_KEY_BYTES = 1024 * 1024
 
 
 class UploadChunk(Chunk):
@@ -234,7 +242,11 @@ class UploadJob(Job):
         # No line of a block may be over the line limit, which only `records` enforces.
         block_bytes = BLOCK_BYTES if block_bytes is None else block_bytes
         self.block_bytes = min(block_bytes, self.reader.line_limit)
+        self._block_size = self.block_bytes  # the next block's
+        self._rows_between_blocks = ROWS_AFTER_IRREGULAR
         self._blocks_from_line = 0 if block_bytes else math.inf  # the block path is tried from this line on
+        keys = len(rowstore.json_object_encoder(self.columns)([""] * len(self.columns)))
+        self._rows_a_block = max(1, BATCH_KEY_BYTES // keys)
 
     def read_chunk(self, *, max_rows: int) -> UploadChunk:
         return UploadChunk(self, max_rows)
@@ -293,29 +305,59 @@ class UploadJob(Job):
         deadline = time.monotonic() + settings.LONG_TASK_CHUNK_SECONDS if chunk.streamed else math.inf
         while line < last:
             if line >= self._blocks_from_line:
-                lines = reader.read_lines(self.block_bytes)
-                if lines is None:
-                    self._blocks_from_line = line + ROWS_AFTER_IRREGULAR
+                lines = reader.read_lines(self._block_size)
+                if lines is None:  # a line longer than the block, or the end
+                    self._blocks_from_line = line + self._rows_between_blocks
+                    self._block_size = self.block_bytes
                 else:
-                    whole = min(len(lines), last - line)
+                    whole = min(len(lines), last - line, self._rows_a_block)
                     del lines[whole:]
+                    started_at = reader.offset
                     rows, taken_to = self._plain_rows(lines, line)
                     reader.take(taken_to - line)
                     all_plain = taken_to - line == whole
                     line, position = taken_to, reader.offset
                     if rows:
                         yield rows
-                    if line >= last or time.monotonic() > deadline:
-                        break  # the chunk is full, or its time is up
+                    if all_plain:
+                        self._block_size = min(self.block_bytes, 2 * self._block_size)
+                        self._rows_between_blocks = ROWS_AFTER_IRREGULAR
+                    else:
+                        if len(rows) < self._rows_between_blocks:
+                            self._rows_between_blocks = min(MOST_ROWS_AFTER_IRREGULAR, 2 * self._rows_between_blocks)
+                        self._blocks_from_line = line + self._rows_between_blocks
+                        used = 2 * (position - started_at)
+                        self._block_size = min(self.block_bytes, max(SMALL_BLOCK_BYTES, used))
+                    # The chunk is full, or its time is up (once it has a row: a chunk that
+                    # starts at an irregular record takes that one the general way first).
+                    if line >= last or (line > self.lines_finished and time.monotonic() > deadline):
+                        break
                     if all_plain:
                         continue
-                    self._blocks_from_line = line + ROWS_AFTER_IRREGULAR
             resync = None
             try:
-                fields = next(records)
-            except StopIteration:
-                finished = True
-                break
+                # Plain records the general way (a stretch after an irregular one), in a tight
+                # loop until one is anything else, which goes on in `fields` below.
+                other = False
+                stop = min(last, self._blocks_from_line)
+                for fields in records:
+                    if len(fields) == width and records.line_num == lines_read + 1 and not reader.overlong:
+                        line += 1
+                        lines_read += 1
+                        position = reader.offset
+                        yield [encode(line, fields)]
+                        if line < stop and (line & 255 or time.monotonic() <= deadline):
+                            continue
+                    else:
+                        other = True
+                    break
+                else:
+                    finished = True
+                    break
+                if not other:
+                    if line >= last or time.monotonic() > deadline:
+                        break  # the chunk is full, or its time is up
+                    continue  # back to blocks
             except csv.Error as exc:
                 reason = f"unreadable row: {reader.problem(exc)}"
                 if records.line_num > lines_read + 1:

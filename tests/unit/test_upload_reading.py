@@ -56,26 +56,37 @@ PIECES = [
 
 @st.composite
 def files(draw) -> bytes:
+    header = draw(st.sampled_from(["a\n", "a,b\n", HEADER, "a,b,c,d\n"]))
     pieces = draw(st.lists(st.sampled_from(PIECES), max_size=40))
     text = "".join(pieces)
     if draw(st.booleans()):
         text = text.rstrip("\n")  # no final newline
-    return (HEADER + text).encode()
+    return (header + text).encode()
 
 
-def import_by_chunks(data: bytes, *, block_bytes: int, chunk_sizes: list[int]) -> list:
-    """What each chunk of a job over `data` holds: rows, rejected rows, checkpoint."""
+def new_job(data: bytes, checkpoint: dict, block_bytes: int) -> UploadJob:
     header = read_header(io.BytesIO(data))
-    op = Operation(pk=1, columns=header.columns, position=header.end_offset, options={})
-    job = UploadJob(op, open_input=lambda **_: io.BytesIO(data), row_tuples=True, block_bytes=block_bytes)
+    op = Operation(pk=1, columns=header.columns, options={}, **checkpoint)
+    return UploadJob(op, open_input=lambda **_: io.BytesIO(data), row_tuples=True, block_bytes=block_bytes)
+
+
+def import_by_chunks(data: bytes, *, block_bytes: int, chunk_sizes: list[int], resumed: bool = False) -> list:
+    """What each chunk of a job over `data` holds: rows, rejected rows, checkpoint. `resumed`: a
+    new job for each chunk, from the last checkpoint (a pause and a resume between chunks)."""
+    checkpoint = {"position": read_header(io.BytesIO(data)).end_offset, "lines_finished": 0, "lines_failed": 0}
+    job = new_job(data, checkpoint, block_bytes)
     chunks = []
     try:
         for size in chunk_sizes * 1000:
+            if resumed:
+                job.close()
+                job = new_job(data, checkpoint, block_bytes)
             chunk = job.read_chunk(max_rows=size)
             chunk.prepare()  # read now (no chunk time: the same cut whatever the speed)
             rows = [row for batch in chunk.rows for row in batch]
             rejected = [(error.line_number, error.reason, error.raw) for error in chunk.rejected]
             chunks.append((rows, rejected, chunk.progress))
+            checkpoint = {name: chunk.progress.checkpoint[name] for name in checkpoint}
             if chunk.progress.finished:
                 return chunks
     finally:
@@ -96,11 +107,40 @@ def small_limits():
     data=files(),
     block_bytes=st.integers(1, 200),
     chunk_sizes=st.lists(st.integers(1, 12), min_size=1, max_size=4),
+    resumed=st.booleans(),
 )
-@example(data=(HEADER + "1,2,3\n" * 5 + '"open,b,c\n' + "4,5,6\n" * 5).encode(), block_bytes=40, chunk_sizes=[3])
-def test_reading_by_blocks_gives_what_reading_record_by_record_gives(data, block_bytes, chunk_sizes):
-    one_by_one = import_by_chunks(data, block_bytes=0, chunk_sizes=chunk_sizes)
-    assert import_by_chunks(data, block_bytes=block_bytes, chunk_sizes=chunk_sizes) == one_by_one
+@example(
+    data=(HEADER + "1,2,3\n" * 5 + '"open,b,c\n' + "4,5,6\n" * 5).encode(),
+    block_bytes=40,
+    chunk_sizes=[3],
+    resumed=False,
+)
+def test_reading_by_blocks_gives_what_reading_record_by_record_gives(data, block_bytes, chunk_sizes, resumed):
+    one_by_one = import_by_chunks(data, block_bytes=0, chunk_sizes=chunk_sizes, resumed=resumed)
+    assert import_by_chunks(data, block_bytes=block_bytes, chunk_sizes=chunk_sizes, resumed=resumed) == one_by_one
+
+
+@hypothesis_settings(max_examples=100, deadline=None)
+@given(data=files(), block_bytes=st.integers(1, 200))
+def test_chunks_whose_time_is_up_at_once_still_each_take_a_row_and_import_the_same(data, block_bytes):
+    """A chunk streamed into the database stops when its time is up (the worker on PostgreSQL):
+    with no time at all, each chunk still moves on, and the whole import is the same."""
+    expected = import_by_chunks(data, block_bytes=0, chunk_sizes=[1000])
+    checkpoint = {"position": read_header(io.BytesIO(data)).end_offset, "lines_finished": 0, "lines_failed": 0}
+    job = new_job(data, checkpoint, block_bytes)
+    rows, rejected = [], []
+    with override_settings(LONG_TASK_CHUNK_SECONDS=0):
+        for _ in range(len(data) + 2):
+            chunk = job.read_chunk(max_rows=1000)
+            rows += [row for batch in chunk.rows for row in batch]  # streamed: read with the time
+            rejected += [(error.line_number, error.reason, error.raw) for error in chunk.rejected]
+            progress = chunk.progress
+            if progress.finished:
+                break
+            assert chunk.units > 0
+        job.close()
+    assert progress.finished
+    assert (rows, rejected, progress.checkpoint) == (expected[0][0], expected[0][1], expected[0][2].checkpoint)
 
 
 def test_a_file_of_plain_rows_is_read_by_blocks():
@@ -108,11 +148,10 @@ def test_a_file_of_plain_rows_is_read_by_blocks():
     batches of many rows, one per block, and one at a time without blocks."""
     data = (HEADER + "".join(f"{n},b,c\n" for n in range(1, 101))).encode()
     by_blocks = import_by_chunks(data, block_bytes=200, chunk_sizes=[1000])
-    header = read_header(io.BytesIO(data))
-    op = Operation(pk=1, columns=header.columns, position=header.end_offset, options={})
+    checkpoint = {"position": read_header(io.BytesIO(data)).end_offset, "lines_finished": 0, "lines_failed": 0}
     batch_sizes = {}
     for block_bytes in (200, 0):  # blocks of 48 bytes at most here (LINE_LIMIT), 6 to 8 rows
-        job = UploadJob(op, open_input=lambda **_: io.BytesIO(data), row_tuples=True, block_bytes=block_bytes)
+        job = new_job(data, checkpoint, block_bytes)
         chunk = job.read_chunk(max_rows=1000)
         chunk.prepare()
         batch_sizes[block_bytes] = max(map(len, chunk.rows))
