@@ -189,7 +189,7 @@ LONG_TASK_STORAGE_RETRIES = int(os.environ.get("LONG_TASK_STORAGE_RETRIES", "5")
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first: an anonymous request then gets 401 with "WWW-Authenticate: Token".
-        "rest_framework.authentication.TokenAuthentication",
+        "operations.api.authentication.TokenAuthentication",
         "operations.api.authentication.BasicAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],

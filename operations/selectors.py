@@ -13,6 +13,7 @@ from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
 
 from operations import access
+from operations.compiled_query import CompiledQuery
 from operations.errors import NotFound
 from operations.models import Operation, OperationEvent, RowError
 from operations.operation_types import registry
@@ -20,9 +21,12 @@ from operations.operation_types import registry
 State = Operation.State
 
 
+_OPERATION_BY_ID = CompiledQuery(lambda op_id: Operation.objects.filter(pk=op_id))
+
+
 def operation_get(*, op_id: int, user) -> Operation:
     """The operation if `user` may see it, else NotFound (a stranger's looks like a missing one)."""
-    op = Operation.objects.filter(pk=op_id).first()
+    op = _OPERATION_BY_ID.first(op_id)
     if op is None or not access.can_see(user, op):
         raise NotFound()
     return op

@@ -1,7 +1,25 @@
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.authentication import BasicScheme
 from rest_framework import authentication, exceptions
+from rest_framework.authtoken.models import Token
 
 from operations.api.throttling import FailedLogins
+from operations.compiled_query import CompiledQuery
+
+_TOKEN_BY_KEY = CompiledQuery(lambda key: Token.objects.select_related("user").filter(key=key), kind=str)
+
+
+class TokenAuthentication(authentication.TokenAuthentication):
+    """DRF's token authentication, with the token's SQL built once (see compiled_query): every
+    polling client's request looks its token up."""
+
+    def authenticate_credentials(self, key):
+        token = _TOKEN_BY_KEY.first(key)
+        if token is None:
+            raise exceptions.AuthenticationFailed(_("Invalid token."))
+        if not token.user.is_active:
+            raise exceptions.AuthenticationFailed(_("User inactive or deleted."))
+        return token.user, token
 
 
 class BasicAuthentication(authentication.BasicAuthentication):
