@@ -421,9 +421,20 @@ def poll_statuses(h: Harness, op_id: int, until, *, mode: str = "--poll-status")
     until()
     latencies = []
     for poller in pollers:
-        poller.send_signal(signal.SIGINT)
-        latencies += [float(value) for value in poller.communicate()[0].split()]
+        latencies += [float(value) for value in interrupted_output(poller).split()]
     return latencies
+
+
+def interrupted_output(process: subprocess.Popen, *, patience: float = 5.0) -> str:
+    """SIGINT `process`, again every `patience` seconds until it exits; then its output. One
+    SIGINT was once lost (a poller polled on for 25 minutes, the bench waiting for it), so one
+    signal is not trusted to arrive."""
+    while True:
+        process.send_signal(signal.SIGINT)
+        try:
+            return process.communicate(timeout=patience)[0]
+        except subprocess.TimeoutExpired:
+            print(f"  pid {process.pid} still running {patience:.0f} s after a SIGINT: again", flush=True)
 
 
 def status_under_load(h: Harness) -> None:

@@ -5,6 +5,7 @@ measured and reported, with CPU accounting beside the wall clock, does."""
 import os
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -34,3 +35,29 @@ def test_bench_measures_and_reports_every_target():
     assert "CPU ms/1k rows" in imports and "worker" in imports and "process" in imports, imports
     if database_url().startswith("postgres"):
         assert "backend" in imports, imports
+
+
+def test_a_poller_that_missed_its_sigint_gets_another():
+    sys.path.insert(0, str(ROOT / "bench"))
+    from targets import interrupted_output
+
+    # Like a poller that was not yet listening: the first SIGINT changes nothing.
+    code = (
+        "import signal, time\n"
+        "seen = []\n"
+        "signal.signal(signal.SIGINT, lambda *_: seen.append(1))\n"
+        "print('ready', flush=True)\n"
+        "while len(seen) < 2:\n"
+        "    time.sleep(0.01)\n"
+        "print('stopped after', len(seen))\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(60, process.kill)  # without a second SIGINT it would never end
+    watchdog.start()
+    try:
+        assert process.stdout.readline() == "ready\n"
+        assert interrupted_output(process, patience=0.5) == "stopped after 2\n"
+    finally:
+        watchdog.cancel()
+        process.kill()
+        process.wait()
