@@ -9,6 +9,7 @@ import csv
 import io
 import itertools
 import json
+import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from operator import itemgetter
@@ -46,8 +47,17 @@ def json_object_encoder(columns: Sequence[str]) -> Callable[[Sequence[str]], str
     return _generated(f"lambda fields: template % ({fill})", template)
 
 
-# A Row as a line of COPY's text format, backslashes not yet doubled (write_rows does that).
-_COPY_LINE = "%d\t%d\t%s\n"
+# A row in COPY's binary format: its field count, then each field as its length and its bytes;
+# operation_id and line_number as 8-byte integers, data as jsonb's binary form (a version byte,
+# then the JSON text). PostgreSQL's backend reads a field by its length, where the text format
+# has it scan every byte twice for tabs, newlines and backslashes: the backend, which bounds the
+# import's speed, spends about a tenth less CPU a row (README, Performance), for about 0.1 us of
+# the worker's.
+_BINARY_ROW_HEAD = struct.Struct(">hiqi")  # 3 fields; 8 bytes: operation_id; 8 bytes: ...
+_BINARY_LINE_AND_DATA = struct.Struct(">qi")  # ... line_number; the length of data
+_JSONB_VERSION = "\x01"
+_BINARY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)  # no flags, no header extension
+_BINARY_TRAILER = struct.pack(">h", -1)
 
 
 def row_encoder(
@@ -55,18 +65,27 @@ def row_encoder(
 ) -> Callable[[int, Sequence], object]:
     """A function (line number, fields) -> the row, as `write_rows` takes it on this database.
 
-    On PostgreSQL that is the row's line of COPY text (`_COPY_LINE`, its JSON object made by
-    the same format): one string format a row, where a Row tuple handed to the driver's
-    `write_row` costs a tuple and two Python calls more (about 0.5 us of the worker's CPU a
-    row, a quarter of it). Elsewhere, or with `tuples`, the Row tuple.
+    On PostgreSQL that is the row in COPY's binary format, its JSON object made by the same
+    format as json_object_encoder's: one string format, one encode and one struct pack a row.
+    Elsewhere, or with `tuples`, the Row tuple.
     """
     template, fill = _json_object_template(columns)
     if connection.vendor == "postgresql" and not tuples:
-        line_template = _COPY_LINE.replace("%d", str(int(operation_id)), 1).replace("%s", template)
-        return _generated(f"lambda line, fields: template % (line, {fill})", line_template)
+        return _generated(
+            f"lambda line, fields: head + pack(line, len(data := (template % ({fill})).encode())) + data",
+            _JSONB_VERSION + template,
+            head=_BINARY_ROW_HEAD.pack(3, 8, operation_id, 8),
+            pack=_BINARY_LINE_AND_DATA.pack,
+        )
     return _generated(
         f"lambda line, fields: (operation_id, line, template % ({fill}))", template, operation_id=operation_id
     )
+
+
+def _binary_row(row: Row) -> bytes:
+    operation_id, line, text = row
+    data = (_JSONB_VERSION + text).encode()
+    return _BINARY_ROW_HEAD.pack(3, 8, operation_id, 8) + _BINARY_LINE_AND_DATA.pack(line, len(data)) + data
 
 
 def write_rows(batches: Iterable[Sequence]) -> None:
@@ -78,23 +97,22 @@ def write_rows(batches: Iterable[Sequence]) -> None:
     # connection, which it retries, from a real failure.
     with connection.wrap_database_errors:
         if connection.vendor == "postgresql":
-            copy_sql = f"COPY {_TABLE} (operation_id, line_number, data) FROM STDIN"
+            copy_sql = f"COPY {_TABLE} (operation_id, line_number, data) FROM STDIN (FORMAT BINARY)"
             with raw.cursor() as cursor, cursor.copy(copy_sql) as copy:
+                # Sent as blocks, psycopg leaves the format's signature and trailer to us.
+                copy.write(_BINARY_SIGNATURE)
                 for batch in batches:
-                    # COPY's text format escapes with backslashes; JSON has no tab, newline or
-                    # carriage return left in it (it escapes them), only backslashes to double.
-                    copy.write("".join(batch).replace("\\", "\\\\"))
+                    copy.write(b"".join(batch))
+                copy.write(_BINARY_TRAILER)
         else:
             rows = itertools.chain.from_iterable(batches)
             raw.executemany(f"INSERT INTO {_TABLE} (operation_id, line_number, data) VALUES (?, ?, ?)", rows)
 
 
 def insert_rows(rows: Iterable[Row]) -> None:
-    """Insert Row tuples (a list, or an iterator read as it is written), one row a batch. The
-    JSON text must be compact JSON, as the encoders make it: no raw tab, newline or carriage
-    return between its tokens (json.dumps with `indent` would break COPY's text format)."""
+    """Insert Row tuples (a list, or an iterator read as it is written), one row a batch."""
     if connection.vendor == "postgresql":
-        write_rows([_COPY_LINE % row] for row in rows)
+        write_rows([_binary_row(row)] for row in rows)
     else:
         write_rows([row] for row in rows)
 

@@ -84,8 +84,8 @@ def test_insert_rows_stores_the_encoded_objects(table):
 @hypothesis_settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(table=tables(nul=False, max_rows=6), split=st.integers(0, 6))
 def test_rows_of_the_row_encoder_are_stored_as_their_objects(table, split):
-    """The worker's way: rows encoded for this database (on PostgreSQL, lines of COPY text, whose
-    backslashes write_rows doubles), in batches."""
+    """The worker's way: rows encoded for this database (on PostgreSQL, rows in COPY's binary
+    format), in batches."""
     columns, rows = table
     op = new_operation()
     encode = rowstore.row_encoder(op.pk, columns)
