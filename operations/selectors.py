@@ -150,10 +150,20 @@ def operation_wait_for_change(*, op_id: int, user, etag: str | None, seconds: fl
         return _wait_for_notify(op, etag, deadline)
     while time.monotonic() < deadline:
         time.sleep(0.05)
-        version = Operation.objects.filter(pk=op.pk).values_list("updated_at", "state").first()
-        if version is None or (version[0], version[1]) != (op.updated_at, op.state):
-            return operation_get(op_id=op_id, user=user)
+        op = _read_again(op)
+        if status_etag(op) != etag:
+            return op
     return op
+
+
+def _read_again(op: Operation) -> Operation:
+    """The operation's row as it is now (who may see it does not change). The compiled read:
+    a follower's request reads the row twice or more, and Django's refresh_from_db built its
+    SQL each time, which was most of what a long poll cost over a plain status request."""
+    fresh = _OPERATION_BY_ID.first(op.pk)
+    if fresh is None:
+        raise NotFound()
+    return fresh
 
 
 def _wait_for_notify(op: Operation, etag: str, deadline: float) -> Operation:
@@ -164,12 +174,12 @@ def _wait_for_notify(op: Operation, etag: str, deadline: float) -> Operation:
         listener.execute(f'LISTEN "{channel}"')
         try:
             # Read again once listening: a change just before LISTEN would otherwise be missed.
-            op.refresh_from_db()
+            op = _read_again(op)
             while status_etag(op) == etag and (left := deadline - time.monotonic()) > 0:
                 # The generator holds the connection until it ends: read the row afterwards.
                 for _ in listener.notifies(timeout=left, stop_after=1):
                     pass
-                op.refresh_from_db()
+                op = _read_again(op)
         finally:
             listener.execute(f'UNLISTEN "{channel}"')
     return op

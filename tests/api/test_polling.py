@@ -7,6 +7,7 @@ import time
 
 import pytest
 from django.db import connection
+from django.db.models.sql.compiler import SQLCompiler
 from django.test.utils import CaptureQueriesContext
 
 from operations import services
@@ -71,6 +72,27 @@ def test_wait_for_change_answers_as_soon_as_the_status_changes(api, running, end
     thread.join()
     assert response.status_code == 200 and response.json()["state"] == S.PAUSING
     assert 0.25 < waited < 3.0, f"answered after {waited:.2f}s"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("endpoint", list(URLS))
+def test_a_long_poll_reads_the_operation_again_without_building_sql(api, running, endpoint, monkeypatch):
+    """What a follower's request costs over a plain status request is its reads of the row
+    while it waits: compiled once (operations/compiled_query.py), not built by the ORM each time."""
+    etag = api.get(URLS[endpoint](running.pk))["ETag"]  # the compiled reads, compiled
+    this_thread, built, as_sql = threading.get_ident(), [], SQLCompiler.as_sql
+
+    def counted_as_sql(compiler, *args, **kwargs):
+        if threading.get_ident() == this_thread:
+            built.append(compiler.query.model)
+        return as_sql(compiler, *args, **kwargs)
+
+    monkeypatch.setattr(SQLCompiler, "as_sql", counted_as_sql)
+    thread = change_soon(running, after=0.3)
+    response = api.get(URLS[endpoint](running.pk, "&wait_for_change=8"), HTTP_IF_NONE_MATCH=etag)
+    thread.join()
+    assert response.status_code == 200 and response.json()["state"] == S.PAUSING
+    assert built == []
 
 
 @pytest.mark.django_db(transaction=True)
