@@ -96,6 +96,22 @@ def test_a_long_poll_reads_the_operation_again_without_building_sql(api, running
 
 
 @pytest.mark.django_db(transaction=True)
+def test_an_operation_deleted_during_a_long_poll_is_not_found(api, running):
+    etag = api.get(URLS["detail"](running.pk))["ETag"]
+
+    def delete():
+        time.sleep(0.3)
+        Operation.objects.filter(pk=running.pk).delete()
+        connection.close()
+
+    thread = threading.Thread(target=delete)
+    thread.start()
+    response = api.get(URLS["detail"](running.pk, "&wait_for_change=1"), HTTP_IF_NONE_MATCH=etag)
+    thread.join()
+    assert response.status_code == 404
+
+
+@pytest.mark.django_db(transaction=True)
 def test_wait_for_change_without_a_change_waits_its_time_and_no_longer(api, running, settings):
     settings.LONG_TASK_MAX_WAIT_SECONDS = 0.6
     etag = api.get(URLS["seed"](running.pk))["ETag"]
