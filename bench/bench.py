@@ -28,7 +28,7 @@ import targets  # noqa: E402
 
 # What `long-task follow` does by default (long_task_client/cli.py, not imported: a client
 # process starts in a few milliseconds without httpx and rich): --interval, and LONG_POLL_SECONDS.
-FOLLOW_INTERVAL = 0.5
+FOLLOW_INTERVAL = 1.0
 FOLLOW_LONG_POLL_SECONDS = 8.0
 
 
@@ -50,7 +50,7 @@ def poll_status(port: int, token: str, op_id: int) -> None:
 
 def follow_status(port: int, token: str, op_id: int) -> None:
     """A follower (target 5): what `long-task follow` does, until SIGINT: the detail with the
-    last ETag and a long poll (`wait_for_change`), then its `--interval` (0.5 s) before asking
+    last ETag and a long poll (`wait_for_change`), then its `--interval` (1 s) before asking
     again. Prints the number of requests it made."""
     signal.signal(signal.SIGINT, signal.default_int_handler)
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)

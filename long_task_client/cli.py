@@ -27,6 +27,11 @@ ACK_WAIT_SECONDS = 10.0
 # A long poll asks the server to answer when the status changes, within this many seconds
 # (the server bounds it by its LONG_TASK_MAX_WAIT_SECONDS).
 LONG_POLL_SECONDS = 8.0
+# How often a follow asks at most while the operation moves: once a second, as curl's and dd's
+# progress do (and `op_status --follow`). Twice a second doubled what followers cost the server
+# for a display nobody reads faster. A change (a pause, the end) shows within the interval at
+# worst, and at once when it lands during a long poll, as it does while nothing moves.
+FOLLOW_INTERVAL_SECONDS = 1.0
 
 EPILOG = """\
 environment:
@@ -399,7 +404,11 @@ def build_parser() -> Parser:
     common.add_argument("--token", default=argparse.SUPPRESS, help="API token (LONG_TASK_TOKEN)")
     following = Parser(add_help=False)
     following.add_argument(
-        "--interval", type=positive_number, default=0.5, metavar="SECONDS", help="how often to ask (default 0.5)"
+        "--interval",
+        type=positive_number,
+        default=FOLLOW_INTERVAL_SECONDS,
+        metavar="SECONDS",
+        help=f"how often to ask at most (default {FOLLOW_INTERVAL_SECONDS:g})",
     )
 
     parser = Parser(

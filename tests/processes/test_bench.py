@@ -61,3 +61,15 @@ def test_a_poller_that_missed_its_sigint_gets_another():
         watchdog.cancel()
         process.kill()
         process.wait()
+
+
+def test_the_bench_follows_as_the_client_does_by_default():
+    """Target 5's followers stand for `long-task follow` as installed: same interval, same long poll."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import bench
+
+    from long_task_client import cli
+
+    following = cli.build_parser().parse_args(["follow", "1"])
+    assert bench.FOLLOW_INTERVAL == following.interval == cli.FOLLOW_INTERVAL_SECONDS
+    assert bench.FOLLOW_LONG_POLL_SECONDS == cli.LONG_POLL_SECONDS
