@@ -116,6 +116,22 @@ def database_url() -> str:
     return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
+def other_session(*, dbname: str | None = None):
+    """A PostgreSQL connection of its own (autocommit) to this test run's database, or to
+    `dbname`: to act on Django's connection from outside, as another client would."""
+    import psycopg
+
+    db = connection.settings_dict
+    return psycopg.connect(
+        host=db["HOST"] or "127.0.0.1",
+        port=db["PORT"] or 5432,
+        user=db["USER"],
+        password=db.get("PASSWORD") or None,
+        dbname=dbname or db["NAME"],
+        autocommit=True,
+    )
+
+
 class Workers:
     """Starts `manage.py process_tasks` subprocesses and cleans them up."""
 

@@ -29,6 +29,7 @@ from operations.operation_types import upload
 from operations.operation_types.upload import Upload
 from tests.conftest import HEADER as CONFTEST_HEADER
 from tests.conftest import csv_bytes, stored_lines, upload_file
+from tests.support import other_session
 
 S = Operation.State
 HEADER = ["name", "note", "city", "n"]
@@ -656,18 +657,8 @@ def test_a_rollback_interrupted_after_deleting_the_file_is_finished_later(
 def kill_connection_of_this_thread() -> None:
     """Terminate this thread's PostgreSQL backend from another connection, as a network cut or a
     server restart would, and wait until it is gone."""
-    import psycopg
-
     pid = connection.connection.info.backend_pid
-    db = connection.settings_dict
-    params = {
-        "dbname": db["NAME"],
-        "user": db["USER"],
-        "password": db["PASSWORD"],
-        "host": db["HOST"] or "127.0.0.1",
-        "port": db["PORT"] or 5432,
-    }
-    with psycopg.connect(**{k: v for k, v in params.items() if v}, autocommit=True) as killer:
+    with other_session() as killer:
         killer.execute("SELECT pg_terminate_backend(%s)", [pid])
         deadline = time.monotonic() + 10
         while killer.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone():

@@ -67,7 +67,6 @@ def test_the_bench_follows_as_the_client_does_by_default():
     """Target 5's followers stand for `long-task follow` as installed: same interval, same long poll."""
     sys.path.insert(0, str(ROOT / "bench"))
     import bench
-
     from long_task_client import cli
 
     following = cli.build_parser().parse_args(["follow", "1"])

@@ -17,7 +17,7 @@ from operations.models import Operation, OperationEvent
 from operations.services import operation_resume
 from operations.state_machine import Actor
 from tests.conftest import csv_bytes, op_in_state, overlapping_chunks, stored_lines, wait_for
-from tests.support import running_server
+from tests.support import other_session, running_server
 
 from .test_processes import row_count, stored_file
 
@@ -163,17 +163,8 @@ def _cut_worker_connections() -> int:
 def _allow_connections(allow: bool) -> None:
     """ALTER DATABASE ... ALLOW_CONNECTIONS, from the maintenance database (PostgreSQL refuses it
     for the database one is connected to)."""
-    import psycopg
-
     db = connection.settings_dict
-    with psycopg.connect(
-        host=db["HOST"] or "127.0.0.1",
-        port=db["PORT"] or 5432,
-        user=db["USER"],
-        password=db.get("PASSWORD") or None,
-        dbname="postgres",
-        autocommit=True,
-    ) as maintenance:
+    with other_session(dbname="postgres") as maintenance:
         maintenance.execute(f'ALTER DATABASE "{db["NAME"]}" ALLOW_CONNECTIONS {str(allow).lower()}')
 
 

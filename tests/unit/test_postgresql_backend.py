@@ -7,6 +7,8 @@ import psycopg
 import pytest
 from django.db import connection
 
+from tests.support import other_session
+
 pytestmark = [
     pytest.mark.skipif("connection.vendor != 'postgresql'", reason="PostgreSQL's backend"),
     pytest.mark.django_db(transaction=True),
@@ -35,18 +37,6 @@ def _statements_sent(raw, monkeypatch) -> list:
     return sent
 
 
-def _other_session():
-    db = connection.settings_dict
-    return psycopg.connect(
-        host=db["HOST"] or "127.0.0.1",
-        port=db["PORT"] or 5432,
-        user=db["USER"],
-        password=db.get("PASSWORD") or None,
-        dbname=db["NAME"],
-        autocommit=True,
-    )
-
-
 def test_a_sound_idle_connection_is_usable_without_a_round_trip(idle_connection, monkeypatch):
     sent = _statements_sent(idle_connection, monkeypatch)
     assert connection.is_usable()
@@ -55,7 +45,7 @@ def test_a_sound_idle_connection_is_usable_without_a_round_trip(idle_connection,
 
 def test_a_connection_the_server_ended_is_not_usable(idle_connection):
     pid = idle_connection.info.backend_pid
-    with _other_session() as other:
+    with other_session() as other:
         other.execute("SELECT pg_terminate_backend(%s)", [pid])
     deadline = time.monotonic() + 5
     while connection.is_usable() and time.monotonic() < deadline:
@@ -73,7 +63,7 @@ def test_a_connection_with_something_to_read_asks_the_server(idle_connection, mo
     """A notification left on the socket (a long poll's LISTEN) is not an ended connection:
     Django's SELECT 1 decides, and says usable."""
     idle_connection.execute('LISTEN "health_check_test"')
-    with _other_session() as other:
+    with other_session() as other:
         other.execute('NOTIFY "health_check_test"')
     time.sleep(0.2)
     sent = _statements_sent(idle_connection, monkeypatch)
