@@ -32,13 +32,21 @@ FOLLOW_INTERVAL = 1.0
 FOLLOW_LONG_POLL_SECONDS = 8.0
 
 
+def ready_then_go() -> None:
+    """Say "ready" once started, then wait for the bench's "go" (see targets.ask_status)."""
+    print("ready", flush=True)
+    sys.stdin.readline()
+
+
 def poll_status(port: int, token: str, op_id: int) -> None:
-    """A status poller (target 5): 10 calls a second until SIGINT, then the latencies in ms."""
+    """A status poller (target 5): 10 calls a second from "go" until SIGINT, then the latencies
+    in ms."""
     # A shell starts background jobs with SIGINT ignored, and we would inherit that.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     client = harness.Client(port, token)
     latencies = []
     try:
+        ready_then_go()
         time.sleep(random.uniform(0, 0.1))
         while True:
             _, _, elapsed = client.call("get_status", op_id=op_id)
@@ -49,14 +57,15 @@ def poll_status(port: int, token: str, op_id: int) -> None:
 
 
 def follow_status(port: int, token: str, op_id: int) -> None:
-    """A follower (target 5): what `long-task follow` does, until SIGINT: the detail with the
-    last ETag and a long poll (`wait_for_change`), then its `--interval` (1 s) before asking
-    again. Prints the number of requests it made."""
+    """A follower (target 5): what `long-task follow` does, from "go" until SIGINT: the detail
+    with the last ETag and a long poll (`wait_for_change`), then its `--interval` (1 s) before
+    asking again. Prints the number of requests it made."""
     signal.signal(signal.SIGINT, signal.default_int_handler)
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     headers = {"Authorization": f"Token {token}", "Accept": "application/json"}
     requests = 0
     try:
+        ready_then_go()
         time.sleep(random.uniform(0, FOLLOW_INTERVAL))
         while True:
             path = f"/api/operations/{op_id}/?wait_for_change={FOLLOW_LONG_POLL_SECONDS}"

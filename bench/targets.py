@@ -406,23 +406,42 @@ def rollback(h: Harness) -> None:
     h.compare("6. terminate rollback", terminate_once, delete_once, baseline_name="one raw DELETE", goal=0.80)
 
 
-def poll_statuses(h: Harness, op_id: int, until, *, mode: str = "--poll-status") -> list[float]:
-    """Latencies (ms) of `clients` pollers, 10 calls a second each, until `until()`; with
-    mode "--follow-status", followers as `long-task follow` (each prints its request count).
-    Each client is a process of its own, so that no GIL of ours adds to what it measures."""
-    pollers = [
+def ask_status(
+    h: Harness, op_id: int, until: Callable[[], object], *, mode: str = "--poll-status", before=lambda: None
+) -> tuple[list[str], float]:
+    """`clients` pollers of `op_id`, 10 calls a second each (mode "--follow-status": followers as
+    `long-task follow`), asking until `until()` returns: each one's output (latencies, or a
+    request count) and the seconds they asked. Each client is a process of its own, so that no
+    GIL of ours adds to what it measures. The clients start and connect first, then `before()`
+    runs (an upload, say), then they begin: a client's start-up is not what asking costs, and
+    four interpreters starting (about 0.1 s of CPU each) fell into the import they measured."""
+    clients = [
         subprocess.Popen(
             [PYTHON, str(BENCH_SCRIPT), mode, str(h.port), h.token, str(op_id)],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
         )
         for _ in range(h.args.clients)
     ]
-    until()
-    latencies = []
-    for poller in pollers:
-        latencies += [float(value) for value in interrupted_output(poller).split()]
-    return latencies
+    try:
+        for client in clients:
+            if client.stdout.readline() != "ready\n":
+                raise RuntimeError(f"status client {client.pid} did not start")
+        before()
+        started = time.monotonic()
+        for client in clients:
+            client.stdin.write("go\n")
+            client.stdin.flush()
+        until()
+        seconds = time.monotonic() - started
+    finally:
+        outputs = [interrupted_output(client) for client in clients]
+    return outputs, seconds
+
+
+def latencies_of(outputs: list[str]) -> list[float]:
+    return [float(value) for output in outputs for value in output.split()]
 
 
 def interrupted_output(process: subprocess.Popen, *, patience: float = 5.0) -> str:
@@ -440,41 +459,44 @@ def interrupted_output(process: subprocess.Popen, *, patience: float = 5.0) -> s
 def status_under_load(h: Harness) -> None:
     """Target 5: status latency during imports, and what the pollers cost the import."""
     worker = main_worker(h)
-    idle = poll_statuses(h, h.register(), lambda: time.sleep(h.args.idle_seconds))
+    idle = latencies_of(ask_status(h, h.register(), lambda: time.sleep(h.args.idle_seconds))[0])
     latencies: list[float] = []
+    requests: list[float] = []
 
-    def import_with(clients: Callable[[int], None]) -> Measurement:
-        """The big file's import while `clients(op_id)` runs, until it completes."""
+    def import_with(mode: str) -> Measurement:
+        """The big file's import with `clients` asking its status as `mode` says, until it
+        completes; their latencies, or their requests a second, are kept."""
         with h.measure_worker(worker, h.args.rows) as measurement:
-            op_id, _ = h.started(h.big)
-            clients(op_id)
+            op_id = h.register()
+            outputs, seconds = ask_status(
+                h,
+                op_id,
+                lambda: h.wait_state(op_id, "completed"),
+                mode=mode,
+                before=lambda: h.client.upload(op_id, h.big),
+            )
+        if mode == "--poll-status":
+            latencies.extend(latencies_of(outputs))
+        else:
+            requests.append(sum(int(output) for output in outputs) / seconds)
         measurement.seconds = h.event_seconds(op_id, {"to_state": "running"}, {"to_state": "completed"})
         delete_rows(h, op_id)
         return measurement
 
-    def pollers(op_id: int) -> None:
-        latencies.extend(poll_statuses(h, op_id, lambda: h.wait_state(op_id, "completed")))
-
     h.compare(
         f"5. import with {h.args.clients} clients x 10 polls/s",
-        lambda: import_with(pollers),
+        lambda: import_with("--poll-status"),
         lambda: import_once(h, worker),
         baseline_name="without",
         goal=0.90,
         on="wall",  # what the pollers take is wall clock: their CPU is not the worker's
     )
-    requests: list[float] = []
-
-    def followers(op_id: int) -> None:
-        started = time.monotonic()
-        counts = poll_statuses(h, op_id, lambda: h.wait_state(op_id, "completed"), mode="--follow-status")
-        requests.append(sum(counts) / (time.monotonic() - started))
 
     # What `long-task follow` costs: the status changes at every chunk's commit, so a follower
     # asks about once per --interval during an import and not at all while nothing moves.
     h.compare(
         f"5. import with {h.args.clients} clients following (long poll)",
-        lambda: import_with(followers),
+        lambda: import_with("--follow-status"),
         lambda: import_once(h, worker),
         baseline_name="without",
         goal=0.95,
