@@ -442,20 +442,17 @@ def ask_status(
             if client.stdout.readline() != "ready\n":
                 raise RuntimeError(f"status client {client.pid} did not start")
         before()
-        web = {pid: process_cpu(pid) for pid in web_pids(h)}
-        backends = web_backends_cpu(h)
+        serving = web_cpu_meter(h, backends_name="web backends")
         started = time.monotonic()
         for client in clients:
             client.stdin.write("go\n")
             client.stdin.flush()
         until()
         seconds = time.monotonic() - started
-        serving = {"web": sum(process_cpu(pid) - before for pid, before in web.items())}
-        if h.vendor == "postgresql":
-            serving["web backends"] = sum(now - backends.get(pid, 0.0) for pid, now in web_backends_cpu(h).items())
+        serving_cpu = serving()
     finally:
         outputs = [interrupted_output(client) for client in clients]
-    return Asked(outputs, seconds, serving)
+    return Asked(outputs, seconds, serving_cpu)
 
 
 def latencies_of(outputs: list[str]) -> list[float]:
@@ -633,6 +630,22 @@ def web_backends_cpu(h: Harness) -> dict[int, float]:
     return cpu
 
 
+def web_cpu_meter(h: Harness, *, backends_name: str = "backend") -> Callable[[], dict[str, float]]:
+    """A function giving the CPU seconds since now of the web's workers ("web") and, on
+    PostgreSQL, of the backends of its connections (`backends_name`; one born meanwhile counts
+    whole: its connection serves the requests measured)."""
+    web = {pid: process_cpu(pid) for pid in web_pids(h)}
+    backends = web_backends_cpu(h)
+
+    def since() -> dict[str, float]:
+        cpu = {"web": sum(process_cpu(pid) - at_start for pid, at_start in web.items())}
+        if h.vendor == "postgresql":
+            cpu[backends_name] = sum(now - backends.get(pid, 0.0) for pid, now in web_backends_cpu(h).items())
+        return cpu
+
+    return since
+
+
 def reset_peak_rss(pids: list[int]) -> bool:
     """Start the processes' peak RSS (VmHWM) afresh at their current RSS (Linux: clear_refs 5)."""
     try:
@@ -651,8 +664,7 @@ def stream_rows(h: Harness, op_id: int, rows: int) -> Measurement:
     whole: its connection is part of the request)."""
     import http.client
 
-    web = {pid: process_cpu(pid) for pid in web_pids(h)}
-    backends = web_backends_cpu(h)
+    serving = web_cpu_meter(h)
     conn = http.client.HTTPConnection("127.0.0.1", h.port, timeout=600)
     started = time.perf_counter()
     conn.request("GET", f"/api/operations/{op_id}/rows/?format=csv", headers={"Authorization": f"Token {h.token}"})
@@ -663,9 +675,7 @@ def stream_rows(h: Harness, op_id: int, rows: int) -> Measurement:
         lines += block.count(b"\n")
     seconds = time.perf_counter() - started
     conn.close()
-    cpu = {"web": sum(process_cpu(pid) - before for pid, before in web.items())}
-    if h.vendor == "postgresql":
-        cpu["backend"] = sum(now - backends.get(pid, 0.0) for pid, now in web_backends_cpu(h).items())
+    cpu = serving()
     assert lines == rows + 1, f"{lines - 1} rows streamed, {rows} stored"  # no newline inside a bench value
     return Measurement(units=rows, seconds=seconds, cpu=cpu)
 
