@@ -395,6 +395,10 @@ class Harness:
         worker = self.spawn([PYTHON, "manage.py", "process_tasks", "--sleep", str(WORKER_POLL_SECONDS)], name, env)
         worker.app_name = name
         wait_idle(worker.pid)  # its start-up is no part of what is measured
+        if self.vendor == "postgresql":
+            # A loaded machine can pause its start-up long enough to look idle before it connects.
+            wait_for(lambda: self.backend_pids(name), what=f"the database connection of {name}")
+            wait_idle(worker.pid)
         return worker
 
     def only(self, worker: subprocess.Popen | None) -> None:
@@ -481,10 +485,10 @@ class Harness:
 
     # measuring a side
 
-    def backend_pid(self, app_name: str) -> int | None:
-        """The PostgreSQL backend of the connection named `app_name` (None on SQLite)."""
+    def backend_pids(self, app_name: str) -> list[int]:
+        """The PostgreSQL backends of the connections named `app_name` ([] on SQLite)."""
         if self.vendor != "postgresql":
-            return None
+            return []
         from django.db import connection
 
         with connection.cursor() as cursor:
@@ -492,7 +496,13 @@ class Harness:
                 "SELECT pid FROM pg_stat_activity WHERE application_name = %s AND datname = current_database()",
                 [app_name],
             )
-            pids = [pid for (pid,) in cursor.fetchall()]
+            return [pid for (pid,) in cursor.fetchall()]
+
+    def backend_pid(self, app_name: str) -> int | None:
+        """The PostgreSQL backend of the connection named `app_name` (None on SQLite)."""
+        if self.vendor != "postgresql":
+            return None
+        pids = self.backend_pids(app_name)
         assert len(pids) == 1, f"{len(pids)} backends named {app_name}"
         return pids[0]
 
