@@ -452,6 +452,22 @@ def test_without_django_debug_a_missing_secret_key_refuses_to_start(tmp_path):
     assert "Set DJANGO_SECRET_KEY" in started.stderr
 
 
+def test_only_the_commands_that_sign_nothing_run_without_a_secret_key(tmp_path):
+    """makemigrations compares the models with the migrations (CI and hooks run it bare); a
+    command that can serve or sign, `check` say, still refuses."""
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("DJANGO_")}
+    environment["DATABASE_URL"] = f"sqlite:///{tmp_path / 'db'}"
+
+    def manage(*arguments: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "manage.py", *arguments]
+        return subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120)
+
+    migrations = manage("makemigrations", "--check", "--dry-run")
+    assert (migrations.returncode, migrations.stdout.strip()) == (0, "No changes detected"), migrations.stderr
+    check = manage("check")
+    assert check.returncode != 0 and "Set DJANGO_SECRET_KEY" in check.stderr
+
+
 def test_debug_is_off_unless_asked_for(tmp_path):
     started = _settings_in_a_fresh_process(tmp_path, "print(settings.DEBUG)", DJANGO_SECRET_KEY="k" * 50)
     assert (started.returncode, started.stdout.strip()) == (0, "False"), started.stderr
