@@ -3,10 +3,10 @@
 Django builds a query's SQL anew on each evaluation, and for a one-row read by key that is most
 of the work: together about 1.7 ms of CPU for the token lookup (a join with the user) and the
 operation, against some 0.05 ms each for SQLite or PostgreSQL to answer. A status request made
-both, so building SQL was more than half of its CPU. A `CompiledQuery` builds its queryset's SQL once per
-database connection (one per thread and alias) and then only runs it with the new value, turning
-the row into model instances the way Django's ModelIterable does (converters, `from_db`,
-select_related).
+both, so building SQL was more than half of its CPU. A `CompiledQuery` builds its queryset's
+SQL once per database connection (one per thread and alias) and then only runs it with the new
+value, turning the row into model instances the way Django's ModelIterable does (converters,
+`from_db`, select_related).
 """
 
 import threading

@@ -74,7 +74,7 @@ def row_encoder(
         return _generated(
             f"lambda line, fields: head + pack(line, len(data := (template % ({fill})).encode())) + data",
             _JSONB_VERSION + template,
-            head=_BINARY_ROW_HEAD.pack(3, 8, operation_id, 8),
+            head=_binary_head(operation_id),
             pack=_BINARY_LINE_AND_DATA.pack,
         )
     return _generated(
@@ -82,10 +82,16 @@ def row_encoder(
     )
 
 
+def _binary_head(operation_id: int) -> bytes:
+    """What every binary row of the operation begins with: the field count and operation_id."""
+    return _BINARY_ROW_HEAD.pack(3, 8, operation_id, 8)
+
+
 def _binary_row(row: Row) -> bytes:
+    """A Row tuple as row_encoder's generated function makes it from fields."""
     operation_id, line, text = row
     data = (_JSONB_VERSION + text).encode()
-    return _BINARY_ROW_HEAD.pack(3, 8, operation_id, 8) + _BINARY_LINE_AND_DATA.pack(line, len(data)) + data
+    return _binary_head(operation_id) + _BINARY_LINE_AND_DATA.pack(line, len(data)) + data
 
 
 def write_rows(batches: Iterable[Sequence]) -> None:
