@@ -33,7 +33,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from tests.machine import free_port, peak_rss_kib, port_open, recreate_postgres_database, wait_for  # noqa: E402
+from testbed.machine import free_port, peak_rss_kib, port_open, recreate_postgres_database, wait_for  # noqa: E402
 
 PYTHON = sys.executable
 BENCH_SCRIPT = Path(__file__).resolve().parent / "bench.py"

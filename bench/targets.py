@@ -724,13 +724,13 @@ def rows_stream(h: Harness) -> None:
 
 def s3_next_to_local(h: Harness) -> None:
     """Target 10 (issue 12): files in S3 next to local disk, in the same run. moto's S3 server
-    (tests/s3.py, as the test suite starts it) on a loopback port, and a second gunicorn and
+    (testbed/s3.py, as the test suite starts it) on a loopback port, and a second gunicorn and
     workers that keep their files there. The big file's imports alternate ABBA with local
     disk's (the bench's own web server and main worker), each uploaded while every worker is
     stopped and imported by its side's worker alone; the S3 side's CPU counts moto's. Then
     resume at 10% and 85% on S3, and the S3 web's and worker's peak RSS after the small file
     (fresh processes) and after the big one (the web: a fresh one again, with one upload)."""
-    from tests.s3 import MotoServer
+    from testbed.s3 import MotoServer
 
     moto = MotoServer(log_path=h.workdir / "moto.log")
     h.processes.append(moto.process)  # killed with the others if the bench fails

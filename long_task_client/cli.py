@@ -15,9 +15,9 @@ from typing import NoReturn
 from rich.console import Console
 from rich.table import Table
 
-from long_task_client import humanize, outcome
 from long_task_client.api import DEFAULT_URL, Api, ApiError, Unreachable
 from long_task_client.display import PlainDisplay, for_output, percent_text
+from long_task_shared import humanize, outcome
 
 STATES = ["registered", "queued", "running", "pausing", "paused", "completed", "failed", "terminating", "terminated"]
 # How long a follow keeps trying when the server stops answering (a restart, say).

@@ -9,7 +9,7 @@ from typing import TextIO
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn
 
-from long_task_client import humanize
+from long_task_shared import humanize
 
 PLAIN_EVERY_SECONDS = 5.0
 

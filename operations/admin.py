@@ -33,7 +33,7 @@ from django.utils.html import format_html
 from django.utils.http import urlencode
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
-from long_task_client import humanize
+from long_task_shared import humanize
 from operations import access, selectors, services
 from operations.errors import OperationError
 from operations.models import Operation, OperationEvent, RowError

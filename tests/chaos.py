@@ -203,7 +203,7 @@ def _fresh_database(url: str, workdir: Path) -> str:
     """Drop and create the database of `url` (PostgreSQL), or a new SQLite file."""
     if not url:
         return f"sqlite:///{workdir / 'chaos.sqlite3'}"
-    from tests.machine import recreate_postgres_database
+    from testbed.machine import recreate_postgres_database
 
     return recreate_postgres_database(url)
 

@@ -11,8 +11,8 @@ from rest_framework.test import APIClient
 from long_task.settings import file_storage
 from operations import worker
 from operations.models import Operation
+from testbed.s3 import CREDENTIALS, Bucket, CuttingProxy, MotoServer
 
-from .s3 import CREDENTIALS, Bucket, CuttingProxy, MotoServer
 from .support import (  # noqa: F401 (re-exported for the tests)
     HEADER,
     ROOT,

@@ -20,7 +20,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from operations.models import Operation, UploadedRow
-from tests.machine import free_port, port_open, wait_for  # noqa: F401 (shared with the tests)
+from testbed.machine import free_port, port_open, wait_for  # noqa: F401 (shared with the tests)
 
 ROOT = Path(__file__).resolve().parent.parent
 HEADER = ["name", "phone", "email", "city"]

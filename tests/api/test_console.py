@@ -13,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from long_task_client import humanize
+from long_task_shared import humanize
 from operations import selectors
 from operations.admin import ROW_ERRORS_SHOWN, figures
 from operations.management.commands.op_status import format_duration

@@ -13,7 +13,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from operations.models import Operation
-from tests.machine import peak_rss_kib
+from testbed.machine import peak_rss_kib
 from tests.support import csv_bytes, op_in_state, running_server, upload_file, wait_for
 
 S = Operation.State

@@ -16,9 +16,10 @@ import pytest
 from rest_framework.authtoken.models import Token
 from rich.console import Console
 
-from long_task_client import cli, humanize, outcome
+from long_task_client import cli
 from long_task_client.api import Api
 from long_task_client.display import BarDisplay, PlainDisplay
+from long_task_shared import humanize, outcome
 from operations.models import Operation, RowError
 from tests.support import ROOT, csv_bytes, free_port, running_server, stored_lines, wait_for
 

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db import connection
 
 from operations.models import Operation, RowError, UploadedRow
-from tests.machine import peak_rss_kib
+from testbed.machine import peak_rss_kib
 from tests.support import csv_bytes, op_in_state, overlapping_chunks, running_server, stored_lines, wait_for
 
 pytestmark = [pytest.mark.processes, pytest.mark.django_db(transaction=True)]

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from operations import storage
-from tests.machine import wait_for
+from testbed.machine import wait_for
 
 pytestmark = pytest.mark.s3
 MiB = 1024 * 1024

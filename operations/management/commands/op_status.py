@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections
 from django.utils import timezone
 
-from long_task_client import humanize, outcome
+from long_task_shared import humanize, outcome
 from operations import selectors
 from operations.models import Operation
 

@@ -15,7 +15,7 @@ import time
 import uuid
 from pathlib import Path
 
-from tests.machine import free_port, port_open, wait_for
+from testbed.machine import free_port, port_open, wait_for
 
 REGION = "us-east-1"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
