@@ -13,11 +13,9 @@ import secrets
 import socket
 import threading
 import time
-from datetime import timedelta
 
 from django.conf import settings
 from django.db import Error, InterfaceError, OperationalError, connection, transaction
-from django.utils import timezone
 
 from operations import leases, selectors
 from operations.errors import LeaseLost, OperationError
@@ -115,15 +113,6 @@ def work_operation(op_id: int) -> None:
         return
     logger.info("operation %s: %s claimed it in state %s", op_id, me, op.state)
     Runner(op, me).run()
-
-
-def prune_task_history(*, days: float = 7.0) -> int:
-    """django-background-tasks keeps a CompletedTask row for every run; keep a week of them."""
-    from background_task.models import CompletedTask
-
-    cutoff = timezone.now() - timedelta(days=days)
-    deleted, _ = CompletedTask.objects.filter(run_at__lt=cutoff).delete()
-    return deleted
 
 
 def recover_stalled() -> int:

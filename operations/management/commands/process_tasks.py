@@ -19,7 +19,7 @@ from django.conf import settings
 from django.core.checks import Tags
 from django.db import close_old_connections
 
-from operations import retention, worker
+from operations import retention, tasks, worker
 
 logger = logging.getLogger("operations.worker")
 PRUNE_SECONDS = 3600
@@ -64,7 +64,7 @@ class Command(BackgroundTasksCommand):
                     worker.recover_stalled()
                     if time.monotonic() - last_prune >= PRUNE_SECONDS:
                         last_prune = time.monotonic()
-                        worker.prune_task_history()
+                        tasks.prune_task_history()
                     if time.monotonic() - last_sweep >= settings.LONG_TASK_SWEEP_SECONDS:
                         last_sweep = time.monotonic()
                         retention.sweep()
