@@ -175,7 +175,7 @@ def completed_upload(h: Harness, *, small: bool = False):
     if h.vendor == "postgresql":
         # Statistics, as autovacuum would gather them: on the fresh table the baseline's
         # `WHERE operation_id = %s ORDER BY line_number` is planned as a bitmap scan and a sort
-        # of every row (backend 1.54 ms CPU per 1k rows against 1.0 walking the key).
+        # of every row, which costs the backend half as much again as walking the key.
         with connection.cursor() as cursor:
             cursor.execute(f"ANALYZE {TABLE}")
     return op
@@ -681,7 +681,7 @@ def stream_rows(h: Harness, op_id: int, rows: int) -> Measurement:
 
 
 def rows_stream(h: Harness) -> None:
-    """Target 9 (issue 11): `/rows/?format=csv` of a completed upload streamed from the web,
+    """Target 9: `/rows/?format=csv` of a completed upload streamed from the web,
     next to the raw driver writing the same CSV in one statement (the baseline of target 8);
     and the web's peak RSS while streaming the big operation and the small one."""
     source = completed_upload(h)
@@ -723,7 +723,7 @@ def rows_stream(h: Harness) -> None:
 
 
 def s3_next_to_local(h: Harness) -> None:
-    """Target 10 (issue 12): files in S3 next to local disk, in the same run. moto's S3 server
+    """Target 10: files in S3 next to local disk, in the same run. moto's S3 server
     (testbed/s3.py, as the test suite starts it) on a loopback port, and a second gunicorn and
     workers that keep their files there. The big file's imports alternate ABBA with local
     disk's (the bench's own web server and main worker), each uploaded while every worker is

@@ -89,8 +89,8 @@ def operation_checkpoint(*, op: Operation, worker_id: str, state: str = State.RU
 
 def _checkpoint_update_postgresql(op_id: int, state: str, worker_id: str, fields: dict) -> int:
     """The same UPDATE as the ORM's in operation_checkpoint, written out: building and compiling
-    it took the worker ~0.5 ms of CPU per chunk (1 ms when the CPU is short), about as much as
-    the rest of a chunk's overhead together. STATEMENT_TIMESTAMP() is the ORM's Now()."""
+    it through the ORM on every chunk cost the worker about as much CPU as the rest of a
+    chunk's overhead together (docs/performance.md). STATEMENT_TIMESTAMP() is the ORM's Now()."""
     quote, opts = connection.ops.quote_name, Operation._meta
     names = [opts.get_field(name) for name in fields]
     assignments = "".join(f", {quote(field.column)} = %s" for field in names)

@@ -1,4 +1,4 @@
-"""What is kept on disk, and for how long (issue 9): idle workers run `sweep` now and then, like
+"""What is kept on disk, and for how long: idle workers run `sweep` now and then, like
 the recovery sweep, and `manage.py sweep` runs it at will (e.g. from cron on each web machine,
 whose temporary upload directory no worker sees when files live in object storage).
 

@@ -75,7 +75,7 @@ def _commits_wait_for_disk(wait: bool, *, local: bool = False) -> None:
     """PostgreSQL's synchronous_commit for this connection (local: this transaction only).
 
     The chunks commit without waiting for the WAL flush: each commit would otherwise wait for a
-    disk write (3-5 ms a chunk here, more when neighbours write), with both the worker and its
+    disk write (longer than the chunk's own work when neighbours write), with both the worker and its
     backend idle. Nothing of exactness is lost: a commit stays atomic and in WAL order, so a
     crash of the database server can only lose the last chunks whole (rows and checkpoint
     together), and the operation redoes them from the checkpoint that survived; a later

@@ -7,7 +7,7 @@ cache, see the README's "Security and limits").
 - `uploads`: requests that send a file to import, per user;
 - `login_failures` / `login_failures_address`: failed HTTP basic logins, per client address and
   user name / per client address. Over the limit, a login is refused before its password is
-  hashed (a PBKDF2 costs about 250 ms of CPU), so guessing costs the server nothing.
+  hashed (a PBKDF2 is deliberately expensive), so guessing costs the server nothing.
 
 Views say which scopes their requests count against: `throttle_scopes`, or for a viewset
 `throttle_scopes_by_action`.

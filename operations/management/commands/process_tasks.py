@@ -31,8 +31,8 @@ class Command(BackgroundTasksCommand):
     # The system checks of what a worker uses: its models and its database. The others check the
     # web's parts, and running them imports those parts: the URL configuration (and with it the
     # API's views, DRF's renderers, drf-spectacular, django.test, jinja2, requests...), the
-    # admin's and the templates' tag libraries. That took a worker from 46 to 72 MiB before its
-    # first row. The web runs them (`manage.py run`, `check`, `migrate` run them all).
+    # admin's and the templates' tag libraries, a third more memory before the first row. The
+    # web runs them (`manage.py run`, `check`, `migrate` run them all).
     requires_system_checks = [Tags.models, Tags.database]
 
     def handle(self, *args, **options):
