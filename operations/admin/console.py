@@ -21,9 +21,9 @@ from django.views import View
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
 from long_task_shared import humanize
-from operations import selectors, services
+from operations import params, selectors, services
 from operations.admin.formatting import CONTROLS, event_row, figures, live_entry, record_figures
-from operations.errors import OperationError
+from operations.errors import BadInput, OperationError
 from operations.models import Operation
 from operations.state_machine import Actor, allows
 from operations.uploads import check_upload_size
@@ -56,12 +56,12 @@ def wants_json(request: HttpRequest) -> bool:
     return "application/json" in request.headers.get("Accept", "")
 
 
-def live_ids(request: HttpRequest) -> list[int]:
-    ids = []
-    for part in request.GET.get("ids", "").split(",")[:LIVE_MAX_IDS]:
-        if part.strip().isdigit() and int(part) < 2**63:
-            ids.append(int(part))
-    return ids
+def operation_id(text: str) -> int | None:
+    """A database id written in ASCII digits, or None for anything else (which matches nothing)."""
+    try:
+        return params.bounded_integer(text, minimum=1, message="not an id")
+    except BadInput:
+        return None
 
 
 class ConsoleView(View):
@@ -89,7 +89,8 @@ class LiveView(ScriptEndpoint):
     def get(self, request: HttpRequest) -> JsonResponse:
         if not self.model_admin.has_view_permission(request):
             return JsonResponse({"message": "You do not have permission to view operations."}, status=403)
-        ops = list(self.model_admin.get_queryset(request).filter(pk__in=live_ids(request)))
+        ids = [operation_id(part) for part in request.GET.get("ids", "").split(",")[:LIVE_MAX_IDS]]
+        ops = list(self.model_admin.get_queryset(request).filter(pk__in=[pk for pk in ids if pk]))
         body = {
             "operations": [live_entry(op) for op in ops],
             "active": any(op.state in State.active() for op in ops),
@@ -114,7 +115,7 @@ class ControlView(ConsoleView):
             raise Http404("No such control")
         if not self.model_admin.has_control_permission(request):
             raise PermissionDenied
-        op = self.model_admin.get_queryset(request).filter(pk=object_id if object_id.isdigit() else None).first()
+        op = self.model_admin.get_queryset(request).filter(pk=operation_id(object_id)).first()
         if op is None:
             raise Http404("Operation ID Invalid")
         if verb == "terminate" and request.POST.get("confirmed") != "yes":

@@ -341,6 +341,16 @@ def test_the_scripts_endpoints_answer_a_wrong_method_in_json(admin_client):
     assert (response.status_code, response.json(), response["Allow"]) == (405, {"message": "POST only"}, "POST")
 
 
+@pytest.mark.django_db
+@pytest.mark.parametrize("bad_id", ["\u00b2", "\u0661", "99999999999999999999", "-1", "x"])
+def test_ids_in_the_consoles_urls_that_are_no_ids_match_nothing(admin_client, bad_id):
+    op = operation_in_state(S.RUNNING)
+    body = admin_client.get(LIVE, {"ids": f"{bad_id},{op.pk}"}).json()
+    assert [entry["op_id"] for entry in body["operations"]] == [op.pk]
+    control = CHANGELIST + f"{bad_id}/control/pause/"
+    assert admin_client.post(control).status_code == 404
+
+
 # --- the record of a run ---------------------------------------------------------------------
 
 
