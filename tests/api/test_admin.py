@@ -5,7 +5,7 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.urls import reverse
 
-from operations.admin import ROW_ERRORS_SHOWN
+from operations.admin.operation_admin import ROW_ERRORS_SHOWN
 from operations.models import Operation, OperationEvent, RowError
 from tests.support import operation_in_state
 

@@ -15,7 +15,8 @@ from django.utils import timezone
 
 from long_task_shared import humanize
 from operations import selectors
-from operations.admin import ROW_ERRORS_SHOWN, figures
+from operations.admin.formatting import figures
+from operations.admin.operation_admin import ROW_ERRORS_SHOWN
 from operations.management.commands.op_status import format_duration
 from operations.models import Operation, OperationEvent, RowError
 from tests.support import csv_bytes, operation_in_state, upload_file
@@ -122,6 +123,22 @@ def test_import_checks_csrf_and_needs_the_add_permission(admin_user, client, dja
     assert client.get(IMPORT).status_code == 403
     assert client.post(IMPORT, {"file": upload_file(csv_bytes(3))}).status_code == 403
     assert not Operation.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_script_sends_the_csrf_token_as_a_header_and_gets_json(admin_user, settings):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(admin_user)
+    token = str(client.get(IMPORT).context["csrf_token"])
+    headers = {"Accept": "application/json", "X-CSRFToken": token}  # as console.js sends them
+
+    response = client.post(IMPORT, {"file": upload_file(csv_bytes(3))}, headers=headers)
+    assert response.status_code == 202 and response.json()["op_id"] == Operation.objects.get().pk
+
+    settings.LONG_TASK_MAX_UPLOAD_BYTES = 0
+    response = client.post(IMPORT, {"file": upload_file(b"a\n" * (1024**2))}, headers=headers)
+    assert response.status_code == 413
+    assert response.json() == {"message": "The file is larger than the upload limit of 0 bytes"}
 
 
 PREVIEW = reverse("admin:operations_operation_import_preview")
@@ -297,6 +314,41 @@ def test_controls_need_the_change_permission_and_a_post(client, admin_client, dj
     assert admin_client.get(control_url(op, "pause")).status_code == 405
     assert admin_client.post(control_url(op, "delete")).status_code == 404
     assert Operation.objects.get(pk=op.pk).state == S.RUNNING
+
+
+@pytest.mark.django_db
+def test_every_console_post_needs_the_csrf_token(admin_user):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(admin_user)
+    op = operation_in_state(S.RUNNING)
+    token = str(client.get(change_url(op)).context["csrf_token"])
+
+    assert client.post(control_url(op, "pause")).status_code == 403
+    assert client.post(PREVIEW, {"file": upload_file(b"a\n1\n"), "complete": "1"}).status_code == 403
+    assert Operation.objects.get(pk=op.pk).state == S.RUNNING
+
+    assert client.post(control_url(op, "pause"), {"csrfmiddlewaretoken": token}).status_code == 302
+    preview = client.post(PREVIEW, {"file": upload_file(b"a\n1\n"), "complete": "1"}, headers={"X-CSRFToken": token})
+    assert preview.status_code == 200 and preview.json()["columns"] == ["a"]
+    assert Operation.objects.get(pk=op.pk).state == S.PAUSING
+
+
+@pytest.mark.django_db
+def test_the_scripts_endpoints_answer_a_wrong_method_in_json(admin_client):
+    response = admin_client.post(LIVE)
+    assert (response.status_code, response.json(), response["Allow"]) == (405, {"message": "GET only"}, "GET")
+    response = admin_client.get(PREVIEW)
+    assert (response.status_code, response.json(), response["Allow"]) == (405, {"message": "POST only"}, "POST")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("bad_id", ["\u00b2", "\u0661", "99999999999999999999", "-1", "x"])
+def test_ids_in_the_consoles_urls_that_are_no_ids_match_nothing(admin_client, bad_id):
+    op = operation_in_state(S.RUNNING)
+    body = admin_client.get(LIVE, {"ids": f"{bad_id},{op.pk}"}).json()
+    assert [entry["op_id"] for entry in body["operations"]] == [op.pk]
+    control = CHANGELIST + f"{bad_id}/control/pause/"
+    assert admin_client.post(control).status_code == 404
 
 
 # --- the record of a run ---------------------------------------------------------------------

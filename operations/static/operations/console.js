@@ -1,6 +1,6 @@
-/* The operator console's script (operations/admin.py): live figures on the list and an
-   operation's page, and the import form's upload progress. Vanilla JavaScript, no build.
-   Every figure arrives formatted from the server; this only copies text into the page. */
+/* The operator console's script (its views: operations/admin/console.py): live figures on the
+   list and an operation's page, and the import form's upload progress. Vanilla JavaScript, no
+   build. Every figure arrives formatted from the server; this only copies text into the page. */
 (function () {
   "use strict";
 

@@ -1,0 +1,21 @@
+"""The admin as the operator console (SPEC §10): live list and detail pages, an import page,
+Pause / Resume / Terminate on an operation's page, and the bulk actions.
+
+- `operation_admin`: the ModelAdmin (list, page, permissions, actions), which mounts
+- `console`: the console's own views (the live JSON that the pages poll, the buttons, the
+  import page and its preview);
+- `formatting`: every figure as text, once, for the pages and the live view alike
+  (static/operations/console.js only copies the text it is given).
+
+Django's admin autodiscovery imports this package, which registers the ModelAdmin.
+"""
+
+from django.contrib import admin
+
+from operations.admin.operation_admin import OperationAdmin
+from operations.models import Operation
+
+admin.site.site_header = "long_task operator console"
+admin.site.site_title = "long_task"
+admin.site.index_title = "Operations and users"
+admin.site.register(Operation, OperationAdmin)

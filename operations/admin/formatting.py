@@ -1,0 +1,83 @@
+"""The console's figures as text, one format for the server-rendered pages and the polled ones
+alike: the pages and `live/` both build their text here, and console.js only copies it. The
+number formats are long_task_shared.humanize's, which the command-line client uses too."""
+
+from collections.abc import Iterable
+
+from django.utils import timezone
+
+from long_task_shared import humanize
+from operations import selectors
+from operations.models import Operation, OperationEvent
+from operations.state_machine import allows
+
+# The buttons of an operation's page: verb -> the transition that decides whether it is offered.
+CONTROLS = {"pause": "pause", "resume": "resume", "terminate": "force_terminate"}
+
+
+def moment(at) -> str:
+    """A time to the second, in the server's time zone."""
+    return "-" if at is None else timezone.localtime(at).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def figures(op: Operation) -> dict[str, str]:
+    """Every figure of an operation as text."""
+    percent = selectors.percent_done(op)
+    rate = selectors.rows_per_second(op)
+    imported, failed = humanize.count(selectors.lines_imported(op)), humanize.count(op.lines_failed)
+    counts = f"{imported} imported, {failed} failed"
+    if op.total_lines is not None:
+        counts += f" of {humanize.count(op.total_lines)}"
+    return {
+        "state": op.state,
+        "percent": "" if percent is None else f"{percent:.1f}%",
+        "imported": imported,
+        "failed": failed,
+        "finished": humanize.count(op.lines_finished),
+        "total": humanize.count(op.total_lines),
+        "counts": counts,
+        "rate": "-" if rate is None else f"{humanize.count(rate)} rows/s",
+        "rate_number": humanize.count(rate),  # the list's column, headed rows/s
+        "eta": humanize.duration(selectors.eta_seconds(op)),
+        "started": moment(op.started_at),
+        "finished_at": moment(op.finished_at),
+        "updated": moment(op.updated_at),
+    }
+
+
+def record_figures(op: Operation, events: Iterable[OperationEvent]) -> dict[str, str]:
+    """The run as a whole: duration, time worked, average rate."""
+    record = selectors.operation_run_record(op, events)
+    average = record.average_rate
+    return {
+        "duration": humanize.duration(record.duration_seconds),
+        "working": humanize.duration(record.working_seconds),
+        "average": "-" if average is None else f"{humanize.count(average)} rows/s",
+    }
+
+
+def event_row(event: OperationEvent) -> dict[str, str]:
+    """One line of an operation's history."""
+    return {
+        "at": moment(event.at),
+        "actor": event.actor,
+        "from_state": event.from_state,
+        "to_state": event.to_state,
+        "detail": event.detail,
+    }
+
+
+def allowed_controls(op: Operation) -> dict[str, bool]:
+    """Which buttons the state machine's table allows now (the services decide again on click)."""
+    return {verb: allows(transition, op.state) for verb, transition in CONTROLS.items()}
+
+
+def live_entry(op: Operation) -> dict:
+    """What the pages poll for one operation: the status object, its figures as text, and
+    whether it is still active and which controls apply."""
+    return {
+        **selectors.operation_status(op),
+        "text": figures(op),
+        "active": op.state in Operation.State.active(),
+        "allowed": allowed_controls(op),
+    }

@@ -1,0 +1,320 @@
+"""The ModelAdmin of operations: the live list and an operation's view-only page, and the
+bulk actions (Pause, Resume, Terminate), all through the same services and selectors as the API.
+
+An operation's page is view-only: a change form saves the whole row, which would write back
+the state and checkpoint it had loaded over the ones a worker wrote since. Operators act
+through the buttons and the actions, which lock and validate like the API does.
+
+Permissions go through the ModelAdmin's hooks and the selectors' visibility rule
+(`Operation.objects.visible_to`): viewing needs the view permission, acting the control
+permission (`has_control_permission`: `change_operation` for one's own operations,
+`control_any_operation` for everyone's, see operations/access.py), importing the add
+permission; the services then refuse an operation the user may not act on, as the API does.
+"""
+
+from collections.abc import Callable
+
+from django.contrib import admin, messages
+from django.contrib.admin.utils import flatten_fieldsets
+from django.db import DatabaseError
+from django.db.models import QuerySet
+from django.forms.models import BaseInlineFormSet
+from django.http import HttpRequest
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from long_task_shared import humanize
+from operations import access, selectors, services
+from operations.admin import console
+from operations.admin.formatting import allowed_controls, event_row, figures, moment, record_figures
+from operations.errors import OperationError
+from operations.models import Operation, RowError
+from operations.state_machine import Actor
+
+ROW_ERRORS_SHOWN = 100
+COLUMNS_SHOWN = 50
+
+
+# --- inlines -------------------------------------------------------------------------------
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class FirstRowErrorsFormSet(BaseInlineFormSet):
+    def get_queryset(self) -> QuerySet:
+        # Sliced here rather than in the inline's get_queryset, which the formset filters later;
+        # and kept, since each form looks its row up in it (a new slice would be a query a row).
+        if not hasattr(self, "_first_rows"):
+            self._first_rows = super().get_queryset()[:ROW_ERRORS_SHOWN]
+        return self._first_rows
+
+
+class RowErrorInline(ReadOnlyInline):
+    model = RowError
+    formset = FirstRowErrorsFormSet
+    fields = readonly_fields = ["line_number", "reason", "raw"]
+    verbose_name_plural = f"row errors (the first {ROW_ERRORS_SHOWN}, as loaded)"
+
+
+# --- the model admin -------------------------------------------------------------------------
+
+
+class OperationAdmin(admin.ModelAdmin):
+    # Narrow enough for a 1280-pixel screen beside the filters; times are on an operation's page.
+    list_display = ["id", "type_name", "state_badge", "owner", "progress", "speed_number", "eta"]
+    list_filter = ["state", "op_type"]
+    search_fields = ["id__exact", "owner__username", "file_name"]
+    list_select_related = ["owner"]
+    actions = ["pause", "resume", "terminate_force"]
+    inlines = [RowErrorInline]
+    change_list_template = "admin/operations/operation/change_list.html"
+    change_form_template = "admin/operations/operation/change_form.html"
+    # The state and the counters are in the live panel above these (change_form.html); what is
+    # here either stays put or is live too, so that the page never shows two different numbers.
+    fieldsets = [
+        (None, {"fields": ["op_type", "owner", "options", "error"]}),
+        ("Progress", {"fields": ["progress", "speed", "eta", "row_error_count"]}),
+        ("Input", {"fields": ["input_file", "file_name", "file_size", "file_sha256", "header"]}),
+        ("Times", {"fields": ["created", "started", "finished", "updated"]}),
+        (
+            "Checkpoint and lease (as loaded)",
+            {
+                "classes": ["collapse"],
+                "fields": [
+                    "lines_finished",
+                    "lines_failed",
+                    "total_lines",
+                    "position",
+                    "checkpoint",
+                    "rollback_position",
+                    "lease_owner",
+                    "lease_expires_at",
+                ],
+            },
+        ),
+    ]
+    # Everything: the state machine and the worker own state, lease, checkpoint and counters.
+    readonly_fields = flatten_fieldsets(fieldsets)
+
+    # --- permissions: watch and act, never edit by hand ------------------------------------
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        # The API's rule (operations.access): being staff shows only one's own operations.
+        return Operation.objects.visible_to(request.user).select_related("owner")
+
+    def get_object(self, request: HttpRequest, object_id: str, from_field=None) -> Operation | None:
+        # The row errors' count read with the counters, so that the page's two numbers agree.
+        try:
+            return selectors.with_row_error_count(self.get_queryset(request)).get(pk=int(object_id))
+        except (Operation.DoesNotExist, ValueError, OverflowError):
+            return None
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # No add form: operations are registered through the services (the import page, the API),
+        # which record the first event.
+        return False
+
+    def has_view_permission(self, request: HttpRequest, obj: Operation | None = None) -> bool:
+        return super().has_view_permission(request, obj) or access.controls_all(request.user)
+
+    def has_control_permission(self, request: HttpRequest) -> bool:
+        """The actions: for one's own operations with `change_operation`, for everyone's with
+        `control_any_operation`; the services refuse each operation the user may not act on."""
+        return request.user.has_perm("operations.change_operation") or access.controls_all(request.user)
+
+    def has_import_permission(self, request: HttpRequest) -> bool:
+        """Importing creates an operation: the model's add permission."""
+        return super().has_add_permission(request)
+
+    def has_change_permission(self, request: HttpRequest, obj: Operation | None = None) -> bool:
+        # Without an object this gates acting (actions, buttons); with one, the change form.
+        return obj is None and super().has_change_permission(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Operation | None = None) -> bool:
+        # Deleting would bypass terminate, which removes the rows in chunks and the stored file.
+        return False
+
+    # --- figures of the list and the page (each element names its operation and field, which
+    # the poller updates) ---------------------------------------------------------------------
+
+    @staticmethod
+    def _live(op: Operation, field: str, text: str) -> str:
+        return format_html('<span data-op="{}" data-field="{}">{}</span>', op.pk, field, text)
+
+    @admin.display(description="state", ordering="state")
+    def state_badge(self, op: Operation) -> str:
+        html = '<span class="lt-state" data-op="{}" data-field="state" data-state="{}">{}</span>'
+        return format_html(html, op.pk, op.state, op.state)
+
+    @admin.display(description="progress")
+    def progress(self, op: Operation) -> str:
+        text = figures(op)
+        percent = selectors.percent_done(op)
+        # A bar only where it means progress: none (hidden, and never indeterminate) without a
+        # percentage, e.g. registered or terminated.
+        bar = format_html(
+            '<progress data-op="{}" data-field="bar" max="100" value="{}"{}></progress>',
+            op.pk,
+            0 if percent is None else percent,
+            " hidden" if percent is None else "",
+        )
+        return format_html(
+            '<span class="lt-progress">{} {} <small>{}</small></span>',
+            bar,
+            self._live(op, "percent", text["percent"]),
+            self._live(op, "counts", text["counts"]),
+        )
+
+    @admin.display(description="rows/s")
+    def speed(self, op: Operation) -> str:
+        return self._live(op, "rate", figures(op)["rate"])
+
+    @admin.display(description="rows/s")
+    def speed_number(self, op: Operation) -> str:
+        return self._live(op, "rate_number", figures(op)["rate_number"])
+
+    @admin.display(description="type", ordering="op_type")
+    def type_name(self, op: Operation) -> str:
+        return op.op_type
+
+    @admin.display(description="ETA")
+    def eta(self, op: Operation) -> str:
+        return self._live(op, "eta", figures(op)["eta"])
+
+    @admin.display(description="updated", ordering="updated_at")
+    def updated(self, op: Operation) -> str:
+        return self._live(op, "updated", moment(op.updated_at))
+
+    @admin.display(description="created")
+    def created(self, op: Operation) -> str:
+        return moment(op.created_at)
+
+    @admin.display(description="started")
+    def started(self, op: Operation) -> str:
+        return self._live(op, "started", moment(op.started_at))
+
+    @admin.display(description="finished")
+    def finished(self, op: Operation) -> str:
+        return self._live(op, "finished_at", moment(op.finished_at))
+
+    @admin.display(description="header")
+    def header(self, op: Operation) -> str:
+        """The column names, the first COLUMNS_SHOWN of a wide header."""
+        columns = op.columns or []
+        shown = ", ".join(columns[:COLUMNS_SHOWN])
+        if len(columns) > COLUMNS_SHOWN:
+            shown += f", ... ({len(columns):,} columns)"
+        return shown or "-"
+
+    @admin.display(description="row errors")
+    def row_error_count(self, op: Operation) -> str:
+        count = getattr(op, "row_error_count", None)
+        if count is None:
+            count = op.row_errors.count()
+        url = reverse("operation-row-errors", args=[op.pk]) + "?format=csv"
+        # Live as `failed`: the counter that this count agrees with.
+        live_count = self._live(op, "failed", humanize.count(count))
+        return format_html('{} (all of them: <a href="{}">CSV</a>)', live_count, url)
+
+    @admin.display(description="file")
+    def input_file(self, op: Operation) -> str:
+        """The stored file through the API's owner-checked download, never a media URL."""
+        refusal = selectors.download_refusal(op)
+        if refusal:
+            return refusal
+        url = reverse("operation-download", args=[op.pk])
+        return format_html('<a href="{}">{}</a>', url, op.file_name or "download")
+
+    # --- pages -----------------------------------------------------------------------------
+
+    def get_urls(self):
+        """The console's views (operations/admin/console.py) before the admin's own pages."""
+
+        def mount(route: str, view: type[console.ConsoleView], name: str):
+            return path(route, self.admin_site.admin_view(view.as_view(model_admin=self)), name=name)
+
+        return [
+            mount("import/", console.ImportView, "operations_operation_import"),
+            mount("import/preview/", console.PreviewView, "operations_operation_import_preview"),
+            mount("live/", console.LiveView, "operations_operation_live"),
+            mount("<path:object_id>/control/<str:verb>/", console.ControlView, "operations_operation_control"),
+            *super().get_urls(),
+        ]
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None):
+        counts = selectors.operation_counts(user=request.user)
+        context = {
+            **console.console_context(self, request),
+            "state_counts": list(counts.items()),
+            **(extra_context or {}),
+        }
+        return super().changelist_view(request, extra_context=context)
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None):
+        op = self.get_object(request, object_id)
+        context = dict(extra_context or {})
+        if op is not None and self.has_view_permission(request, op):
+            events = list(op.events.all())
+            context.update(
+                console.console_context(self, request),
+                # Without the state, which the live badge shows (str(op) would go stale).
+                subtitle=f"{op.op_type} #{op.pk}",
+                op=op,
+                text=figures(op),
+                record=record_figures(op, events),
+                events=[event_row(event) for event in events],
+                percent=selectors.percent_done(op),
+                controls=list(allowed_controls(op).items()),
+                can_act=self.has_control_permission(request),
+            )
+        return super().change_view(request, object_id, form_url, extra_context=context)
+
+    # --- actions ---------------------------------------------------------------------------
+
+    @admin.action(description="Pause", permissions=["control"])
+    def pause(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._apply(request, queryset, "Paused", services.operation_pause)
+
+    @admin.action(description="Resume", permissions=["control"])
+    def resume(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._apply(request, queryset, "Resumed", services.operation_resume)
+
+    @admin.action(description="Terminate (force)", permissions=["control"])
+    def terminate_force(self, request: HttpRequest, queryset: QuerySet) -> None:
+        def terminate(*, op_id: int, actor: Actor) -> Operation:
+            return services.operation_terminate(op_id=op_id, actor=actor, force=True)
+
+        self._apply(request, queryset, "Terminating", terminate)
+
+    def _apply(self, request: HttpRequest, queryset: QuerySet, done_label: str, verb: Callable[..., Operation]) -> None:
+        """Call `verb` on each selected operation, each in its own transaction, and report
+        every success and refusal; one refusal does not stop the others."""
+        actor = Actor.for_user(request.user)
+        done, refused = [], []
+        for op_id in queryset.order_by("id").values_list("id", flat=True):
+            try:
+                op = verb(op_id=op_id, actor=actor)
+            except OperationError as error:
+                refused.append(f"#{op_id}: {error.message}")
+            except DatabaseError as error:
+                # E.g. a lock wait that timed out: the transition rolled back; say so, not a 500.
+                refused.append(f"#{op_id}: database error, nothing changed ({error})")
+            else:
+                done.append(f"#{op_id} is {op.state}")
+        if done:
+            self.message_user(request, f"{done_label}: {', '.join(done)}.", messages.SUCCESS)
+        if refused:
+            self.message_user(request, f"Refused: {'; '.join(refused)}.", messages.ERROR)
