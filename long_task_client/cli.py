@@ -160,7 +160,7 @@ def build_parser() -> Parser:
     sub = command(
         "export",
         cmd_export,
-        "export the rows of a completed import to a CSV file: register an Export, follow it, download its file",
+        "export a completed import's rows to a CSV file (register, follow, download)",
         follows=True,
     )
     sub.add_argument("source", type=operation_id, metavar="SOURCE", help="the id of a completed Upload")
