@@ -89,14 +89,19 @@ class Api:
 
     # --- the seed endpoints (SPEC §5) ---------------------------------------------------------
 
-    def register(self, *, strict: bool = False) -> dict:
-        body = {"op_type": "Upload", **({"strict": True} if strict else {})}
-        return self._call("POST", "/register/", json=body)
+    def register(self, op_type: str = "Upload", **options) -> dict:
+        """A new operation of `op_type` with its options (an Upload's `strict`, an Export's
+        `source` and `filter`...)."""
+        return self._call("POST", "/register/", json={"op_type": op_type, **options})
 
     def start(self, op_id: int, handle: BinaryIO, *, name: str, on_progress: Callable[[int], None]) -> dict:
         """Send the file (multipart, streamed from disk) to start the operation."""
         files = {"file": (name, CountingFile(handle, on_progress), "text/csv")}
         return self._call("POST", "/upload/", data={"op_id": str(op_id)}, files=files)
+
+    def start_without_input(self, op_id: int) -> dict:
+        """Start an operation that takes no input (an Export reads its source's rows)."""
+        return self._call("POST", f"/api/operations/{op_id}/start/", json={})
 
     def pause(self, op_id: int, *, wait: float = 0) -> dict:
         return self._call("POST", "/pause/", json={"op_id": op_id, "wait": wait})
@@ -137,12 +142,17 @@ class Api:
 
     @contextmanager
     def download(self, path: str, params: dict) -> Iterator[Iterator[bytes]]:
-        """A streamed GET: yields an iterator over the body's bytes."""
+        """A streamed GET: yields an iterator over the body's bytes, once the answer is known
+        to be the download (not an error, not a web page from whatever answered)."""
         try:
             with self.http.stream("GET", path, params=params) as response:
                 if response.is_error:
                     response.read()
                     raise _error(response)
+                if response.headers.get("Content-Type", "").startswith("text/html"):
+                    raise ApiError(
+                        response.status_code, f"the answer from {response.url} is a web page, not a download"
+                    )
                 yield response.iter_bytes()
         except httpx.TransportError as exc:
             raise Unreachable(f"cannot reach {self.url}: {exc or type(exc).__name__}") from None

@@ -6,7 +6,7 @@
     2  paused or terminated
     3  usage or connection error: bad arguments, server unreachable, not authenticated, bad
        input or unknown operation (400, 401, 403, 404, 413), unexpected server answer
-  130  a second Ctrl-C: the operation is left as it is
+  130  interrupted: a second Ctrl-C while following stops waiting for the pause it asked for
 """
 
 COMPLETED = 0

@@ -1,4 +1,4 @@
-"""`manage.py op_status`: progress on the command line (SPEC §10), and `--follow` (issue 11)."""
+"""`manage.py op_status`: progress on the command line (SPEC §10), and `--follow`."""
 
 import io
 import os
@@ -8,7 +8,7 @@ import sys
 import pytest
 from django.core.management import CommandError, call_command
 
-from operations.management.commands.op_status import format_duration
+from long_task_shared import humanize
 from operations.models import Operation
 from tests.conftest import ROOT, database_url
 
@@ -53,15 +53,32 @@ def test_prints_the_figures_of_each_operation(user):
         "running",
         "alice",
         "25.0%",
-        "1000",
+        "1,000",
         "3",
         "50",
         "1m00s",
     ]
     # Nobody works on a completed operation: no speed, no ETA; no owner: anonymous.
-    assert rows[str(done.pk)][:9] == [str(done.pk), "Upload", "completed", "-", "100.0%", "4000", "0", "-", "-"]
+    assert rows[str(done.pk)][:9] == [str(done.pk), "Upload", "completed", "-", "100.0%", "4,000", "0", "-", "-"]
     assert rows[str(fresh.pk)][3:9] == ["-", "-", "0", "0", "-", "-"]
     assert list(rows) == [str(fresh.pk), str(done.pk), str(running.pk)]  # most recent first
+
+
+@pytest.mark.django_db
+def test_counts_in_the_one_format_of_the_client_and_the_admin():
+    """`1,000,000` as the client shows it and the docs promise, not `1000000`."""
+    big = Operation.objects.create(
+        state=S.RUNNING,
+        file_size=4_000_000,
+        position=1_000_000,
+        lines_finished=1_000_000,
+        lines_failed=12_345,
+        rows_per_second=250_000.4,
+    )
+    row = table(op_status(str(big.pk)))[str(big.pk)]
+    assert row[4:9] == ["25.0%", "1,000,000", "12,345", "250,000", "12s"]
+    ops = Operation.objects.bulk_create(Operation() for _ in range(1_000))
+    assert f"(20 of {humanize.count(len(ops) + 1)} shown" in op_status()
 
 
 @pytest.mark.django_db
@@ -138,7 +155,7 @@ def test_command_line_reports_unknown_id_without_traceback():
 
 @pytest.mark.parametrize(("seconds", "text"), [(None, "-"), (0.4, "0s"), (59.4, "59s"), (60, "1m00s"), (3725, "1h02m")])
 def test_format_duration(seconds, text):
-    assert format_duration(seconds) == text
+    assert humanize.duration(seconds) == text
 
 
 # --- op_status ID --follow ------------------------------------------------------------------

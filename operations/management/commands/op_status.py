@@ -1,6 +1,7 @@
 """Progress on the command line (SPEC §10): `manage.py op_status [op_id ...] [--state S] [--watch N]`,
 and `manage.py op_status ID --follow [--interval N]`, which exits when the operation stops moving,
-with the exit codes of the `long-task` client."""
+with the exit codes of the `long-task` client. Counts and durations in `long_task_shared.humanize`'s
+format, the one the client and the admin show."""
 
 import time
 from datetime import datetime
@@ -19,10 +20,6 @@ RIGHT_ALIGNED = {"id", "percent", "finished", "failed", "rows/s", "eta"}
 CLEAR_SCREEN = "\033[H\033[2J"
 
 
-# One format for durations wherever progress is shown (the client, this command, the admin).
-format_duration = humanize.duration
-
-
 def format_time(moment: datetime | None) -> str:
     return "-" if moment is None else timezone.localtime(moment).strftime("%Y-%m-%d %H:%M:%S")
 
@@ -35,10 +32,10 @@ def operation_row(op: Operation) -> list[str]:
         op.state,
         op.owner.get_username() if op.owner else "-",
         "-" if percent is None else f"{percent:.1f}%",
-        str(op.lines_finished),
-        str(op.lines_failed),
-        "-" if rate is None else f"{rate:.0f}",
-        format_duration(selectors.eta_seconds(op)),
+        humanize.count(op.lines_finished),
+        humanize.count(op.lines_failed),
+        humanize.count(rate),
+        humanize.duration(selectors.eta_seconds(op)),
         format_time(op.updated_at),
     ]
 
@@ -159,7 +156,8 @@ class Command(BaseCommand):
         else:
             self.stdout.write("No operations.")
         if total > len(operations):
-            self.stdout.write(f"({len(operations)} of {total} shown; --limit shows more)")
+            shown = f"{humanize.count(len(operations))} of {humanize.count(total)}"
+            self.stdout.write(f"({shown} shown; --limit shows more)")
         if not options["op_ids"]:
             return []
         existing = set(Operation.objects.filter(pk__in=options["op_ids"]).values_list("pk", flat=True))

@@ -1,0 +1,148 @@
+"""The commands that start, follow and steer operations, and show where they are: upload,
+follow, status, pause, resume, terminate, list."""
+
+import contextlib
+import json
+import os
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from long_task_client.api import Api, ApiError, Unreachable
+from long_task_client.display import PlainDisplay, for_output, percent_text
+from long_task_client.following import ACK_WAIT_SECONDS, follow, pause_and_report
+from long_task_client.output import UsageError, out, say_error, when
+from long_task_shared import humanize, outcome
+
+STATES = ["registered", "queued", "running", "pausing", "paused", "completed", "failed", "terminating", "terminated"]
+LIST_COLUMNS = ["id", "type", "state", "percent", "rows", "rejected", "rows/s", "eta", "updated"]
+
+
+def cmd_upload(api: Api, args) -> int:
+    path = Path(args.file)
+    try:
+        handle = path.open("rb")
+        total = os.fstat(handle.fileno()).st_size
+    except OSError as exc:
+        raise UsageError(f"cannot read {args.file}: {exc.strerror}") from None
+    with handle:
+        op_id = api.register(**({"strict": True} if args.strict else {}))["op_id"]
+        display = PlainDisplay() if args.json else for_output()
+        if not args.json:
+            display.upload_started(op_id, path.name, total)
+        on_progress = (lambda done: None) if args.json else display.upload_progress
+        try:
+            started = api.start(op_id, handle, name=path.name, on_progress=on_progress)
+        except (ApiError, Unreachable, KeyboardInterrupt) as exc:
+            display.stop()
+            return withdraw(api, op_id, exc, what="upload")
+    if args.json:
+        out(json.dumps(started, indent=2))
+        return outcome.COMPLETED
+    display.upload_finished()
+    if not args.follow:
+        display.stop()
+        display.line(f"operation {op_id} started ({started['state']}); follow it: long-task follow {op_id}")
+        return outcome.COMPLETED
+    return follow(api, op_id, display, interval=args.interval, reached=True)
+
+
+def withdraw(api: Api, op_id: int, exc: BaseException, *, what: str) -> int:
+    """The start did not go through: terminate the operation it registered, if it is still
+    only registered (best effort: a second Ctrl-C or a lost server leaves it registered), and
+    report why (re-raised) or the interruption (exit 130)."""
+    with contextlib.suppress(ApiError, Unreachable, KeyboardInterrupt):
+        api.terminate(op_id)
+    if isinstance(exc, KeyboardInterrupt):
+        say_error(f"{what} interrupted; operation {op_id} withdrawn")
+        return outcome.INTERRUPTED
+    if isinstance(exc, ApiError) and not exc.hint:
+        exc.hint = f"operation {op_id} withdrawn"
+    raise exc
+
+
+def cmd_follow(api: Api, args) -> int:
+    return follow(api, args.op_id, for_output(), interval=args.interval)
+
+
+def cmd_status(api: Api, args) -> int:
+    status = api.status(args.op_id)
+    if args.json:
+        out(json.dumps(status, indent=2))
+        return outcome.COMPLETED
+    out(f"operation {status['op_id']} ({status['op_type']}): {status['state']}")
+    total = status.get("total_lines")
+    progress = f"{percent_text(status) or '-'}, {humanize.count(status['lines_finished'])} rows done"
+    progress += f" of {humanize.count(total)}" if total is not None else ""
+    progress += f", {humanize.count(status['lines_failed'])} rejected"
+    out(f"  progress  {progress}")
+    if status.get("rows_per_second"):
+        speed = (
+            f"{humanize.count(status['rows_per_second'])} rows/s, ETA {humanize.duration(status.get('eta_seconds'))}"
+        )
+        out(f"  speed     {speed}")
+    if status.get("error"):
+        out(f"  error     {status['error']}")
+    out(f"  created   {when(status.get('created_at'))}")
+    out(f"  started   {when(status.get('started_at'))}")
+    out(f"  finished  {when(status.get('finished_at'))}")
+    return outcome.COMPLETED
+
+
+def cmd_pause(api: Api, args) -> int:
+    return pause_and_report(api, args.op_id, out)
+
+
+def cmd_resume(api: Api, args) -> int:
+    answer = api.resume(args.op_id)
+    lines = humanize.count(answer["lines_finished"])
+    if not args.follow:
+        out(f"operation {args.op_id} resumed after {lines} rows ({answer['state']})")
+        out(f"  follow it: long-task follow {args.op_id}")
+        return outcome.COMPLETED
+    display = for_output()
+    display.line(f"operation {args.op_id} resumed after {lines} rows")
+    return follow(api, args.op_id, display, interval=args.interval, reached=True)
+
+
+def cmd_terminate(api: Api, args) -> int:
+    answer = api.terminate(args.op_id, force=args.force, wait=ACK_WAIT_SECONDS)
+    if answer["state"] == "terminated":
+        out(f"operation {args.op_id} terminated: its rows and its file are deleted")
+    else:
+        out(f"operation {args.op_id} is {answer['state']}: a worker is deleting its rows")
+    return outcome.COMPLETED
+
+
+def cmd_list(api: Api, args) -> int:
+    ops = list(api.operations(state=args.state, limit=args.limit))
+    if args.json:
+        out(json.dumps(ops, indent=2))
+        return outcome.COMPLETED
+    rows = [
+        [
+            str(op["op_id"]),
+            op["op_type"],
+            op["state"],
+            percent_text(op) or "-",
+            humanize.count(op["lines_finished"]),
+            humanize.count(op["lines_failed"]),
+            humanize.count(op["rows_per_second"]),
+            humanize.duration(op["eta_seconds"]),
+            when(op["updated_at"]),
+        ]
+        for op in ops
+    ]
+    console = Console(highlight=False)
+    if console.is_terminal:
+        table = Table(*LIST_COLUMNS, box=None, header_style="bold")
+        for column in table.columns:
+            column.justify = "left" if column.header in ("type", "state", "updated") else "right"
+        for row in rows:
+            table.add_row(*row)
+        console.print(table if rows else "no operations")
+    else:  # for scripts: tab-separated, no header (as gh does)
+        for row in rows:
+            out("\t".join(row))
+    return outcome.COMPLETED
