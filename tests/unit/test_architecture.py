@@ -18,22 +18,23 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imports_of(path: Path) -> set[str]:
+def imports_of(path: Path, modules: set[str]) -> set[str]:
     """The `operations` modules a module imports, at its top or inside a function (a cycle
-    through a function's import is a cycle all the same, only later)."""
+    through a function's import is a cycle all the same, only later). `from package import
+    submodule` depends on the submodule: the package's `__init__` is already being imported."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module:
-            found.add(node.module)
-            found |= {f"{node.module}.{alias.name}" for alias in node.names}
-    return {name for name in found if name.startswith("operations")}
+            submodules = {f"{node.module}.{alias.name}" for alias in node.names} & modules
+            found |= submodules or {node.module}
+    return {name for name in found if name in modules}
 
 
 def graph() -> dict[str, set[str]]:
-    modules = {module_name(path): path for path in PACKAGE.rglob("*.py") if "migrations" not in path.parts}
-    return {name: {dep for dep in imports_of(path) if dep in modules and dep != name} for name, path in modules.items()}
+    paths = {module_name(path): path for path in PACKAGE.rglob("*.py") if "migrations" not in path.parts}
+    return {name: imports_of(path, set(paths)) - {name} for name, path in paths.items()}
 
 
 def test_no_import_cycle_among_the_operations_modules():
