@@ -5,6 +5,7 @@ see the README's "Configuration" section for the full list.
 """
 
 import os
+import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -321,6 +322,8 @@ if not DEBUG:
     # often). Only then: without a proxy, any client could send the header and skip the redirect.
     _proxy_ssl_header = os.environ.get("DJANGO_SECURE_PROXY_SSL_HEADER", "").strip()
     if _proxy_ssl_header:
+        if not re.fullmatch(r"[A-Za-z0-9-]+", _proxy_ssl_header):
+            raise ImproperlyConfigured("DJANGO_SECURE_PROXY_SSL_HEADER must be a header name, e.g. X-Forwarded-Proto")
         SECURE_PROXY_SSL_HEADER = ("HTTP_" + _proxy_ssl_header.upper().replace("-", "_"), "https")
     SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
     SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS", "3600"))

@@ -9,7 +9,8 @@ The UPDATE that takes a place holds the counter's row until the transaction ends
 parallel guesses queue there and each sees the places taken before it: past either limit, the
 login is refused (`LoginsLocked`, a 429 with Retry-After) before its hash, and takes no place. A
 password that proves right gives its place back, so the counters hold the failures and the
-checks under way. A counter's window starts with its first check and lasts its rate's period.
+checks under way. A counter's window starts with its first check (since the counter was last
+empty) and lasts its rate's period.
 
 A lockout per user name alone, from any address, would let anyone lock anyone out: guesses from
 many addresses are bounded per address instead.
@@ -53,9 +54,9 @@ def counters(request, username: str) -> list[tuple[str, int, int]]:
 
 
 def _take(key: str, seconds: int, moment) -> tuple[int, object, bool]:
-    """One place more in a counter, or the first of a new window: (places taken, window end,
-    whether the counter is new)."""
-    live = Q(window_ends__gt=moment)
+    """One place more in a counter, or the first of a new window (the last one ended, or all its
+    places were given back): (places taken, window end, whether the counter is new)."""
+    live = Q(window_ends__gt=moment, count__gt=0)
     ends = moment + timedelta(seconds=seconds)
     updated = LoginCounter.objects.filter(key=key).update(
         count=Case(When(live, then=F("count") + 1), default=Value(1), output_field=IntegerField()),
