@@ -5,6 +5,7 @@ see the README's "Configuration" section for the full list.
 """
 
 import os
+import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -65,6 +66,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "operations.logins.LoginsLockedMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -116,6 +118,10 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"]["ENGINE"] = "long_task.postgresql"
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Django's user names and passwords, with every password check counted before its hash, in the
+# database, so that guessing is bounded across all web processes (see operations/logins.py).
+AUTHENTICATION_BACKENDS = ["operations.logins.GuardedModelBackend"]
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -233,8 +239,9 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
-# The throttles' counters. LocMemCache counts per process: with several web processes (gunicorn
-# --workers N, several machines) a client gets N times the rates, unless they share a cache:
+# The request throttles' counters (failed logins are counted in the database, shared by every
+# process). LocMemCache counts per process: with several web processes (gunicorn --workers N,
+# several machines) a client gets N times the rates, unless they share a cache:
 # LONG_TASK_CACHE_URL=db (the database; run `manage.py createcachetable` once) or redis://...
 _cache_url = os.environ.get("LONG_TASK_CACHE_URL", "")
 if _cache_url == "db":
@@ -253,8 +260,9 @@ LONG_TASK_THROTTLE_RATES = {
     "writes": os.environ.get("LONG_TASK_THROTTLE_WRITES", "600/minute"),
     # Requests that send a file to import: per user.
     "uploads": os.environ.get("LONG_TASK_THROTTLE_UPLOADS", "120/minute"),
-    # Failed HTTP basic logins per client address and user name, and per client address; over
-    # either, logins are refused before the password is hashed.
+    # Failed logins (HTTP basic, the admin's and the API's login pages) per user name from a client
+    # address, and per client address; over either, a login is refused before its password is
+    # hashed, even a right one, until the window (from the first failure) has passed.
     "login_failures": os.environ.get("LONG_TASK_THROTTLE_LOGIN_FAILURES", "5/minute"),
     "login_failures_address": os.environ.get("LONG_TASK_THROTTLE_LOGIN_FAILURES_ADDRESS", "30/minute"),
 }
@@ -310,8 +318,13 @@ MAX_ATTEMPTS = 3
 if not DEBUG:
     SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)
     CSRF_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)
-    # Behind a TLS-terminating proxy that sets X-Forwarded-Proto (see README, Production).
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    # Behind a TLS-terminating proxy, the header it sets to "https" (X-Forwarded-Proto, most
+    # often). Only then: without a proxy, any client could send the header and skip the redirect.
+    _proxy_ssl_header = os.environ.get("DJANGO_SECURE_PROXY_SSL_HEADER", "").strip()
+    if _proxy_ssl_header:
+        if not re.fullmatch(r"[A-Za-z0-9-]+", _proxy_ssl_header):
+            raise ImproperlyConfigured("DJANGO_SECURE_PROXY_SSL_HEADER must be a header name, e.g. X-Forwarded-Proto")
+        SECURE_PROXY_SSL_HEADER = ("HTTP_" + _proxy_ssl_header.upper().replace("-", "_"), "https")
     SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
     SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS", "3600"))
     SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", True)

@@ -175,3 +175,16 @@ class RowError(models.Model):
 
     def __str__(self) -> str:
         return f"line {self.line_number}: {self.reason}"
+
+
+class LoginCounter(models.Model):
+    """Password checks of one key (a user name from a client address, or an address) in the
+    window that ends at `window_ends`: in the database, which every web process shares (see
+    operations.logins)."""
+
+    key = models.CharField(max_length=80, primary_key=True)
+    count = models.PositiveIntegerField(default=0)
+    window_ends = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.count} until {self.window_ends}"

@@ -3,8 +3,8 @@ from drf_spectacular.authentication import BasicScheme
 from rest_framework import authentication, exceptions
 from rest_framework.authtoken.models import Token
 
-from operations.api.throttling import FailedLogins
 from operations.compiled_query import CompiledQuery
+from operations.logins import LoginsLocked
 
 _TOKEN_BY_KEY = CompiledQuery(lambda key: Token.objects.select_related("user").filter(key=key), kind=str)
 
@@ -25,18 +25,15 @@ class TokenAuthentication(authentication.TokenAuthentication):
 class BasicAuthentication(authentication.BasicAuthentication):
     """HTTP basic, refusing user names that no database can hold (a NUL byte hidden in the
     base64 would otherwise reach PostgreSQL and fail there), and refusing with a 429, before
-    the password is hashed, a client whose failed logins reached a limit (see throttling)."""
+    the password is hashed, a client whose failed logins reached a limit (see operations.logins)."""
 
     def authenticate_credentials(self, userid, password, request=None):
         if "\x00" in userid or "\x00" in password:
             raise exceptions.AuthenticationFailed("Invalid username/password.")
-        failures = FailedLogins(request, userid)
-        failures.check()
         try:
             return super().authenticate_credentials(userid, password, request)
-        except exceptions.AuthenticationFailed:
-            failures.add()
-            raise
+        except LoginsLocked as locked:
+            raise exceptions.Throttled(wait=locked.wait, detail=str(locked)) from None
 
 
 class BasicAuthenticationScheme(BasicScheme):

@@ -5,21 +5,15 @@ cache, see the README's "Security and limits").
 - `anonymous`: requests without a user (when LONG_TASK_ALLOW_ANONYMOUS is on), per client address;
 - `writes`: requests that change something (register, start, pause, resume, terminate), per user;
 - `uploads`: requests that send a file to import, per user;
-- `login_failures` / `login_failures_address`: failed HTTP basic logins, per client address and
-  user name / per client address. Over the limit, a login is refused before its password is
-  hashed (a PBKDF2 is deliberately expensive), so guessing costs the server nothing.
+- `login_failures` / `login_failures_address`: failed logins (HTTP basic, the admin's and the
+  API's login pages), per user name from a client address / per client address, counted in the
+  database rather than in the cache (see operations.logins).
 
 Views say which scopes their requests count against: `throttle_scopes`, or for a viewset
 `throttle_scopes_by_action`.
 """
 
-import hashlib
-import math
-import time
-
 from django.conf import settings
-from django.core.cache import cache
-from rest_framework.exceptions import Throttled
 from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
 
 PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -79,35 +73,3 @@ class WriteThrottle(ScopeThrottle):
 
 class UploadThrottle(ScopeThrottle):
     scope = "uploads"
-
-
-class FailedLogins:
-    """Failed password checks of one user name from one client address, counted per pair and
-    per address in sliding windows of the `login_failures*` rates."""
-
-    def __init__(self, request, username: str):
-        address = client_address(request)
-        name = hashlib.sha256(username.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-        self.windows = [
-            (f"login-failures:{address}:{name}", rate_of("login_failures")),
-            (f"login-failures:{address}", rate_of("login_failures_address")),
-        ]
-
-    def _recent(self, now: float):
-        """(key, number allowed, window seconds, failures within the window) of each limit."""
-        for key, rate in self.windows:
-            if rate is not None:
-                number, seconds = rate
-                yield key, number, seconds, [moment for moment in cache.get(key, []) if moment > now - seconds]
-
-    def check(self) -> None:
-        """Throttled (429) while a limit is reached: no password is checked then."""
-        now = time.time()
-        for _, number, seconds, recent in self._recent(now):
-            if len(recent) >= number:
-                raise Throttled(wait=math.ceil(recent[-number] + seconds - now), detail="Too many failed logins.")
-
-    def add(self) -> None:
-        now = time.time()
-        for key, number, seconds, recent in self._recent(now):
-            cache.set(key, [*recent, now][-number:], seconds)

@@ -1,14 +1,18 @@
-"""Issue 9, finding 2: throttles (429 with Retry-After) and failed-login limits, with low rates
-set here (the rest of the suite runs with rates far above what it sends)."""
+"""Throttles (429 with Retry-After) and failed-login limits, with low rates set here (the rest of
+the suite runs with rates far above what it sends). The login pages: test_login_throttle.py;
+guesses in parallel against two processes: tests/processes/test_login_guessing.py."""
 
 import base64
 import time
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth.hashers import check_password
+from django.core.cache import cache
+from django.utils import timezone
 from rest_framework.test import APIClient
 
-from operations.models import Operation
+from operations.models import LoginCounter, Operation
 from tests.support import csv_bytes, token_client, upload_file
 
 pytestmark = pytest.mark.django_db
@@ -35,7 +39,7 @@ def assert_throttled(response) -> None:
 
 
 def test_failed_basic_logins_are_refused_before_the_password_is_hashed(user, rates, monkeypatch):
-    """8 clients made 86 wrong guesses in 10.7 s, each a PBKDF2 (~250 ms of CPU), all 401."""
+    """Each wrong guess would cost a PBKDF2, deliberately expensive: past the limit, none does."""
     rates(login_failures="3/minute")
     hashed = []
     monkeypatch.setattr(
@@ -50,6 +54,37 @@ def test_failed_basic_logins_are_refused_before_the_password_is_hashed(user, rat
     assert basic("alice", "alice-pw", address="10.0.0.2").post("/register/", {}, format="json").status_code == 201
     assert basic("bob", "x").post("/register/", {}, format="json").status_code == 401
     assert Operation.objects.filter(owner__username="alice").count() == 1
+
+
+def test_the_counters_are_in_the_database_that_every_process_shares(user, rates):
+    """Not in the cache, which is per process unless configured otherwise."""
+    rates(login_failures="2/minute")
+    for _ in range(2):
+        assert basic("alice", "wrong").get("/api/operations/").status_code == 401
+    cache.clear()
+    assert basic("alice", "alice-pw").get("/api/operations/").status_code == 429
+    assert list(LoginCounter.objects.values_list("count", flat=True)) == [2, 2]  # the name, the address
+
+
+def test_a_right_password_gives_its_place_back(user, rates):
+    rates(login_failures="2/minute", login_failures_address="2/minute")
+    for _ in range(5):
+        assert basic("alice", "alice-pw").get("/api/operations/").status_code == 200
+    assert set(LoginCounter.objects.values_list("count", flat=True)) == {0}
+    assert basic("alice", "wrong").get("/api/operations/").status_code == 401
+    assert basic("alice", "alice-pw").get("/api/operations/").status_code == 200
+
+
+def test_counters_whose_window_ended_are_deleted(user, rates):
+    """Each new counter deletes a few long ended ones: the table stays as small as the recent
+    logins, whatever the number of addresses and names tried."""
+    rates(login_failures="2/second", login_failures_address="100/second")
+    long_ago = timezone.now() - timedelta(hours=1)
+    LoginCounter.objects.bulk_create(LoginCounter(key=f"old{n}", count=3, window_ends=long_ago) for n in range(15))
+    for n in range(3):
+        assert basic(f"nobody{n}", "pw").get("/api/operations/").status_code == 401
+    assert not LoginCounter.objects.filter(key__startswith="old").exists()
+    assert LoginCounter.objects.count() == 4  # three user names from one address, and the address
 
 
 def test_unknown_user_names_count_per_address(user, rates):
