@@ -33,7 +33,7 @@ class Calls:
         self.event = event
         self.params: list[dict] = []
         self.sizes: list[int] = []
-        self.client = storage._Objects(storage._s3_storage()).client
+        self.client = storage.backend().objects.client
         self.client.meta.events.register(event, self._record)
 
     def _record(self, params, **_):
