@@ -361,3 +361,50 @@ def test_the_same_calls_on_local_disk_and_s3(request, backend):
     storage.delete(name)
     assert storage.listdir("exports/1/") == ["b.part"]
     assert type(storage.backend()) is (S3Store if backend == "s3" else LocalDiskStore)
+
+
+def content_type_of(s3, name: str) -> str:
+    return s3.client.head_object(Bucket=s3.name, Key=f"{s3.prefix}/{name}")["ContentType"]
+
+
+def test_objects_are_stored_under_the_names_the_callers_give(s3, settings):
+    """The caller chooses the name, extension included; the store only adds its prefix, and
+    the Content-Type follows the extension, whether the content is a PUT or a multipart upload."""
+    settings.LONG_TASK_S3_PART_BYTES = 5 * MiB
+    assert storage.save("results/7/out.json", b"{}") == "results/7/out.json"
+    assert storage.save("results/7/rows.tsv", Stream(b"a\tb\n")) == "results/7/rows.tsv"
+    assert storage.save("exports/7/1.part", b"x") == "exports/7/1.part"
+    target = storage.upload_target(
+        "incoming/people.txt", file_name="people.csv", content_type="text/csv", charset=None, content_type_extra=None
+    )
+    target.write(b"name\nann\n")
+    target.finish(9)
+    assert storage.store_upload(target, "not/used/on/s3.csv") == "incoming/people.txt"
+    target.close()  # kept: closing the request's file leaves it
+    assert s3.all_keys() == [
+        "files/exports/7/1.part",
+        "files/incoming/people.txt",
+        "files/results/7/out.json",
+        "files/results/7/rows.tsv",
+    ]
+    assert [content_type_of(s3, name) for name in ("results/7/out.json", "results/7/rows.tsv")] == [
+        "application/json",
+        "text/tab-separated-values",
+    ]
+    assert content_type_of(s3, "exports/7/1.part") == "application/octet-stream"
+    assert content_type_of(s3, "incoming/people.txt") == "text/plain"
+    assert s3.read("incoming/people.txt") == b"name\nann\n"
+
+
+def test_a_spooled_upload_is_stored_under_the_name_its_operation_gives():
+    """Local disk: the upload waits in a temporary file, renamed to the name `store_upload` gets."""
+    target = storage.upload_target(
+        "uploads/ignored.csv", file_name="people.csv", content_type="text/csv", charset=None, content_type_extra=None
+    )
+    target.write(b"name\nann\n")
+    target.finish(9)
+    assert storage.store_upload(target, "uploads/7-abc.tsv") == "uploads/7-abc.tsv"
+    target.close()
+    assert storage.listdir("uploads/") == ["7-abc.tsv"]
+    with storage.open_for_reading("uploads/7-abc.tsv") as stored:
+        assert stored.read() == b"name\nann\n"
