@@ -11,8 +11,8 @@ from django.core.files.uploadedfile import TemporaryUploadedFile, UploadedFile
 
 
 class FileStore:
-    """The file store on the Django storage `storage`. Names are chosen by the callers (the
-    extension included) and stored as given."""
+    """The file store on the Django storage `storage`. Names are chosen by the callers, the
+    extension included; `save` and `store_upload` return the name a file was stored under."""
 
     def __init__(self, storage: Storage):
         self.storage = storage
