@@ -164,7 +164,7 @@ def file_storage(url: str, environ=os.environ) -> dict:
             "file_overwrite": True,  # names are chosen by the server and never reused
             "client_config": Config(
                 s3={"addressing_style": environ.get("AWS_S3_ADDRESSING_STYLE") or None},
-                # Connection errors and 5xx are retried by operations/storage.py as well, with
+                # Connection errors and 5xx are retried by operations/storage/ as well, with
                 # a backoff of its own; botocore's few quick retries come first.
                 retries={"mode": "standard", "max_attempts": 3},
                 connect_timeout=5,

@@ -2,12 +2,14 @@
 pass (I7).
 
 Django hands each chunk of the request body to this handler as it arrives, so a file of any
-size costs one chunk of memory. Where it goes is the store's business (`storage.upload_target`):
-on local disk a temporary file next to the media root, which storing renames; on S3 a multipart
-upload into the object itself, one part in memory, aborted if the upload is refused or cut off.
+size costs one chunk of memory. The handler names the file (`upload_name`); where it goes is the
+store's business (`storage.upload_target`): on local disk a temporary file next to the media
+root, which storing renames; on S3 a multipart upload into the object of that name, one part in
+memory, aborted if the upload is refused or cut off.
 """
 
 import hashlib
+import uuid
 
 from django.conf import settings
 from django.core.files.uploadhandler import FileUploadHandler, StopUpload
@@ -29,6 +31,12 @@ MULTIPART_SLACK_BYTES = 1024**2
 
 # Marks a request that sent a file to an endpoint that takes none.
 FILE_REFUSED_ATTRIBUTE = "long_task_file_refused"
+
+
+def upload_name() -> str:
+    """The stored name of an upload on a store that writes it in place (S3). On local disk the
+    operation that keeps the upload names it (`storage.store_upload`)."""
+    return f"uploads/{uuid.uuid4().hex}.csv"
 
 
 def check_upload_size(request) -> None:
@@ -69,9 +77,9 @@ got_request_exception.connect(abort_unfinished_uploads, dispatch_uid="long_task.
 
 class CheckedUploadHandler(FileUploadHandler):
     # The request body is parsed, hashed, checked and written this much at a time. Django's
-    # multipart parser holds a few copies of a chunk at once (read, boundary search, leftover):
-    # at 1 MiB they took a web process's peak 3 MiB higher than at 256 KiB, which parses faster
-    # too (520 MB/s of CPU against 310 here: the copies stay in the CPU's caches).
+    # multipart parser holds a few copies of a chunk at once (read, boundary search, leftover),
+    # so the chunk size counts several times in a web process's peak memory; a chunk whose
+    # copies stay in the CPU's caches also parses faster than a larger one.
     chunk_size = 256 * 1024
 
     def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None):
@@ -92,6 +100,7 @@ class CheckedUploadHandler(FileUploadHandler):
         self.received = 0
         # `file`: the name Django's parser closes on StopUpload and SkipFile.
         self.file = storage.upload_target(
+            upload_name(),
             file_name=self.file_name,
             content_type=self.content_type,
             charset=self.charset,

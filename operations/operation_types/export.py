@@ -11,7 +11,7 @@ afresh for every attempt, and the checkpoint lists the committed parts; the last
 them into the result file. So a chunk that rolls back (a pause, a kill, a lost lease) leaves
 at most a part that no checkpoint names, never a half-written result, and a worker that lost
 its lease can never write over a committed part: the result is byte for byte the same however
-often the export was interrupted. Parts go through operations/storage.py (Django's storage API;
+often the export was interrupted. Parts go through operations/storage/ (Django's storage API;
 on S3 the join is a multipart upload, one part in memory), so any backend works.
 
 Checkpoint: `checkpoint["last_line"]` (source lines done), `checkpoint["parts"]`,

@@ -7,6 +7,7 @@ test_no_shared_disk.py."""
 
 import csv
 import io
+import re
 import uuid
 from pathlib import Path
 
@@ -33,7 +34,7 @@ class Calls:
         self.event = event
         self.params: list[dict] = []
         self.sizes: list[int] = []
-        self.client = storage._Objects(storage._s3_storage()).client
+        self.client = storage.backend().objects.client
         self.client.meta.events.register(event, self._record)
 
     def _record(self, params, **_):
@@ -81,6 +82,7 @@ def test_an_upload_streams_into_its_object_in_parts(api, register, s3, calls, se
     sizes = parts.sizes
     assert len(sizes) == 3 and sum(sizes) == len(content) and sizes[:2] == [5 * MiB, 5 * MiB]
     assert s3.all_keys() == [f"files/{op.file.name}"] and s3.multipart_uploads() == []
+    assert re.fullmatch(r"uploads/[0-9a-f]{32}\.csv", op.file.name)  # named by the upload handler
     assert files_on_disk(media_root) == []
 
 
@@ -248,6 +250,10 @@ def test_an_export_on_s3_round_trips_and_terminate_deletes_its_objects(api, regi
     assert op.state == S.COMPLETED, op.error
     data = download(api, op_id)
     assert s3.read(op.file.name) == data
+    # Under the name the Export chose for it, as text/csv.
+    assert re.fullmatch(rf"exports/{op_id}-[0-9a-f]{{32}}\.csv", op.file.name)
+    head = s3.client.head_object(Bucket=s3.name, Key=f"{s3.prefix}/{op.file.name}")
+    assert head["ContentType"] == "text/csv"
     assert data.startswith(b"name,note,city,n\n")
     assert list(csv.reader(io.StringIO(data.decode(), newline="")))[1:] == imported_records(source_id, source.header)
     # The parts are gone: the source's file and the result are left.

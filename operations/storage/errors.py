@@ -1,0 +1,19 @@
+"""The file store's errors."""
+
+from operations.errors import OperationError
+
+
+class StorageUnavailable(OperationError):
+    """The file store did not answer, or not for long enough, after the retries. A worker fails
+    the operation with it like with any error it cannot get past (resume it once the store is
+    back); a request answers 503."""
+
+    status_code = 503
+
+
+class ShortRead(Exception):
+    """A response body ended before its Content-Length (the connection was cut): retried."""
+
+
+class Stopped(Exception):
+    """A read ahead given up while it waited to try again: its reader was closed."""

@@ -1,0 +1,101 @@
+"""The S3 client of a store and its retry policy: the calls of the S3 backend, on django-storages'
+configuration (bucket, location, endpoint, credentials, client config). Transient errors (a
+connection refused, reset or cut mid-body, a 5xx, a 429) are retried with backoff,
+`LONG_TASK_STORAGE_RETRIES` times; then `StorageUnavailable`."""
+
+import logging
+import mimetypes
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from botocore import exceptions as boto
+from botocore.exceptions import ClientError
+from django.conf import settings
+from storages.utils import clean_name
+
+from operations.storage.errors import ShortRead, Stopped, StorageUnavailable
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+# Python's own table only (not the machine's mime.types): the same answer everywhere.
+_TYPES = mimetypes.MimeTypes()
+
+
+def content_type(name: str) -> str:
+    """The Content-Type an object is stored with, from its name's extension."""
+    return _TYPES.guess_type(name)[0] or "application/octet-stream"
+
+
+class S3Objects:
+    """The S3 calls on the bucket and location of django-storages' S3 storage `storage`, with one
+    boto3 client for all threads (clients are thread-safe). django-storages makes a session and
+    a resource per thread, which under a server that starts a thread per request (runserver)
+    costs a session's memory and its setup time on every upload. Made once per storage (see
+    `operations.storage.backend`)."""
+
+    ClientError = ClientError
+
+    def __init__(self, storage):
+        self.storage = storage
+        self.bucket = storage.bucket_name
+        self.client = storage._create_session().client(
+            "s3",
+            region_name=storage.region_name,
+            use_ssl=storage.use_ssl,
+            endpoint_url=storage.endpoint_url,
+            config=storage.client_config,
+            verify=storage.verify,
+        )
+
+    def key(self, name: str) -> str:
+        """The object key of a stored name: under the storage's location (prefix)."""
+        return self.storage._normalize_name(clean_name(name))
+
+    def put(self, name: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=self.key(name), Body=data, ContentType=content_type(name))
+
+    def status(self, exc: Exception) -> int:
+        """The HTTP status of an error answer from S3 (0: no answer)."""
+        if not isinstance(exc, ClientError):
+            return 0
+        return exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+
+    def transient(self, exc: Exception) -> bool:
+        """Worth trying again: the connection failed or was cut, or the store said so (5xx,
+        429 SlowDown). Not: a missing object, a refused permission, a bad request."""
+        if isinstance(exc, ClientError):
+            return self.status(exc) >= 500 or self.status(exc) in (408, 429)
+        return isinstance(
+            exc,
+            boto.ConnectionError
+            | boto.HTTPClientError
+            | boto.IncompleteReadError
+            | ShortRead
+            | ConnectionError
+            | TimeoutError,
+        )
+
+    def retrying(self, what: str, call: Callable[[], T], *, stop: threading.Event | None = None) -> T:
+        """`call()`, tried again with backoff (0.2, 0.4, 0.8 ... s) while it fails transiently,
+        `LONG_TASK_STORAGE_RETRIES` times; then StorageUnavailable. `stop` set: no more tries
+        (`Stopped`)."""
+        retries = settings.LONG_TASK_STORAGE_RETRIES
+        for attempt in range(retries + 1):
+            try:
+                return call()
+            except Exception as exc:
+                if not self.transient(exc):
+                    raise
+                if attempt == retries:
+                    raise StorageUnavailable(
+                        f"The file store did not answer: {what} failed {attempt + 1} times ({exc})"
+                    ) from exc
+                delay = min(5.0, 0.2 * 2**attempt)
+                logger.warning("file store: %s failed (%s), retrying in %.1fs", what, exc, delay)
+                if stop is None:
+                    time.sleep(delay)
+                elif stop.wait(delay):
+                    raise Stopped(what) from exc
+        raise AssertionError("unreachable")
