@@ -5,6 +5,7 @@ cache, see the README's "Security and limits").
 - `anonymous`: requests without a user (when LONG_TASK_ALLOW_ANONYMOUS is on), per client address;
 - `writes`: requests that change something (register, start, pause, resume, terminate), per user;
 - `uploads`: requests that send a file to import, per user;
+- `reads`: requests that read (status, lists, events, rows, row errors, downloads), per user;
 - `login_failures` / `login_failures_address`: failed HTTP basic logins, per client address and
   user name / per client address. Over the limit, a login is refused before its password is
   hashed (a PBKDF2 is deliberately expensive), so guessing costs the server nothing.
@@ -79,6 +80,10 @@ class WriteThrottle(ScopeThrottle):
 
 class UploadThrottle(ScopeThrottle):
     scope = "uploads"
+
+
+class ReadThrottle(ScopeThrottle):
+    scope = "reads"
 
 
 class FailedLogins:
