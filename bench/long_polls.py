@@ -101,6 +101,8 @@ def production_server(line: str, *, database_url: str | None = None, **extra: st
         env = server_environment(directory, database_url, **extra)
         manage = [sys.executable, str(ROOT / "manage.py")]
         subprocess.run([*manage, "migrate", "--noinput"], env=env, check=True, capture_output=True)
+        if env.get("LONG_TASK_CACHE_URL") == "db":
+            subprocess.run([*manage, "createcachetable"], env=env, check=True, capture_output=True)
         tokens = subprocess.run([*manage, "shell", "-c", SETUP], env=env, check=True, capture_output=True, text=True)
         port = free_port()
         command = line.replace("0.0.0.0:", "127.0.0.1:")

@@ -182,7 +182,9 @@ def _hold_stream(request, response):
     try:
         slot = take_slot(request, "streams", seconds=STREAM_SLOT_SECONDS)
     except Throttled as exc:
-        response.close()
+        # Not response.close(): that signals the end of the request, which goes on with the 429.
+        # What the stream holds (an open file at most: the rows' generators have not started)
+        # is closed as the response is dropped.
         return JsonResponse({"message": exc.detail}, status=exc.status_code, headers={"Retry-After": str(exc.wait)})
     held = (AsyncHeldChunks if isinstance(request, ASGIRequest) else HeldChunks)(response.streaming_content, slot)
     response.streaming_content = held
