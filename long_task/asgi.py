@@ -1,6 +1,19 @@
+"""The ASGI application: what the Procfile's web process serves (gunicorn with uvicorn's worker).
+
+Under ASGI a long poll that waits, and a stream whose reader is slow, hold no thread
+(operations/api/waiting.py); every other view runs in a thread of its own request.
+"""
+
 import os
 
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "long_task.settings")
+# Each ASGI request has a context (and so a database connection) of its own, never reused by
+# the next request: Django's documentation says to turn persistent connections off under ASGI.
+os.environ.setdefault("DATABASE_CONN_MAX_AGE", "0")
 application = get_asgi_application()
+
+# The same warm-up as the WSGI application's: the modules that first requests would import,
+# then the garbage collector's full passes kept off them (see wsgi.py).
+import long_task.wsgi  # noqa: E402, F401

@@ -218,6 +218,7 @@ REST_FRAMEWORK = {
         "operations.api.throttling.AnonymousThrottle",
         "operations.api.throttling.WriteThrottle",
         "operations.api.throttling.UploadThrottle",
+        "operations.api.throttling.ReadThrottle",
     ],
     # Trusted proxies in front of the web processes: the client's address (for throttles) is
     # the one the last of them saw. 0: REMOTE_ADDR (X-Forwarded-For is the client's to write).
@@ -258,6 +259,8 @@ LONG_TASK_THROTTLE_RATES = {
     "anonymous": os.environ.get("LONG_TASK_THROTTLE_ANONYMOUS", "120/minute"),
     # Register, start, pause, resume, terminate: per user.
     "writes": os.environ.get("LONG_TASK_THROTTLE_WRITES", "600/minute"),
+    # Reads (status, lists, events, rows, row errors, downloads): per user.
+    "reads": os.environ.get("LONG_TASK_THROTTLE_READS", "1200/minute"),
     # Requests that send a file to import: per user.
     "uploads": os.environ.get("LONG_TASK_THROTTLE_UPLOADS", "120/minute"),
     # Failed logins (HTTP basic, the admin's and the API's login pages) per user name from a client
@@ -266,6 +269,11 @@ LONG_TASK_THROTTLE_RATES = {
     "login_failures": os.environ.get("LONG_TASK_THROTTLE_LOGIN_FAILURES", "5/minute"),
     "login_failures_address": os.environ.get("LONG_TASK_THROTTLE_LOGIN_FAILURES_ADDRESS", "30/minute"),
 }
+# Long polls that wait (`wait_for_change`) and streams (rows, row errors, downloads) open at once,
+# per user (429 above; 0: no bound). Counted in the cache: several web processes share the count
+# when they share a cache (LONG_TASK_CACHE_URL).
+LONG_TASK_MAX_WAITS_PER_USER = int(os.environ.get("LONG_TASK_MAX_WAITS_PER_USER", "4"))
+LONG_TASK_MAX_STREAMS_PER_USER = int(os.environ.get("LONG_TASK_MAX_STREAMS_PER_USER", "4"))
 # Anonymous access, for trusted local use only (SPEC §8).
 LONG_TASK_ALLOW_ANONYMOUS = env_bool("LONG_TASK_ALLOW_ANONYMOUS", False)
 # Registered operations that never started, per user (429 above): registering costs nothing else.

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection
 from django.db.models import Count, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
@@ -131,58 +130,20 @@ def status_etag(op: Operation) -> str:
     return f'"{op.pk}-{op.updated_at.timestamp():.6f}-{op.state}"'
 
 
-CHANGED_CHANNEL = "long_task_op_{}"  # PostgreSQL: a trigger NOTIFYs it when the row changes
+def wait_seconds(seconds: float) -> float:
+    """A long poll's `wait_for_change`, bounded by LONG_TASK_MAX_WAIT_SECONDS."""
+    return min(max(seconds, 0.0), settings.LONG_TASK_MAX_WAIT_SECONDS)
 
 
-def operation_wait_for_change(*, op_id: int, user, etag: str | None, seconds: float) -> Operation:
-    """The operation once its status differs from the version `etag` (the one read now, when
-    none is given), or when `seconds` (bounded by LONG_TASK_MAX_WAIT_SECONDS) have passed.
-
-    PostgreSQL wakes the wait with LISTEN/NOTIFY, so a waiting client costs nothing until the
-    row changes; SQLite is asked for the row's version every 50 ms (one primary-key read)."""
-    op = operation_get(op_id=op_id, user=user)
-    seconds = min(max(seconds, 0.0), settings.LONG_TASK_MAX_WAIT_SECONDS)
-    etag = etag or status_etag(op)
-    if not seconds or status_etag(op) != etag:
-        return op
-    deadline = time.monotonic() + seconds
-    if connection.vendor == "postgresql" and not connection.in_atomic_block:
-        return _wait_for_notify(op, etag, deadline)
-    while time.monotonic() < deadline:
-        time.sleep(0.05)
-        op = _read_again(op)
-        if status_etag(op) != etag:
-            return op
-    return op
-
-
-def _read_again(op: Operation) -> Operation:
-    """The operation's row as it is now (who may see it does not change). The compiled read:
-    a follower's request reads the row twice or more, and Django's refresh_from_db built its
-    SQL each time, which was most of what a long poll cost over a plain status request."""
+def operation_read_again(op: Operation) -> Operation:
+    """The operation's row as it is now (who may see it does not change), for a long poll that
+    waits for a change (api/waiting.py). The compiled read: a follower's request reads the row
+    several times, and Django's refresh_from_db built its SQL each time, which was most of what
+    a long poll cost over a plain status request."""
     fresh = _OPERATION_BY_ID.first(op.pk)
     if fresh is None:
         raise NotFound()
     return fresh
-
-
-def _wait_for_notify(op: Operation, etag: str, deadline: float) -> Operation:
-    channel = CHANGED_CHANNEL.format(op.pk)
-    connection.ensure_connection()
-    listener = connection.connection
-    with connection.wrap_database_errors:
-        listener.execute(f'LISTEN "{channel}"')
-        try:
-            # Read again once listening: a change just before LISTEN would otherwise be missed.
-            op = _read_again(op)
-            while status_etag(op) == etag and (left := deadline - time.monotonic()) > 0:
-                # The generator holds the connection until it ends: read the row afterwards.
-                for _ in listener.notifies(timeout=left, stop_after=1):
-                    pass
-                op = _read_again(op)
-        finally:
-            listener.execute(f'UNLISTEN "{channel}"')
-    return op
 
 
 def lines_imported(op: Operation) -> int:

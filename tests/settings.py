@@ -10,6 +10,7 @@ for name in (
     "ANONYMOUS",
     "WRITES",
     "UPLOADS",
+    "READS",
     "LOGIN_FAILURES",
     "LOGIN_FAILURES_ADDRESS",
 ):

@@ -144,6 +144,7 @@ ROW_ERRORS_SCHEMA = {
 
 class RowsView(APIView):
     content_negotiation_class = FormatParameterNegotiation
+    throttle_scopes = ("reads",)  # see api/throttling.py
 
     @extend_schema(
         operation_id="operations_rows",

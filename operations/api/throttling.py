@@ -1,10 +1,11 @@
 """Throttles (429 with Retry-After), their rates from LONG_TASK_THROTTLE_RATES, counted in
 Django's cache (per process with the default LocMemCache: several web processes want a shared
-cache, see the README's "Security and limits").
+cache, see docs/configuration.md).
 
 - `anonymous`: requests without a user (when LONG_TASK_ALLOW_ANONYMOUS is on), per client address;
 - `writes`: requests that change something (register, start, pause, resume, terminate), per user;
 - `uploads`: requests that send a file to import, per user;
+- `reads`: requests that read (status, lists, events, rows, row errors, downloads), per user;
 - `login_failures` / `login_failures_address`: failed logins (HTTP basic, the admin's and the
   API's login pages), per user name from a client address / per client address, counted in the
   database rather than in the cache (see operations.logins).
@@ -73,3 +74,7 @@ class WriteThrottle(ScopeThrottle):
 
 class UploadThrottle(ScopeThrottle):
     scope = "uploads"
+
+
+class ReadThrottle(ScopeThrottle):
+    scope = "reads"

@@ -5,7 +5,7 @@ from rest_framework import exceptions
 from rest_framework.renderers import JSONRenderer
 from rest_framework.routers import SimpleRouter
 
-from operations.api import results, views
+from operations.api import results, views, waiting
 
 
 class JsonErrors:
@@ -46,7 +46,8 @@ seed_urlpatterns = [
 ]
 
 api_urlpatterns = [
-    path("operations/<int:pk>/rows/", results.RowsView.as_view(), name="operation-rows"),
+    # A stream: bounded per user, handed out without a thread (api/waiting.py).
+    path("operations/<int:pk>/rows/", waiting.bounded(results.RowsView.as_view()), name="operation-rows"),
     *router.urls,
     path("schema/", SchemaView.as_view(), name="schema"),
     path("docs/", DocsView.as_view(url_name="schema"), name="docs"),

@@ -4,6 +4,7 @@ Views only parse, call a service or a selector and serialize. Both interfaces sh
 functions below, so they follow the same rules and give the same messages.
 """
 
+import functools
 from collections.abc import Mapping
 
 from django.http import FileResponse
@@ -21,7 +22,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from operations import params, selectors, services, storage
-from operations.api import parsing, results
+from operations.api import parsing, results, waiting
 from operations.api.serializers import (
     EventSerializer,
     MessageSerializer,
@@ -103,11 +104,19 @@ def terminate_operation(request, op_id: int, data: Mapping) -> Response:
 def status_of_operation(request, op_id: int, data: Mapping) -> Response:
     """The status with its ETag: 304 when it matches If-None-Match. With `wait_for_change`, the
     answer waits (bounded) until the status differs from If-None-Match's version, or from the
-    one at the time of the request."""
+    one at the time of the request: the view is then a PendingChange, which the async view
+    around it (waiting.bounded) waits for without a thread."""
     known = request.headers.get("If-None-Match")
-    op = selectors.operation_wait_for_change(
-        op_id=op_id, user=request.user, etag=known, seconds=params.seconds(data, "wait_for_change")
-    )
+    seconds = selectors.wait_seconds(params.seconds(data, "wait_for_change"))
+    op = selectors.operation_get(op_id=op_id, user=request.user)
+    etag = known or selectors.status_etag(op)
+    if seconds and selectors.status_etag(op) == etag:
+        answer = functools.partial(_status_response, known=known)
+        return waiting.PendingChange(request, op=op, etag=etag, seconds=seconds, answer=answer)
+    return _status_response(op, known=known)
+
+
+def _status_response(op: Operation, *, known: str | None) -> Response:
     etag = selectors.status_etag(op)
     if known == etag:
         return Response(status=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag})
@@ -213,7 +222,11 @@ IF_NONE_MATCH = OpenApiParameter(
 class StatusView(SeedEndpoint):
     command = status_of_operation
     http_method_names = ["get", "post", "options"]
-    throttle_scopes = ()
+    throttle_scopes = ("reads",)
+
+    @classmethod
+    def as_view(cls, **initkwargs):
+        return waiting.bounded(super().as_view(**initkwargs))  # a long poll waits without a thread
 
     def get(self, request):
         return self.post(request)
@@ -231,6 +244,11 @@ class OperationViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     serializer_class = OperationSerializer
     lookup_value_regex = r"[0-9]+"
     throttle_scopes_by_action = {
+        "list": ("reads",),
+        "retrieve": ("reads",),
+        "events": ("reads",),
+        "row_errors": ("reads",),
+        "download": ("reads",),
         "create": ("writes",),
         "start": ("writes", "uploads"),
         "pause": ("writes",),
@@ -238,6 +256,13 @@ class OperationViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         "terminate": ("writes",),
     }
     file_actions = ("start", "resume")  # see uploads.accepts_files
+    # Long polls and streams: bounded per user, and waiting without a thread (api/waiting.py).
+    bounded_actions = ("retrieve", "row_errors", "download")
+
+    @classmethod
+    def as_view(cls, actions=None, **initkwargs):
+        view = super().as_view(actions, **initkwargs)
+        return waiting.bounded(view) if set((actions or {}).values()) & set(cls.bounded_actions) else view
 
     def get_queryset(self):
         queryset = Operation.objects.visible_to(self.request.user)
