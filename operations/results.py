@@ -6,6 +6,10 @@ come from the encoder the Export type writes its file with (rowstore.export_csv:
 writes the CSV, `COPY ... TO STDOUT` on PostgreSQL), a range of line numbers a page; JSON lines
 and row errors are encoded here, a page of rows at a time.
 
+The rows' CSV is the user's data, given back byte for byte (a value `=1+1` stays `=1+1`). The
+row errors' CSV is a report made for spreadsheets: formula cells are neutralised there
+(`spreadsheet_csv`), as SPEC §8 asks.
+
 Every read is one range of an index that starts with (operation_id, line_number): the primary
 key of UploadedRow, the unique constraint of RowError. `WHERE operation_id = %s AND line_number
 > %s ORDER BY line_number LIMIT %s` costs the same for the first page and the thousandth, where
@@ -35,6 +39,8 @@ STREAM_FIRST_PAGE_LINES = 500
 STREAM_PAGE_BYTES = 2 * 1024 * 1024
 
 ROW_ERROR_COLUMNS = ["line_number", "reason", "raw"]
+# How a cell starts when a spreadsheet would run it as a formula (OWASP, "CSV Injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 Row = tuple[int, dict]  # line_number, data (a JSON object keyed by the header's columns)
 RowErrorRecord = tuple[int, str, str]  # line_number, reason, raw
@@ -96,14 +102,6 @@ def ordered(data: dict, columns: Sequence[str] | None) -> dict:
 # --- encoders -------------------------------------------------------------------------------
 
 
-def csv_text(records: Iterable[Sequence]) -> str:
-    """Records as CSV (RFC 4180 quoting, only where needed; `\\n` line ends, like the files
-    people upload): one string per call, so that a caller encodes a page at a time."""
-    out = io.StringIO()
-    csv.writer(out, lineterminator="\n").writerows(records)
-    return out.getvalue()
-
-
 def rows_jsonl(rows: Iterable[Row], columns: Sequence[str] | None) -> str:
     """Rows as JSON lines: {"line_number": 7, "data": {...}}, the data in header order."""
     return "".join(
@@ -112,8 +110,28 @@ def rows_jsonl(rows: Iterable[Row], columns: Sequence[str] | None) -> str:
     )
 
 
+def spreadsheet_cell(value):
+    """`value` as a spreadsheet shows it as text: a leading `'` where it would start a formula.
+    For reports made to be opened in a spreadsheet only, never for data exports."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def spreadsheet_csv(records: Iterable[Sequence]) -> str:
+    """Records as CSV for a spreadsheet (OWASP's advice on CSV injection): formula cells
+    neutralised by `spreadsheet_cell`, and every value quoted, so that a separator inside a
+    value (`;` where the spreadsheet expects it) cannot start a cell of its own."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_ALL)
+    writer.writerows([spreadsheet_cell(value) for value in record] for record in records)
+    return out.getvalue()
+
+
 def row_errors_csv(errors: Iterable[RowErrorRecord]) -> str:
-    return csv_text(errors)
+    """Row errors hold the rejected text as the user sent it, and the report is read in a
+    spreadsheet (the console links it): its cells are neutralised, unlike the rows' CSV."""
+    return spreadsheet_csv(errors)
 
 
 def row_errors_jsonl(errors: Iterable[RowErrorRecord]) -> str:
@@ -169,6 +187,7 @@ def row_errors_export(*, operation_id: int, fmt: str, after: int = 0, limit: int
     """The operation's row errors as `fmt` ("csv" with a header line, or "jsonl"), UTF-8, a page
     at a time."""
     if fmt == "csv":
-        yield csv_text([ROW_ERROR_COLUMNS]).encode()
+        # The header is ours (nothing in it to neutralise or quote): plain, as it always was.
+        yield (",".join(ROW_ERROR_COLUMNS) + "\n").encode()
     for page in pages(row_errors_after, operation_id=operation_id, after=after, limit=limit):
         yield (row_errors_csv(page) if fmt == "csv" else row_errors_jsonl(page)).encode()

@@ -9,11 +9,14 @@ stream, and its row errors as a stream. Reading and encoding live in operations/
     page at a time; `after` and `limit` select a part (to resume a broken download, say).
 `GET /api/operations/{id}/row-errors/?format=csv|jsonl`
     Every row error (line_number, reason, raw), streamed the same way. Without `format` the
-    endpoint keeps its paginated JSON list.
+    endpoint keeps its paginated JSON list. The CSV is a report for spreadsheets: every value
+    quoted, and a `'` before a cell that starts with `=`, `+`, `-`, `@`, a tab or a CR (so that
+    no rejected row runs as a formula); the JSON lines keep the raw text as it was.
 
 What a stream contains is what is committed while it is read (CSV: up to the last line stored
 when the stream starts): for a completed import, every accepted row. CSV is written by the
-Export type's encoder (rowstore.export_csv), so it reads like an Export's file.
+Export type's encoder (rowstore.export_csv), so it reads like an Export's file: the user's own
+values byte for byte, a value that starts like a formula included.
 """
 
 from collections.abc import Iterator, Mapping
