@@ -9,6 +9,10 @@ for the API, the admin and the command line.
 Being staff grants nothing by itself; a superuser has every permission. Another user's
 operation that a user may not see answers exactly like a missing one (404); one the user may
 see but not act on answers 403.
+
+An operation's file (an Upload's input, an Export's result) is the data itself, not how the
+work goes: it is downloaded by those who may act on the operation, its owner and those who
+control everyone's, never by a user who may only watch (403).
 """
 
 VIEW_ANY = "operations.view_operation"
@@ -40,3 +44,7 @@ def can_see(user, op) -> bool:
 
 def can_control(user, op) -> bool:
     return owns(user, op) or controls_all(user)
+
+
+def can_download(user, op) -> bool:
+    return can_control(user, op)

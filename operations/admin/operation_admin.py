@@ -118,9 +118,12 @@ class OperationAdmin(admin.ModelAdmin):
     def get_object(self, request: HttpRequest, object_id: str, from_field=None) -> Operation | None:
         # The row errors' count read with the counters, so that the page's two numbers agree.
         try:
-            return selectors.with_row_error_count(self.get_queryset(request)).get(pk=int(object_id))
+            op = selectors.with_row_error_count(self.get_queryset(request)).get(pk=int(object_id))
         except (Operation.DoesNotExist, ValueError, OverflowError):
             return None
+        # The page links the file only for whom the API's download serves it.
+        op.viewer_may_download = access.can_download(request.user, op)
+        return op
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         # No add form: operations are registered through the services (the import page, the API),
@@ -235,6 +238,8 @@ class OperationAdmin(admin.ModelAdmin):
         refusal = selectors.download_refusal(op)
         if refusal:
             return refusal
+        if not getattr(op, "viewer_may_download", False):
+            return "For its owner, and for those who may control everyone's operations"
         url = reverse("operation-download", args=[op.pk])
         return format_html('<a href="{}">{}</a>', url, op.file_name or "download")
 

@@ -21,7 +21,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from operations import params, selectors, services, storage
+from operations import access, params, selectors, services, storage
 from operations.api import parsing, results, waiting
 from operations.api.serializers import (
     EventSerializer,
@@ -30,7 +30,7 @@ from operations.api.serializers import (
     RegisterSerializer,
     RowErrorSerializer,
 )
-from operations.errors import BadInput, Conflict
+from operations.errors import BadInput, Conflict, Forbidden
 from operations.models import Operation
 from operations.operation_types import registry
 from operations.state_machine import Actor
@@ -355,12 +355,20 @@ class OperationViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         return download if download is not None else self._page(op.row_errors.all(), RowErrorSerializer)
 
     @extend_schema(
-        description="The operation's file: an Export's result once completed, an Upload's input while stored.",
-        responses={(200, "text/csv"): OpenApiTypes.BINARY, 404: MessageSerializer, 409: MessageSerializer},
+        description="The operation's file: an Export's result once completed, an Upload's input while stored. "
+        "For its owner and those who may control everyone's operations.",
+        responses={
+            (200, "text/csv"): OpenApiTypes.BINARY,
+            403: MessageSerializer,
+            404: MessageSerializer,
+            409: MessageSerializer,
+        },
     )
     @action(detail=True, methods=["get"])
     def download(self, request, pk=None):
         op = selectors.operation_get(op_id=self._op_id(), user=request.user)
+        if not access.can_download(request.user, op):
+            raise Forbidden("You may see this operation but not download its file")
         refusal = selectors.download_refusal(op)
         if refusal:
             raise Conflict(refusal)
