@@ -9,6 +9,7 @@ import httpx
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 USER_AGENT = "long-task-client/1.0"
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class ApiError(Exception):
@@ -59,6 +60,11 @@ def _error(response: httpx.Response) -> ApiError:
     return ApiError(response.status_code, f"HTTP {response.status_code} {response.reason_phrase} from {response.url}")
 
 
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    """Scheme, host and port, the port written out (httpx keeps `:80` if the URL has it)."""
+    return url.scheme, url.host, url.port or DEFAULT_PORTS.get(url.scheme)
+
+
 class Api:
     def __init__(
         self, url: str, token: str | None, *, timeout: float = 30.0, transport: httpx.BaseTransport | None = None
@@ -74,6 +80,23 @@ class Api:
 
     def close(self) -> None:
         self.http.close()
+
+    def _on_this_server(self, url: object) -> str:
+        """`url`, a URL an answer gave, if it is on the server this client was pointed at (or
+        relative to it). The token goes to that server only, whatever an answer says."""
+        try:
+            target = httpx.URL(url) if isinstance(url, str) else None
+        except httpx.InvalidURL:
+            target = None
+        if target is None:
+            raise ApiError(200, f"the server answered an unusable next page: {url!r}")
+        if (target.scheme or target.host) and _origin(target) != _origin(self.http.base_url):
+            raise ApiError(
+                200,
+                f"the next page is not on {self.url} but at {url}: not followed, to keep the token there",
+                hint="a proxy in front of the server must pass on the Host the client asked for",
+            )
+        return url
 
     def _call(self, method: str, path: str, **kwargs) -> dict:
         try:
@@ -133,12 +156,15 @@ class Api:
 
     def operations(self, *, state: str | None = None, limit: int = 50) -> Iterator[dict]:
         """The caller's operations, most recent first, following the pages up to `limit`."""
-        url, params, left = "/api/operations/", {"state": state} if state else {}, limit
+        url, params, left = "/api/operations/", {"state": state} if state else None, limit
         while url and left > 0:
-            page = self._call("GET", url, params=params)
+            page = self._call("GET", self._on_this_server(url), params=params)
+            if not page["results"]:
+                return
             yield from page["results"][:left]
             left -= len(page["results"])
-            url, params = page.get("next"), {}
+            # `next` carries its whole query (the page, the filter): params would replace it.
+            url, params = page.get("next"), None
 
     @contextmanager
     def download(self, path: str, params: dict) -> Iterator[Iterator[bytes]]:

@@ -24,13 +24,20 @@ from long_task_client.output import UsageError, say_error
 from long_task_client.results import cmd_download, cmd_errors, cmd_export, cmd_rows
 from long_task_shared import outcome
 
+# A token is 40 characters; a file much longer is not a token file.
+TOKEN_FILE_MAX_CHARS = 4096
+
 # What the bench's followers stand for (tests/processes/test_bench.py compares them).
 __all__ = ["FOLLOW_INTERVAL_SECONDS", "LONG_POLL_SECONDS", "build_parser", "main"]
 
 EPILOG = """\
 environment:
   LONG_TASK_URL     the server (default http://127.0.0.1:8000); --url overrides it
-  LONG_TASK_TOKEN   an API token (`manage.py api_user NAME` prints one); --token overrides it
+  LONG_TASK_TOKEN   an API token (`manage.py api_user NAME` prints one); --token-file FILE,
+                    a file that holds only the token, overrides it. --token TOKEN does too,
+                    but shows the token to every user of this machine (ps): prefer the others.
+                    The token goes to the server of LONG_TASK_URL only (a next page or a
+                    redirect elsewhere is not followed).
 
 exit codes:
   0    completed (for commands that do not follow: done)
@@ -80,7 +87,12 @@ def build_parser() -> Parser:
     # The connection options are accepted before and after the command.
     common = Parser(add_help=False)
     common.add_argument("--url", default=argparse.SUPPRESS, help=f"the server (LONG_TASK_URL, default {DEFAULT_URL})")
-    common.add_argument("--token", default=argparse.SUPPRESS, help="API token (LONG_TASK_TOKEN)")
+    common.add_argument(
+        "--token", default=argparse.SUPPRESS, help="API token (shown by ps: prefer LONG_TASK_TOKEN or --token-file)"
+    )
+    common.add_argument(
+        "--token-file", default=argparse.SUPPRESS, metavar="FILE", help="read the API token from FILE (LONG_TASK_TOKEN)"
+    )
     following = Parser(add_help=False)
     following.add_argument(
         "--interval",
@@ -196,11 +208,44 @@ def main(argv: list[str] | None = None) -> int:
         return outcome.COMPLETED
 
 
+def read_token_file(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read(TOKEN_FILE_MAX_CHARS).strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read the token file {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    if not text:
+        raise UsageError(f"no token in {path}")
+    return text
+
+
+def token_of(args: argparse.Namespace) -> str | None:
+    """The API token: --token, else the one in --token-file, else LONG_TASK_TOKEN (None: none)."""
+    given, path = getattr(args, "token", None), getattr(args, "token_file", None)
+    if given is not None and path is not None:
+        raise UsageError("give --token or --token-file, not both")
+    if given is not None:
+        say_error("warning: --token shows the token to every user of this machine (ps); prefer --token-file FILE")
+        token, source = given, "--token"
+    elif path is not None:
+        token, source = read_token_file(path), path
+    else:
+        token, source = os.environ.get("LONG_TASK_TOKEN") or None, "LONG_TASK_TOKEN"
+    # What goes into a header: no line breaks, no spaces, nothing httpx cannot encode.
+    if token is not None and not (token.isascii() and token.isprintable() and " " not in token):
+        raise UsageError(f"{source} does not hold one token (printable ASCII, no spaces)")
+    return token
+
+
 def run(args: argparse.Namespace) -> int:
     url = getattr(args, "url", None) or os.environ.get("LONG_TASK_URL") or DEFAULT_URL
-    token = getattr(args, "token", None) or os.environ.get("LONG_TASK_TOKEN") or None
     if not url.startswith(("http://", "https://")):
         say_error(f"the server URL must start with http:// or https://: {url!r}")
+        return outcome.USAGE
+    try:
+        token = token_of(args)
+    except UsageError as exc:
+        say_error(str(exc))
         return outcome.USAGE
     api = Api(url, token)
     try:
@@ -214,7 +259,7 @@ def run(args: argparse.Namespace) -> int:
     except ApiError as exc:
         say_error(exc.message + (f" ({exc.hint})" if exc.hint else ""))
         if exc.status_code == 401:
-            say_error("set LONG_TASK_TOKEN or --token (`manage.py api_user NAME` prints a token)")
+            say_error("set LONG_TASK_TOKEN or --token-file (`manage.py api_user NAME` prints a token)")
         if exc.status_code == 409 and args.command == "terminate" and exc.message == "Pause the operation":
             say_error(f"pause it first (long-task pause {args.op_id}), or terminate it running: --force")
         return outcome.REFUSED if exc.status_code == 409 else outcome.USAGE
