@@ -357,12 +357,7 @@ class OperationViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     @extend_schema(
         description="The operation's file: an Export's result once completed, an Upload's input while stored. "
         "For its owner and those who may control everyone's operations.",
-        responses={
-            (200, "text/csv"): OpenApiTypes.BINARY,
-            403: MessageSerializer,
-            404: MessageSerializer,
-            409: MessageSerializer,
-        },
+        responses={(200, "text/csv"): OpenApiTypes.BINARY, **dict.fromkeys((403, 404, 409), MessageSerializer)},
     )
     @action(detail=True, methods=["get"])
     def download(self, request, pk=None):
