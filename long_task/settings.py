@@ -59,6 +59,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "operations.middleware.RejectNulBytesMiddleware",
+    "operations.middleware.FileStoreDeadlineMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -164,8 +165,10 @@ def file_storage(url: str, environ=os.environ) -> dict:
             "file_overwrite": True,  # names are chosen by the server and never reused
             "client_config": Config(
                 s3={"addressing_style": environ.get("AWS_S3_ADDRESSING_STYLE") or None},
-                # Connection errors and 5xx are retried by operations/storage/ as well, with
-                # a backoff of its own; botocore's few quick retries come first.
+                # The workers' calls. Connection errors and 5xx are retried by
+                # operations/storage/ as well, with a backoff of its own; botocore's few quick
+                # retries come first. The web's calls wait LONG_TASK_STORE_WEB_DEADLINE_SECONDS
+                # at most and are not retried (operations/storage/deadline.py).
                 retries={"mode": "standard", "max_attempts": 3},
                 connect_timeout=5,
                 read_timeout=60,
@@ -182,7 +185,8 @@ STORAGES = {
 }
 # Uploads stream into the file store as they arrive (operations/uploads.py): on local disk to a
 # temporary file next to the media root, so that storing the upload is a rename, not a second
-# copy; on S3 into the object itself (a multipart upload), nothing on the web's disk.
+# copy; on S3 into the object itself (a multipart upload), nothing on the web's disk. Only the
+# views that take files let the handler read file parts; every other view refuses them unread.
 FILE_UPLOAD_HANDLERS = ["operations.uploads.CheckedUploadHandler"]
 FILE_UPLOAD_TEMP_DIR = None if LONG_TASK_STORAGE_URL else str(MEDIA_ROOT / "incoming")
 # S3: reads are ranged GETs of this many bytes (from the checkpoint's offset on: I8); uploads
@@ -192,8 +196,16 @@ LONG_TASK_S3_PART_BYTES = max(5 * 1024**2, int(os.environ.get("LONG_TASK_S3_PART
 # S3: the worker fetches the next block in a thread while it parses the current one (memory:
 # one block more), so that an import does not wait on each GET. 0: one GET at a time.
 LONG_TASK_S3_READ_AHEAD = os.environ.get("LONG_TASK_S3_READ_AHEAD", "1") != "0"
-# Transient file-store errors (connection lost, 5xx) retried, with backoff, before they fail.
+# Transient file-store errors (connection lost, 5xx) retried by workers, with backoff, before
+# they fail the operation.
 LONG_TASK_STORAGE_RETRIES = int(os.environ.get("LONG_TASK_STORAGE_RETRIES", "5"))
+# A web request waits at most this long for the file store to answer, and does not try again:
+# then a 503 (operations/storage/deadline.py). A hung store must not hold the web's threads.
+LONG_TASK_STORE_WEB_DEADLINE_SECONDS = float(os.environ.get("LONG_TASK_STORE_WEB_DEADLINE_SECONDS", "10"))
+# Per-user quotas (operations/quotas.py; 0: none): the bytes of the files kept for a user's
+# operations (413 past it), and the uploads of one user streaming in at once (429 past it).
+LONG_TASK_QUOTA_STORED_BYTES = int(os.environ.get("LONG_TASK_QUOTA_STORED_BYTES", str(10 * 1024**3)))
+LONG_TASK_QUOTA_CONCURRENT_UPLOADS = int(os.environ.get("LONG_TASK_QUOTA_CONCURRENT_UPLOADS", "2"))
 
 # --- API ----------------------------------------------------------------------------------
 REST_FRAMEWORK = {

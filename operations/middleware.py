@@ -2,6 +2,8 @@ from django.conf import settings
 from django.http import JsonResponse
 from django.urls import is_valid_path
 
+from operations.storage import deadline
+
 
 class RejectNulBytesMiddleware:
     """PostgreSQL cannot compare text with a NUL byte: answer 400 before anything looks up a
@@ -38,3 +40,15 @@ class OptionalTrailingSlashMiddleware:
             if not is_valid_path(path, urlconf) and is_valid_path(f"{path}/", urlconf):
                 request.path_info, request.path = f"{path}/", f"{request.path}/"
         return self.get_response(request)
+
+
+class FileStoreDeadlineMiddleware:
+    """The file store's calls in a request wait a bounded time and are not retried (a hung store
+    must not hold a web thread for minutes): see operations/storage/deadline.py."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        with deadline.web_request():
+            return self.get_response(request)

@@ -9,6 +9,7 @@ import weakref
 
 from django.conf import settings
 
+from operations.storage import deadline
 from operations.storage.ranged_reader import ReadOnlyStream
 from operations.storage.s3_client import S3Objects, content_type
 
@@ -43,7 +44,7 @@ class MultipartWriter:
         # The last resort for a writer nobody aborted (a request that died half-way): abort it
         # when it is garbage-collected. A process killed outright leaves the parts to the
         # bucket's AbortIncompleteMultipartUpload rule (docs/deployment.md).
-        self._abort = weakref.finalize(self, _abort_multipart, objects.client, objects.bucket, self.key, self.upload_id)
+        self._abort = weakref.finalize(self, _abort_multipart, objects, self.key, self.upload_id)
 
     def write(self, data: bytes) -> None:
         view = memoryview(data)
@@ -119,8 +120,13 @@ class _View(ReadOnlyStream):
         return n
 
 
-def _abort_multipart(client, bucket: str, key: str, upload_id: str) -> None:
+def _abort_multipart(objects: S3Objects, key: str, upload_id: str) -> None:
+    request = deadline.current()
+    if objects.web_deadline is not None and request is not None and request.failed:
+        # A web request waits for a store that did not answer it once only.
+        logger.warning("file store: the multipart upload of %s is left to the bucket's lifecycle rule", key)
+        return
     try:
-        client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+        objects.client.abort_multipart_upload(Bucket=objects.bucket, Key=key, UploadId=upload_id)
     except Exception as exc:  # the bucket's lifecycle rule is the last word (docs/deployment.md)
         logger.warning("file store: could not abort the multipart upload of %s: %s", key, exc)

@@ -2,15 +2,18 @@
 S3 backend for its configuration, with calls of its own where memory and the bytes fetched
 matter: reads are ranged GETs from the position sought (`RangedReader`), streams are stored as
 multipart uploads (`MultipartWriter`), and an upload streams into its object as it arrives
-(`ObjectUpload`). Every call retries transient errors (`S3Objects.retrying`)."""
+(`ObjectUpload`). A worker's calls retry transient errors (`S3Objects.retrying`); a web
+request's wait a bounded time and are tried once (`deadline`)."""
 
 import io
 import logging
+import threading
 from typing import BinaryIO
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 
+from operations.storage import deadline
 from operations.storage.base import FileStore
 from operations.storage.errors import StorageUnavailable
 from operations.storage.multipart import MultipartWriter
@@ -25,7 +28,25 @@ class S3Store(FileStore):
 
     def __init__(self, storage):
         super().__init__(storage)
-        self.objects = S3Objects(storage)
+        self._patient = S3Objects(storage)
+        self._web: S3Objects | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def objects(self) -> S3Objects:
+        """The S3 calls as the caller may make them: a worker's are retried, a web request's
+        wait LONG_TASK_STORE_WEB_DEADLINE_SECONDS at most and are tried once (their own
+        client, made on the first request)."""
+        if deadline.current() is None:
+            return self._patient
+        seconds = settings.LONG_TASK_STORE_WEB_DEADLINE_SECONDS
+        web = self._web
+        if web is None or web.web_deadline != seconds:
+            with self._lock:
+                web = self._web
+                if web is None or web.web_deadline != seconds:
+                    web = self._web = S3Objects(self.storage, web_deadline=seconds)
+        return web
 
     def open_for_reading(self, name: str, *, block_size: int | None = None, read_ahead: bool = False) -> BinaryIO:
         """Ranged GETs of `block_size` (default `LONG_TASK_S3_READ_BYTES`) from the position
@@ -54,9 +75,7 @@ class S3Store(FileStore):
         return name
 
     def delete(self, name: str) -> None:
-        objects = self.objects
-        key = objects.key(name)
-        objects.retrying(f"deleting {name}", lambda: objects.client.delete_object(Bucket=objects.bucket, Key=key))
+        _delete(self.objects, name)
 
     def listdir(self, directory: str) -> list[str]:
         objects = self.objects
@@ -91,10 +110,11 @@ class ObjectUpload(UploadedFile):
     files when the response is done) deletes it, and an upload never finished is aborted."""
 
     def __init__(self, store: S3Store, name: str, file_name, content_type, charset, content_type_extra):
-        self._writer = MultipartWriter(store.objects, name)
+        # The calls of the request that receives it, its clean-up after the response included.
+        self._objects = store.objects
+        self._writer = MultipartWriter(self._objects, name)
         super().__init__(None, file_name, content_type, 0, charset, content_type_extra)
         self.stored_name = name
-        self._store = store
         self._kept = False
         self._discarded = False
         self._closed = False
@@ -119,7 +139,8 @@ class ObjectUpload(UploadedFile):
 
     def keep(self) -> str:
         if not self._writer.completed:
-            raise StorageUnavailable(f"The upload {self.stored_name} was not stored")
+            logger.error("file store: the upload %s was not stored", self.stored_name)
+            raise StorageUnavailable()
         self._kept = True
         return self.stored_name
 
@@ -137,6 +158,11 @@ class ObjectUpload(UploadedFile):
             self.discard()
             return
         try:
-            self._store.delete(self.stored_name)
+            _delete(self._objects, self.stored_name)
         except Exception as exc:
             logger.warning("file store: could not delete the refused upload %s: %s", self.stored_name, exc)
+
+
+def _delete(objects: S3Objects, name: str) -> None:
+    key = objects.key(name)
+    objects.retrying(f"deleting {name}", lambda: objects.client.delete_object(Bucket=objects.bucket, Key=key))

@@ -1,7 +1,9 @@
 """The S3 client of a store and its retry policy: the calls of the S3 backend, on django-storages'
 configuration (bucket, location, endpoint, credentials, client config). Transient errors (a
 connection refused, reset or cut mid-body, a 5xx, a 429) are retried with backoff,
-`LONG_TASK_STORAGE_RETRIES` times; then `StorageUnavailable`."""
+`LONG_TASK_STORAGE_RETRIES` times; then `StorageUnavailable`. A web request's calls are not
+retried and wait a bounded time (`deadline`). What failed, and how, goes to the log: the
+message that reaches users and operations names no endpoint, bucket or key."""
 
 import logging
 import mimetypes
@@ -11,10 +13,12 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from botocore import exceptions as boto
+from botocore.config import Config
 from botocore.exceptions import ClientError
 from django.conf import settings
 from storages.utils import clean_name
 
+from operations.storage import deadline
 from operations.storage.errors import ShortRead, Stopped, StorageUnavailable
 
 logger = logging.getLogger(__name__)
@@ -33,19 +37,32 @@ class S3Objects:
     boto3 client for all threads (clients are thread-safe). django-storages makes a session and
     a resource per thread, which under a server that starts a thread per request (runserver)
     costs a session's memory and its setup time on every upload. Made once per storage (see
-    `operations.storage.backend`)."""
+    `operations.storage.backend`).
+
+    `web_deadline` (seconds): the calls of web requests, which wait that long at most for the
+    store (to connect, and for each read or write of the socket) and are tried once."""
 
     ClientError = ClientError
 
-    def __init__(self, storage):
+    def __init__(self, storage, *, web_deadline: float | None = None):
         self.storage = storage
         self.bucket = storage.bucket_name
+        self.web_deadline = web_deadline
+        config = storage.client_config
+        if web_deadline is not None:
+            config = (config or Config()).merge(
+                Config(
+                    connect_timeout=min(web_deadline, config.connect_timeout if config else web_deadline),
+                    read_timeout=web_deadline,
+                    retries={"mode": "standard", "total_max_attempts": 1},
+                )
+            )
         self.client = storage._create_session().client(
             "s3",
             region_name=storage.region_name,
             use_ssl=storage.use_ssl,
             endpoint_url=storage.endpoint_url,
-            config=storage.client_config,
+            config=config,
             verify=storage.verify,
         )
 
@@ -80,8 +97,13 @@ class S3Objects:
     def retrying(self, what: str, call: Callable[[], T], *, stop: threading.Event | None = None) -> T:
         """`call()`, tried again with backoff (0.2, 0.4, 0.8 ... s) while it fails transiently,
         `LONG_TASK_STORAGE_RETRIES` times; then StorageUnavailable. `stop` set: no more tries
-        (`Stopped`)."""
-        retries = settings.LONG_TASK_STORAGE_RETRIES
+        (`Stopped`). A web request's call is tried once, and not at all once the store has
+        failed to answer it (see `deadline`)."""
+        request = deadline.current() if self.web_deadline is not None else None
+        if request is not None and request.failed:
+            logger.warning("file store: %s not tried: the store did not answer this request", what)
+            raise StorageUnavailable()
+        retries = 0 if self.web_deadline is not None else settings.LONG_TASK_STORAGE_RETRIES
         for attempt in range(retries + 1):
             try:
                 return call()
@@ -89,9 +111,10 @@ class S3Objects:
                 if not self.transient(exc):
                     raise
                 if attempt == retries:
-                    raise StorageUnavailable(
-                        f"The file store did not answer: {what} failed {attempt + 1} times ({exc})"
-                    ) from exc
+                    logger.error("file store: %s failed %d times: %s", what, attempt + 1, exc)
+                    if request is not None:
+                        request.failed = True
+                    raise StorageUnavailable() from exc
                 delay = min(5.0, 0.2 * 2**attempt)
                 logger.warning("file store: %s failed (%s), retrying in %.1fs", what, exc, delay)
                 if stop is None:

@@ -17,6 +17,7 @@ from rest_framework.authtoken.models import Token
 
 from operations import storage, worker
 from operations.models import Operation, RowError, UploadedRow
+from operations.storage import deadline
 from tests.api.test_export_type import download, export, imported_records
 from tests.api.test_upload_type import assert_imported, errors_of, request, resume, rich_csv, rows_of, run
 from tests.support import csv_bytes, upload_file
@@ -34,8 +35,11 @@ class Calls:
         self.event = event
         self.params: list[dict] = []
         self.sizes: list[int] = []
-        self.client = storage.backend().objects.client
-        self.client.meta.events.register(event, self._record)
+        self.clients = [storage.backend().objects.client]  # a worker's
+        with deadline.web_request():
+            self.clients.append(storage.backend().objects.client)  # a web request's
+        for client in self.clients:
+            client.meta.events.register(event, self._record)
 
     def _record(self, params, **_):
         self.params.append(params)
@@ -43,7 +47,8 @@ class Calls:
             self.sizes.append(body_size(params["Body"]))
 
     def close(self):
-        self.client.meta.events.unregister(self.event, self._record)
+        for client in self.clients:
+            client.meta.events.unregister(self.event, self._record)
 
 
 @pytest.fixture
@@ -206,7 +211,7 @@ def test_terminate_deletes_the_object(api, start_upload, chunks, s3):
 
 
 def test_a_store_that_goes_away_fails_the_import_and_it_resumes_once_back(
-    api, start_upload, chunks, s3, s3_proxy, settings
+    api, start_upload, chunks, s3, s3_proxy, settings, caplog
 ):
     """The ranged GET is retried with backoff (LONG_TASK_STORAGE_RETRIES), then the operation
     fails with a message; resumed when the store is back, it completes exactly."""
@@ -223,8 +228,9 @@ def test_a_store_that_goes_away_fails_the_import_and_it_resumes_once_back(
     settings.LONG_TASK_S3_READ_BYTES = 16  # small reads: the store is asked again after the fifth chunk
     op = run(op_id)
     assert op.state == S.FAILED
-    assert op.error.startswith("The file store did not answer: reading uploads/")
-    assert "failed 3 times" in op.error
+    # The operation's error names no endpoint, bucket or key: the log has them.
+    assert op.error == "The file store is not answering; try again"
+    assert re.search(r"reading uploads/\S+ at byte \d+ failed 3 times: .*http://127\.0\.0\.1", caplog.text)
     done = op.lines_finished
     assert done >= 5 and rows_of(op_id) == [row for row in f.rows if row[0] <= done]
 

@@ -17,6 +17,7 @@ from testbed.machine import wait_for
 
 pytestmark = pytest.mark.s3
 MiB = 1024 * 1024
+UNAVAILABLE = "The file store is not answering; try again"
 
 
 def lines_of(size: int, seed: int = 7) -> bytes:
@@ -206,7 +207,8 @@ def test_a_seek_does_not_wait_for_the_retries_of_the_get_ahead(s3, s3_proxy, set
         stored.seek(10)
         with pytest.raises(storage.StorageUnavailable) as raised:
             stored.read(1000)
-    assert "reading seek-away.csv at byte 10 failed 5 times" in raised.value.message
+    assert raised.value.message == UNAVAILABLE
+    assert "reading seek-away.csv at byte 10 failed 5 times" in caplog.text
     # Left to itself it would have tried (and logged) once for each retry.
     assert caplog.text.count(ahead) < settings.LONG_TASK_STORAGE_RETRIES
 
@@ -224,7 +226,7 @@ def test_a_connection_cut_during_a_read_ahead_is_retried(s3, s3_proxy, caplog):
     assert "retrying" in caplog.text
 
 
-def test_a_store_gone_during_a_read_ahead_fails_the_read_that_needs_it(s3, s3_proxy, settings):
+def test_a_store_gone_during_a_read_ahead_fails_the_read_that_needs_it(s3, s3_proxy, settings, caplog):
     data = lines_of(2 * MiB)
     storage.save("away-ahead.csv", data)
     settings.LONG_TASK_STORAGE_RETRIES = 1
@@ -233,7 +235,8 @@ def test_a_store_gone_during_a_read_ahead_fails_the_read_that_needs_it(s3, s3_pr
             refuse_the_next_get_ahead(stored, s3_proxy)
             stored.read()
         ahead = FIRST_READ_BYTES * 3  # 256 KiB read, then 512 KiB
-        assert f"reading away-ahead.csv at byte {ahead} failed 2 times" in raised.value.message
+        assert raised.value.message == UNAVAILABLE
+        assert f"reading away-ahead.csv at byte {ahead} failed 2 times" in caplog.text
         s3_proxy.refuse = False  # the store is back: the same reader goes on
         stored.seek(0)
         assert stored.read() == data
@@ -270,15 +273,17 @@ def test_a_connection_cut_mid_read_is_retried_from_where_it_stopped(s3, s3_proxy
     assert 0 < again < 100_000
 
 
-def test_a_store_that_stays_away_fails_with_a_message_after_the_retries(s3, s3_proxy, settings):
+def test_a_store_that_stays_away_fails_with_a_message_after_the_retries(s3, s3_proxy, settings, caplog):
     storage.save("away.csv", b"a,b\n1,2\n")
     settings.LONG_TASK_STORAGE_RETRIES = 1
     s3_proxy.refuse = True
     s3_proxy.cut_all()
     with storage.open_for_reading("away.csv") as stored, pytest.raises(storage.StorageUnavailable) as raised:
         stored.read()
-    assert "The file store did not answer: reading away.csv at byte 0 failed 2 times" in raised.value.message
-    assert raised.value.status_code == 503
+    # What failed, and where, is in the log; the message names no endpoint, bucket or key.
+    assert (raised.value.message, raised.value.status_code) == (UNAVAILABLE, 503)
+    assert "reading away.csv at byte 0 failed 2 times" in caplog.text
+    assert s3_proxy.endpoint in caplog.text
 
 
 def body_size(body) -> int:
