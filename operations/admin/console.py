@@ -26,7 +26,7 @@ from operations.admin.formatting import CONTROLS, event_row, figures, live_entry
 from operations.errors import BadInput, OperationError
 from operations.models import Operation
 from operations.state_machine import Actor, allows
-from operations.uploads import check_upload_size
+from operations.uploads import check_upload_size, take_files
 
 State = Operation.State
 
@@ -187,10 +187,8 @@ class ImportView(ConsoleView):
         if not self.model_admin.has_import_permission(request):
             raise PermissionDenied
         if request.method == "POST":
-            request.FILES  # noqa: B018 (parses the body: the upload handler marks what it refused)
-            try:
-                check_upload_size(request)
-            except OperationError as error:
+            error = read_files(request)
+            if error is not None:
                 return self.answer(request, error=error)
         return super().dispatch(request, *args, **kwargs)
 
@@ -235,21 +233,44 @@ class ImportView(ConsoleView):
         return TemplateResponse(request, "admin/operations/operation/import.html", context, status=status)
 
 
+def read_files(request: HttpRequest, **terms) -> OperationError | None:
+    """Parse the body of a view that takes files (an operator's, let in by admin_view), within
+    `terms` (see `uploads.take_files`); the refusal of its upload, if any."""
+    take_files(request, **terms)
+    try:
+        request.FILES  # noqa: B018 (parses the body: the upload handler marks what it refused)
+        check_upload_size(request)
+    except OperationError as error:
+        return error
+    return None
+
+
+@method_decorator(csrf_exempt, name="dispatch")  # checked on `post` instead, once the body is read
 class PreviewView(ScriptEndpoint):
     """POST the first bytes of a file (`file`, and `complete=1` when that is all of it): its
     header and first rows with the verdict an import would give each. A dry run: nothing
-    is registered, stored or written."""
+    is registered, stored or written; the file is read into memory, and no further than
+    PREVIEW_MAX_BYTES (413 past it).
+
+    The CSRF check is on `post`, as on ImportView: Django's CSRF middleware would read the body
+    (its form field) before the view could say that it takes a file, and how much."""
 
     http_method_names = ["post"]
 
     def dispatch(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
         if not self.model_admin.has_import_permission(request):
             raise PermissionDenied
+        if request.method == "POST":
+            too_large = f"Send up to {PREVIEW_MAX_BYTES} bytes in 'file'"
+            error = read_files(request, limit=PREVIEW_MAX_BYTES, too_large=too_large, store=False)
+            if error is not None:
+                return JsonResponse({"message": error.message}, status=error.status_code)
         return super().dispatch(request, *args, **kwargs)
 
+    @method_decorator(csrf_protect)
     def post(self, request: HttpRequest) -> JsonResponse:
         upload = request.FILES.get("file")
-        if upload is None or upload.size > PREVIEW_MAX_BYTES:
+        if upload is None:
             return JsonResponse({"message": f"Send up to {PREVIEW_MAX_BYTES} bytes in 'file'"}, status=400)
         if getattr(upload, "text_problem", ""):
             # Found by the upload handler, which then keeps none of the bytes.

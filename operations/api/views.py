@@ -21,7 +21,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from operations import access, params, selectors, services, storage
+from operations import access, params, selectors, services, storage, uploads
 from operations.api import parsing, results, waiting
 from operations.api.serializers import (
     EventSerializer,
@@ -130,7 +130,12 @@ class SeedEndpoint(APIView):
     command = None  # one of the command functions above
     http_method_names = ["post", "options"]
     throttle_scopes = ("writes",)  # see api/throttling.py
-    accepts_files = False  # a file part is refused before it is read (see uploads.accepts_files)
+    accepts_files = False  # a file part is refused before it is read (see uploads.take_files)
+
+    def initial(self, request, *args, **kwargs):
+        if self.accepts_files:  # read once the caller is authenticated, within its quotas
+            uploads.take_files(request._request)
+        super().initial(request, *args, **kwargs)
 
     def post(self, request):
         data = parsing.body(request)
@@ -255,7 +260,7 @@ class OperationViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         "resume": ("writes",),
         "terminate": ("writes",),
     }
-    file_actions = ("start", "resume")  # see uploads.accepts_files
+    file_actions = ("start", "resume")  # see uploads.take_files
     # Long polls and streams: bounded per user, and waiting without a thread (api/waiting.py).
     bounded_actions = ("retrieve", "row_errors", "download")
 
@@ -263,6 +268,11 @@ class OperationViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     def as_view(cls, actions=None, **initkwargs):
         view = super().as_view(actions, **initkwargs)
         return waiting.bounded(view) if set((actions or {}).values()) & set(cls.bounded_actions) else view
+
+    def initial(self, request, *args, **kwargs):
+        if self.action in self.file_actions:
+            uploads.take_files(request._request)
+        super().initial(request, *args, **kwargs)
 
     def get_queryset(self):
         queryset = Operation.objects.visible_to(self.request.user)
