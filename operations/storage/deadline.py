@@ -3,9 +3,10 @@ a bounded time, then a clear 503; retries belong to workers).
 
 `FileStoreDeadlineMiddleware` runs each request inside `web_request()`. There, the S3 store uses
 a client of its own whose calls wait at most LONG_TASK_STORE_WEB_DEADLINE_SECONDS for the store
-(to connect, and for each read or write of the socket) and are not tried again, botocore's
-retries included: the first call that gets no answer fails the request with StorageUnavailable
-(503), and the request's later calls to the store (the clean-up of what it began) fail at once
+(to connect, and for each read or write of the socket) and are not retried, botocore's
+retries included (but for a connection closed before any answer, tried again at once: see
+`S3Objects._web_call`): the first call that gets no answer fails the request with
+StorageUnavailable (503), and the request's later calls to the store (the clean-up of what it began) fail at once
 instead of waiting again; what they leave is left to the bucket's lifecycle rule
 (docs/deployment.md). A file opened for reading in the request (a download) keeps that client
 for the rest of its stream.

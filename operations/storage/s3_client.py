@@ -25,6 +25,8 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 # Python's own table only (not the machine's mime.types): the same answer everywhere.
 _TYPES = mimetypes.MimeTypes()
+# A connection that ended before an answer (not a timeout: a store that hangs times out).
+CLOSED_BEFORE_ANSWER = (boto.ConnectionClosedError, boto.EndpointConnectionError)
 
 
 def content_type(name: str) -> str:
@@ -97,13 +99,10 @@ class S3Objects:
     def retrying(self, what: str, call: Callable[[], T], *, stop: threading.Event | None = None) -> T:
         """`call()`, tried again with backoff (0.2, 0.4, 0.8 ... s) while it fails transiently,
         `LONG_TASK_STORAGE_RETRIES` times; then StorageUnavailable. `stop` set: no more tries
-        (`Stopped`). A web request's call is tried once, and not at all once the store has
-        failed to answer it (see `deadline`)."""
-        request = deadline.current() if self.web_deadline is not None else None
-        if request is not None and request.failed:
-            logger.warning("file store: %s not tried: the store did not answer this request", what)
-            raise StorageUnavailable()
-        retries = 0 if self.web_deadline is not None else settings.LONG_TASK_STORAGE_RETRIES
+        (`Stopped`). A web request's call: see `_web_call`."""
+        if self.web_deadline is not None:
+            return self._web_call(what, call)
+        retries = settings.LONG_TASK_STORAGE_RETRIES
         for attempt in range(retries + 1):
             try:
                 return call()
@@ -112,8 +111,6 @@ class S3Objects:
                     raise
                 if attempt == retries:
                     logger.error("file store: %s failed %d times: %s", what, attempt + 1, exc)
-                    if request is not None:
-                        request.failed = True
                     raise StorageUnavailable() from exc
                 delay = min(5.0, 0.2 * 2**attempt)
                 logger.warning("file store: %s failed (%s), retrying in %.1fs", what, exc, delay)
@@ -121,4 +118,31 @@ class S3Objects:
                     time.sleep(delay)
                 elif stop.wait(delay):
                     raise Stopped(what) from exc
+        raise AssertionError("unreachable")
+
+    def _web_call(self, what: str, call: Callable[[], T]) -> T:
+        """A web request's call: no retry and no backoff, a StorageUnavailable as soon as the store
+        does not answer (the client's timeouts are the deadline), and none tried once the store
+        has failed this request (see `deadline`). One exception: a connection closed or refused
+        before any answer, in less than the deadline, is tried again at once, once: a pooled
+        connection the store had closed looks the same, and is no sign of a store in trouble."""
+        request = deadline.current()
+        if request is not None and request.failed:
+            logger.warning("file store: %s not tried: the store did not answer this request", what)
+            raise StorageUnavailable()
+        started = time.monotonic()
+        for attempt in (1, 2):
+            try:
+                return call()
+            except Exception as exc:
+                if not self.transient(exc):
+                    raise
+                quick = time.monotonic() - started < self.web_deadline
+                if attempt == 1 and quick and isinstance(exc, CLOSED_BEFORE_ANSWER):
+                    logger.warning("file store: %s failed (%s), trying again at once", what, exc)
+                    continue
+                logger.error("file store: %s failed %d times: %s", what, attempt, exc)
+                if request is not None:
+                    request.failed = True
+                raise StorageUnavailable() from exc
         raise AssertionError("unreachable")

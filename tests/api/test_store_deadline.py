@@ -63,7 +63,7 @@ def test_an_upload_to_a_store_that_never_answers_is_a_503_within_the_deadline(ur
     assert not thread.is_alive(), f"the upload still waits for the store after {DEADLINE + MARGIN} s"
     response = answer["response"]
     assert (response.status_code, response.json()) == (503, UNAVAILABLE)
-    assert silent_store.connections == 1  # tried once: no retry in the web
+    assert silent_store.connections == 1  # a store that does not answer is not asked again
     # The details are in the log, and only there.
     assert silent_store.endpoint in caplog.text and "storing uploads/" in caplog.text
     assert Operation.objects.get(pk=op_id).state == Operation.State.REGISTERED
@@ -87,7 +87,8 @@ def test_the_console_import_answers_503_within_the_deadline(admin_user, silent_s
 @pytest.mark.django_db
 def test_a_web_request_does_not_retry_a_store_that_refuses(api, register, s3, s3_proxy, settings, caplog):
     """Workers retry (LONG_TASK_STORAGE_RETRIES, botocore's own quick retries first); a web
-    request tries once and answers."""
+    request answers at once: a connection closed before any answer is tried once more, at once
+    (a pooled connection the store had closed looks the same), and that is all."""
     settings.LONG_TASK_STORAGE_RETRIES = 5
     op_id = register()
     s3_proxy.refuse = True
@@ -95,8 +96,9 @@ def test_a_web_request_does_not_retry_a_store_that_refuses(api, register, s3, s3
     before = s3_proxy.connections
     response = api.post("/upload/", {"op_id": op_id, "file": upload_file(csv_bytes(100))})
     assert (response.status_code, response.json()) == (503, UNAVAILABLE)
-    assert s3_proxy.connections - before == 1
-    assert re.search(r"storing uploads/[0-9a-f]+\.csv failed 1 times: .*127\.0\.0\.1", caplog.text)
+    assert s3_proxy.connections - before <= 2
+    assert re.search(r"storing uploads/[0-9a-f]+\.csv failed 2 times: .*127\.0\.0\.1", caplog.text)
+    assert "retrying in" not in caplog.text  # no backoff
 
     s3_proxy.refuse = False  # back: the same upload goes through
     response = api.post("/upload/", {"op_id": op_id, "file": upload_file(csv_bytes(100))})
