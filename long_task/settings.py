@@ -112,10 +112,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
     # The test database must be a file: worker subprocesses in the tests open it too.
     DATABASES["default"]["TEST"] = {"NAME": os.environ.get("LONG_TASK_TEST_SQLITE", str(BASE_DIR / "test-db.sqlite3"))}
-elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # Django's PostgreSQL backend, with a health check that asks the server only when the
-    # connection's socket says something happened (see long_task/postgresql/base.py).
-    DATABASES["default"]["ENGINE"] = "long_task.postgresql"
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
