@@ -1,7 +1,7 @@
 """Settings for long_task.
 
 Everything that differs between a laptop and a deployment comes from the environment;
-see the README's "Configuration" section for the full list.
+see docs/configuration.md for the full list.
 """
 
 import os

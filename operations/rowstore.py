@@ -51,8 +51,7 @@ def json_object_encoder(columns: Sequence[str]) -> Callable[[Sequence[str]], str
 # operation_id and line_number as 8-byte integers, data as jsonb's binary form (a version byte,
 # then the JSON text). PostgreSQL's backend reads a field by its length, where the text format
 # has it scan every byte twice for tabs, newlines and backslashes: the backend, which bounds the
-# import's speed, spends about a tenth less CPU a row (README, Performance), for about 0.1 us of
-# the worker's.
+# import's speed, spends less CPU a row (docs/performance.md), for a little more of the worker's.
 _BINARY_ROW_HEAD = struct.Struct(">hiqi")  # 3 fields; 8 bytes: operation_id; 8 bytes: ...
 _BINARY_LINE_AND_DATA = struct.Struct(">qi")  # ... line_number; the length of data
 _JSONB_VERSION = "\x01"

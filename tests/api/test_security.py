@@ -412,7 +412,7 @@ def test_two_uploads_with_the_same_name_do_not_collide(api, register):
 
 
 def test_the_production_settings_pass_check_deploy(tmp_path):
-    """README's Production section says `check --deploy` is clean: keep it so."""
+    """docs/deployment.md says `check --deploy` is clean: keep it so."""
     env = {
         **os.environ,
         "DJANGO_DEBUG": "0",
