@@ -151,7 +151,7 @@ def test_forced_terminate_rolls_back_a_racing_chunk(api, start_upload, workers, 
     held = gate(in_flight_point())
     workers.start(gate=held, **CHUNKS)
     op_id = start_upload(csv_bytes(3_000))
-    in_flight = held.pass_through(op_id, in_flight_point(), 1)
+    held.pass_through(op_id, in_flight_point(), 1)
     path = stored_file(op_id)
 
     response = api.post("/terminate/", {"op_id": op_id})
