@@ -5,7 +5,7 @@ Both sides meet in a directory. A worker started with LONG_TASK_TEST_GATE=<direc
 LONG_TASK_TEST_GATE_HOLD=<points> (tests/worker_hooks), at each of those points of an operation:
 
 - writes `<op>-<point>-<n>-<pid>.arrived` (n counts that point of that operation in the process);
-- waits until `<op>-<point>-<n>-<pid>.release` or `open` exists, then goes on.
+- waits until `<op>-<point>-<n>-<pid>.release`, `open-<op>` or `open` exists, then goes on.
 
 The points are the worker's signals: `written` (inside the chunk's transaction, rows written,
 not committed), `committed` (after the chunk and its checkpoint committed) and `rollback` (after
@@ -45,12 +45,12 @@ class GateTimeout(RuntimeError):
 
 def hold(directory: Path, arrival: Arrival) -> None:
     """Called by a worker at a held point: announce the arrival, wait for the release."""
-    if (directory / OPEN).exists():
+    releases = [directory / f"{arrival.name}.release", directory / f"{OPEN}-{arrival.op_id}", directory / OPEN]
+    if any(path.exists() for path in releases[1:]):
         return
     (directory / f"{arrival.name}.arrived").touch()
-    release = directory / f"{arrival.name}.release"
     deadline = time.monotonic() + HOLD_SECONDS
-    while not (release.exists() or (directory / OPEN).exists()):
+    while not any(path.exists() for path in releases):
         if time.monotonic() > deadline:
             raise GateTimeout(f"held at {arrival.name} for {HOLD_SECONDS:.0f}s: the test never released it")
         time.sleep(0.005)
@@ -100,10 +100,10 @@ class Gate:
             self.release(self.wait_held(op_id, point))
         return self.wait_held(op_id, point)
 
+    def open(self, op_id: int) -> None:
+        """Workers of `op_id` go on, now and at every later point."""
+        (self.directory / f"{OPEN}-{op_id}").touch()
+
     def open_all(self) -> None:
         """Every worker goes on, now and at every later point."""
         (self.directory / OPEN).touch()
-
-    def close(self) -> None:
-        """Hold again at the next points (arrivals already released stay released)."""
-        (self.directory / OPEN).unlink(missing_ok=True)
