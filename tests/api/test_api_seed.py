@@ -494,8 +494,8 @@ def test_terminate_takes_force_from_the_query_string_beside_a_body(api, op_in, s
 @pytest.mark.parametrize("encoding", ENCODINGS)
 @pytest.mark.parametrize("rest", [False, True], ids=["seed", "rest"])
 def test_a_query_string_beside_a_body_of_every_encoding(api, op_in, encoding, rest):
-    """Issue 9, finding 3 (fixed in e8b79bc): `curl -d op_id=N ".../terminate/?force=true"`, a
-    form body with a query string, was a 400; the two are merged value by value."""
+    """`curl -d op_id=N ".../terminate/?force=true"`, a form body with a query string: the two
+    are merged value by value, not refused."""
     op_id = op_in(S.RUNNING)
     if rest:
         response = post(api, f"/api/operations/{op_id}/terminate/?force=true", {"wait": 0}, encoding)
@@ -797,8 +797,7 @@ def test_bad_wait(api, op_in, url, wait):
 @pytest.mark.parametrize("url", ["/pause/", "/terminate/"])
 @pytest.mark.parametrize("digits", [400, 5000])
 def test_a_wait_beyond_float_range_is_a_400(api, op_in, url, digits):
-    """Issue 9, finding 4 (fixed in e8b79bc): a JSON integer of 400 digits raised OverflowError
-    in float() and answered 500."""
+    """A JSON integer of 400 digits overflows float(): still a 400, not a 500."""
     op_id = op_in(S.PAUSED)
     body = f'{{"op_id": {op_id}, "wait": 1{"0" * (digits - 1)}}}'
     response = api.post(url, body, content_type="application/json")

@@ -65,7 +65,7 @@ def test_an_operation_stored_with_a_header_over_the_limit_fails_with_a_message(s
     assert (op.state, op.error) == (S.FAILED, "The header has 4 columns; at most 3 are allowed")
 
 
-# --- file parts only where a file is taken (finding 10) ---------------------------------------
+# --- file parts only where a file is taken ---------------------------------------------------
 
 
 @pytest.mark.django_db
@@ -95,7 +95,7 @@ def test_endpoints_that_take_a_file_still_do(api, register):
     assert api.post("/resume/", {"op_id": op_id, "file": upload_file(csv_bytes(2))}).status_code == 202
 
 
-# --- NUL bytes: refused where they are used only (finding 10) ---------------------------------
+# --- NUL bytes: refused where they are used only ---------------------------------------------
 
 
 @pytest.mark.django_db

@@ -379,13 +379,12 @@ def test_export_terminate_deletes_the_partial_file(api, start_upload, workers, g
     assert row_count(source_id) == 3_000
 
 
-# --- what users read of a failure (issue 9, finding 6) ----------------------------------------
+# --- what users read of a failure ------------------------------------------------------------
 
 
 def test_a_failing_workers_error_and_events_show_no_internals(api, start_upload, workers):
-    """Issue 9, finding 6 (fixed in e8b79bc): the status `error` and the events carried the
-    traceback (with server paths), and events named workers by host name and PID. Now the error
-    is a message, and a worker is an opaque id; the details are in the worker's log."""
+    """The status `error` and the events show no traceback, server path, host name or PID: the
+    error is a message and a worker an opaque id; the details are in the worker's log."""
     import os
     import socket
 
