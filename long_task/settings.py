@@ -304,6 +304,10 @@ LONG_TASK_ROLLBACK_CHUNK_SECONDS = float(
         LONG_TASK_CHUNK_SECONDS if DATABASES["default"]["ENGINE"] == "long_task.sqlite" else 0.5,
     )
 )
+# The most rows in one chunk of an import, and of a terminate's rollback: chunks are sized by
+# time up to these. A low bound makes the chunk count of a file predictable (the tests use it).
+LONG_TASK_CHUNK_ROWS = int(os.environ.get("LONG_TASK_CHUNK_ROWS", "200000"))
+LONG_TASK_ROLLBACK_CHUNK_ROWS = int(os.environ.get("LONG_TASK_ROLLBACK_CHUNK_ROWS", "5000000"))
 # CPU niceness of process_tasks workers (0-19): the web keeps answering at once during imports.
 LONG_TASK_WORKER_NICE = int(os.environ.get("LONG_TASK_WORKER_NICE", "10"))
 # How often an idle worker looks for stalled operations (expired leases).
