@@ -65,6 +65,7 @@ class Upload(OperationType):
     the last chunk."""
 
     name = "Upload"
+    option_names = frozenset({"strict"})
 
     def parse_options(self, data: Mapping, *, actor) -> dict:
         return _strict(data)
