@@ -7,7 +7,7 @@ import sys
 
 # Commands that only compare the models with the migrations: they sign nothing, so they run
 # without DJANGO_SECRET_KEY (a throwaway key for the process) where everything else refuses
-# to start without one (settings.py, issue 9).
+# to start without one (settings.py).
 KEYLESS_COMMANDS = {"makemigrations", "showmigrations", "sqlmigrate"}
 
 

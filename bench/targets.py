@@ -1,4 +1,4 @@
-"""The performance targets of long_task (README, Performance), each a small function written
+"""The performance targets of long_task (docs/performance.md), each a small function written
 with the harness (bench/harness.py), and the baselines they are compared with.
 
 A target measures its sides and adds rows to the table; a comparison with a baseline is

@@ -1,7 +1,7 @@
 """Settings for long_task.
 
 Everything that differs between a laptop and a deployment comes from the environment;
-see the README's "Configuration" section for the full list.
+see docs/configuration.md for the full list.
 """
 
 import os
@@ -113,10 +113,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
     # The test database must be a file: worker subprocesses in the tests open it too.
     DATABASES["default"]["TEST"] = {"NAME": os.environ.get("LONG_TASK_TEST_SQLITE", str(BASE_DIR / "test-db.sqlite3"))}
-elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # Django's PostgreSQL backend, with a health check that asks the server only when the
-    # connection's socket says something happened (see long_task/postgresql/base.py).
-    DATABASES["default"]["ENGINE"] = "long_task.postgresql"
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -320,6 +316,10 @@ LONG_TASK_ROLLBACK_CHUNK_SECONDS = float(
         LONG_TASK_CHUNK_SECONDS if DATABASES["default"]["ENGINE"] == "long_task.sqlite" else 0.5,
     )
 )
+# The most rows in one chunk of an import, and of a terminate's rollback: chunks are sized by
+# time up to these. A low bound makes the chunk count of a file predictable (the tests use it).
+LONG_TASK_CHUNK_ROWS = int(os.environ.get("LONG_TASK_CHUNK_ROWS", "200000"))
+LONG_TASK_ROLLBACK_CHUNK_ROWS = int(os.environ.get("LONG_TASK_ROLLBACK_CHUNK_ROWS", "5000000"))
 # CPU niceness of process_tasks workers (0-19): the web keeps answering at once during imports.
 LONG_TASK_WORKER_NICE = int(os.environ.get("LONG_TASK_WORKER_NICE", "10"))
 # How often an idle worker looks for stalled operations (expired leases).

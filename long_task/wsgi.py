@@ -1,4 +1,3 @@
-import gc
 import os
 
 from django.core.wsgi import get_wsgi_application
@@ -10,8 +9,7 @@ application = get_wsgi_application()
 def _load_what_requests_load() -> None:
     """What Django and DRF would otherwise import on a process's first request: every view
     module (through the URLconf), DRF's configured classes, the session and message stores.
-    That first request then takes a few milliseconds, not 250, and what they load is frozen
-    below with the rest."""
+    A process's first request then costs what the others do."""
     from importlib import import_module
 
     from django.conf import settings
@@ -27,7 +25,3 @@ def _load_what_requests_load() -> None:
 
 
 _load_what_requests_load()
-# Everything loaded so far lives as long as the process: keep the garbage collector's full
-# passes off it, which otherwise stall a request now and then for tens of milliseconds (10 ms
-# on an idle machine with the views unfrozen, 30 ms under an import).
-gc.freeze()

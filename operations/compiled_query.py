@@ -1,12 +1,16 @@
 """Reads whose SQL is built once, for the requests every polling client makes.
 
-Django builds a query's SQL anew on each evaluation, and for a one-row read by key that is most
-of the work: together about 1.7 ms of CPU for the token lookup (a join with the user) and the
-operation, against some 0.05 ms each for SQLite or PostgreSQL to answer. A status request made
-both, so building SQL was more than half of its CPU. A `CompiledQuery` builds its queryset's
-SQL once per database connection (one per thread and alias) and then only runs it with the new
-value, turning the row into model instances the way Django's ModelIterable does (converters,
-`from_db`, select_related).
+Django builds a query's SQL anew on each evaluation, and for a one-row read by key that costs
+more CPU than the database takes to answer. A status request makes two such reads (the token,
+with its user, and the operation), and a long poll reads the operation again at every change.
+A `CompiledQuery` builds its queryset's SQL once per database connection (one per thread and
+alias) and then only runs it with the new value, turning the row into model instances the way
+Django's ModelIterable does (converters, `from_db`, select_related).
+
+That repeats Django internals (the compiler's klass_info, select and converters,
+get_related_populators): a private API, kept because the status target shows what it buys
+(docs/performance.md, "Private APIs kept"). tests/unit/test_compiled_query.py fails when Django
+changes the code it repeats.
 """
 
 import threading

@@ -38,6 +38,24 @@ class Header:
     end_offset: int  # byte offset of the first data row
 
 
+@dataclass(frozen=True)
+class Resync:
+    """Where reading goes on after a quote that was never closed (see RecordReader.unclosed_quote)."""
+
+    reason: str
+    offset: int  # just past the first line of the bad record
+
+
+@dataclass(frozen=True)
+class _Block:
+    """What `read_lines` returned last, for `take`."""
+
+    lines: list[str]
+    count: int  # how many lines it returned (the caller may cut or extend the list)
+    size: int  # their bytes, each with its "\n"
+    ascii_only: bool
+
+
 class RecordReader:
     """Records of a CSV file from byte `offset` on. `offset` follows the last record returned.
 
@@ -65,7 +83,7 @@ class RecordReader:
         # Bytes already read from the stream, from `offset` on, not yet handed to a csv reader
         # (what `read_lines` read and `take` left): `_pending[_at:]`. Read before the stream.
         self._pending, self._at = b"", 0
-        self._lines_read: tuple = ([], 0, 0, True)  # what read_lines returned last, for take
+        self._block = _Block(lines=[], count=0, size=0, ascii_only=True)
         self.records = csv.reader(self._lines())
 
     def _readline(self, limit: int) -> bytes:
@@ -125,21 +143,21 @@ class RecordReader:
         except UnicodeDecodeError:
             return None  # `records` will tell which line
         lines.pop()  # the empty piece after the last "\n"
-        self._lines_read = (lines, len(lines), len(data), data.isascii())
+        self._block = _Block(lines=lines, count=len(lines), size=len(data), ascii_only=data.isascii())
         return lines
 
     def take(self, count: int) -> None:
         """The first `count` lines that `read_lines` returned were used: move `offset` past them.
         (The caller may have cut the list or added to it after them.)"""
-        lines, whole, cut, ascii_only = self._lines_read
-        if count == whole:
-            used = cut
+        block = self._block
+        if count == block.count:
+            used = block.size
         elif not count:
             return
-        elif ascii_only:
-            used = sum(map(len, lines[:count])) + count
+        elif block.ascii_only:
+            used = sum(map(len, block.lines[:count])) + count
         else:
-            used = len("\n".join(lines[:count]).encode()) + 1
+            used = len("\n".join(block.lines[:count]).encode()) + 1
         self.offset += used
         self._at += used
 
@@ -155,7 +173,7 @@ class RecordReader:
             raise csv.Error(self.problem())
         return fields
 
-    def unclosed_quote(self, start: int, *, width: int, unreadable: str = "") -> tuple[str, int] | None:
+    def unclosed_quote(self, start: int, *, width: int, unreadable: str = "") -> Resync | None:
         """Whether the record just read, which began at byte `start` and spans several physical
         lines (a quoted field with line breaks), is rather a quote that was never closed and
         swallowed the lines after it. If so: the reason, and the offset just past the record's
@@ -170,16 +188,22 @@ class RecordReader:
         lines = list(self._physical_lines(start, self.offset))
         first_end = lines[0][0] if lines else self.offset
         if unreadable:
-            return f"unclosed quote? the quoted field that opens on this line spans lines: {unreadable}", first_end
+            return Resync(
+                f"unclosed quote? the quoted field that opens on this line spans lines: {unreadable}", first_end
+            )
         try:
             for _ in csv.reader((text for _, text in lines), strict=True):
                 pass
         except csv.Error as exc:
             if "unexpected end of data" in str(exc):
-                return "unclosed quote: the quoted field that opens on this line runs to the end of the file", first_end
+                return Resync(
+                    "unclosed quote: the quoted field that opens on this line runs to the end of the file", first_end
+                )
         inner = [text for _, text in lines[1:-1]]
         if width >= 2 and len(inner) >= RUNAWAY_LINES and all(_width(text) == width for text in inner):
-            return f"unclosed quote: the quoted field that opens on this line swallows {len(inner)} rows", first_end
+            return Resync(
+                f"unclosed quote: the quoted field that opens on this line swallows {len(inner)} rows", first_end
+            )
         return None
 
     def _physical_lines(self, start: int, end: int) -> Iterator[tuple[int, str]]:

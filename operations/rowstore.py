@@ -1,4 +1,4 @@
-"""The hot path: UploadedRow written and read through the database driver (issue #4).
+"""The hot path: UploadedRow written and read through the database driver.
 
 The ORM's bulk_create spends most of its time in Python; the driver's executemany (SQLite) or
 COPY (PostgreSQL) loads the same rows several times faster. Everything here runs on Django's
@@ -51,8 +51,7 @@ def json_object_encoder(columns: Sequence[str]) -> Callable[[Sequence[str]], str
 # operation_id and line_number as 8-byte integers, data as jsonb's binary form (a version byte,
 # then the JSON text). PostgreSQL's backend reads a field by its length, where the text format
 # has it scan every byte twice for tabs, newlines and backslashes: the backend, which bounds the
-# import's speed, spends about a tenth less CPU a row (README, Performance), for about 0.1 us of
-# the worker's.
+# import's speed, spends less CPU a row (docs/performance.md), for a little more of the worker's.
 _BINARY_ROW_HEAD = struct.Struct(">hiqi")  # 3 fields; 8 bytes: operation_id; 8 bytes: ...
 _BINARY_LINE_AND_DATA = struct.Struct(">qi")  # ... line_number; the length of data
 _JSONB_VERSION = "\x01"
@@ -244,12 +243,12 @@ def _export_csv_postgresql(operation_id, after, up_to, columns, match, limit) ->
 @contextmanager
 def _primary_key_order(raw):
     """Have PostgreSQL read the range by walking the primary key, which gives the rows in line
-    order: for a range its planner often prefers a bitmap scan of it and then a sort by
-    line_number, about three times the backend's time for the same rows (EXPLAIN ANALYZE, 20k
-    rows: 43 ms against 14). It does so on a table without statistics yet (a fresh bench
-    database: 2.35 against the raw COPY's 1.47 ms CPU per 1k rows) and on one with them alike,
-    and no form of the condition avoids it everywhere. So the scans that would need a sort are
-    off for the COPY alone: set before it, reset after it (two round trips a chunk or page)."""
+    order. For ranges of some tens of thousands of rows (an export's chunks) its planner prefers
+    a bitmap scan of the range and then a sort by line_number, which costs the backend much
+    more than the index scan, with statistics or without, and no form of the condition avoids
+    it everywhere. So the scans that would need a sort are off for the COPY alone: set before it,
+    reset after it (two round trips a chunk or page). Kept for what it buys on the export target
+    (docs/performance.md, "Private APIs kept")."""
     raw.execute("SET enable_seqscan TO off; SET enable_bitmapscan TO off")
     try:
         yield

@@ -11,7 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from operations import queue
-from operations.errors import QuotaExceeded
+from operations.errors import BadInput, QuotaExceeded
 from operations.models import Operation
 from operations.operation_types import registry
 from operations.state_machine import Actor, allows, ensure_allowed, lock, record, transition
@@ -23,6 +23,10 @@ def operation_register(*, op_type: str, actor: Actor, data: Mapping) -> Operatio
     """Create an operation of a registered type, in state `registered`, with the options the
     type reads from `data` (it refuses bad ones)."""
     kind = registry.get(op_type)
+    unknown = sorted(set(data) - {"op_type", "csrfmiddlewaretoken"} - kind.option_names)
+    if unknown:
+        known = ", ".join(sorted(kind.option_names)) or "none"
+        raise BadInput(f"{kind.name} has no option {', '.join(unknown)} (its options: {known})")
     options = kind.parse_options(data, actor=actor)
     waiting = Operation.objects.filter(owner=actor.owner, state=State.REGISTERED).count()
     if waiting >= settings.LONG_TASK_MAX_REGISTERED:

@@ -5,6 +5,17 @@ renews the lease with a conditional UPDATE that fails when the operation was pau
 terminated meanwhile, or taken by another worker. Then the whole chunk rolls back (I1, I2, I5).
 A killed worker leaves at most an uncommitted chunk behind; its lease expires and any live
 worker's recovery sweep continues from the checkpoint (I4).
+
+Extension points, as Django signals sent by `Runner` (a send nobody listens to costs a lookup):
+
+- `chunk_written(op, chunk)`: inside the chunk's transaction, after its rows are written and
+  before its checkpoint: a receiver that raises rolls the chunk back;
+- `chunk_committed(op, chunk)`: after the chunk and its checkpoint committed;
+- `rollback_chunk_committed(op, position)`: after a chunk of a terminate's rollback committed,
+  everything up to `position` deleted.
+
+They are for instrumentation and for tests, which hold a worker at a chunk boundary with them;
+a receiver runs in the worker, in the chunk's time.
 """
 
 import logging
@@ -16,6 +27,7 @@ import time
 
 from django.conf import settings
 from django.db import Error, InterfaceError, OperationalError, connection, transaction
+from django.dispatch import Signal
 
 from operations import leases, selectors
 from operations.errors import LeaseLost, OperationError
@@ -28,6 +40,10 @@ State = Operation.State
 _stop = threading.Event()
 _identity: tuple[int, str] | None = None
 STOPPING = "worker stopping"
+
+chunk_written = Signal()
+chunk_committed = Signal()
+rollback_chunk_committed = Signal()
 
 
 def worker_id() -> str:
@@ -59,8 +75,8 @@ class ChunkSizer:
     bounds how long a pause waits for the worker and keeps the per-chunk overhead small."""
 
     def __init__(self, *, target: float, initial: int = 500, minimum: int = 20, maximum: int = 200_000):
-        self.target, self.minimum, self.maximum = target, minimum, maximum
-        self.size = initial
+        self.target, self.minimum, self.maximum = target, min(minimum, maximum), maximum
+        self.size = min(initial, maximum)
 
     def observe(self, rows: int, seconds: float) -> None:
         if rows < self.size or seconds <= 0:
@@ -133,7 +149,7 @@ class Runner:
         self.op = op
         self.worker = worker
         self.op_type = registry.get(op.op_type)
-        self.sizer = ChunkSizer(target=settings.LONG_TASK_CHUNK_SECONDS)
+        self.sizer = ChunkSizer(target=settings.LONG_TASK_CHUNK_SECONDS, maximum=settings.LONG_TASK_CHUNK_ROWS)
         self.db_failures = 0
 
     def run(self) -> None:
@@ -214,6 +230,7 @@ class Runner:
                 try:
                     with transaction.atomic():
                         job.write_chunk(chunk)
+                        chunk_written.send(Runner, op=self.op, chunk=chunk)
                         progress = chunk.progress
                         if progress.finished:
                             _commits_wait_for_disk(True, local=True)  # the completion is durable
@@ -229,6 +246,7 @@ class Runner:
                     return True  # paused, terminated or taken over: the chunk rolled back
                 self.db_failures = 0
                 self.sizer.observe(chunk.units, time.monotonic() - started)
+                chunk_committed.send(Runner, op=self.op, chunk=chunk)
                 if progress.error:
                     self._fail(progress.error)
                     return False
@@ -242,7 +260,11 @@ class Runner:
     def _rollback(self) -> None:
         """Delete what the operation wrote, chunk by chunk (resumable), then its file."""
         # Deleting by primary-key range runs at about a million rows a second: start big.
-        sizer = ChunkSizer(target=settings.LONG_TASK_ROLLBACK_CHUNK_SECONDS, initial=50_000, maximum=5_000_000)
+        sizer = ChunkSizer(
+            target=settings.LONG_TASK_ROLLBACK_CHUNK_SECONDS,
+            initial=50_000,
+            maximum=settings.LONG_TASK_ROLLBACK_CHUNK_ROWS,
+        )
         while not self.op_type.rollback_done(self.op):
             if stop_requested():
                 self._release()
@@ -259,6 +281,7 @@ class Runner:
                 )
             self.db_failures = 0
             sizer.observe(rolled_back_to - before, time.monotonic() - started)
+            rollback_chunk_committed.send(Runner, op=self.op, position=rolled_back_to)
         self.op_type.delete_input(self.op)
         with transaction.atomic():
             kept = self.op_type.rollback_rest(self.op)

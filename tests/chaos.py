@@ -96,10 +96,8 @@ def chaos_csv(rows: int, bad_every: int) -> tuple[bytes, set[int]]:
 def run_chaos(config: ChaosConfig, workers, client, *, log=print) -> ChaosReport:
     """Run the chaos with `workers` (a tests.support.Workers) and `client` (an authenticated
     APIClient), then check everything. The database must be empty of operations."""
-    from django.db import connection
-
     from operations.models import Operation
-    from tests.support import upload_file
+    from tests.support import overlapping_chunks
 
     rng = random.Random(config.seed)
     report = ChaosReport(operations=config.ops)
@@ -113,87 +111,122 @@ def run_chaos(config: ChaosConfig, workers, client, *, log=print) -> ChaosReport
         )
 
     live = [start_worker() for _ in range(config.workers)]
-    op_ids = []
-    for _ in range(config.ops):
-        op_id = client.post("/register/", {}, format="json").json()["op_id"]
-        answer = client.post("/upload/", {"op_id": op_id, "file": upload_file(content)})
-        assert answer.status_code == 202, answer.content
-        op_ids.append(op_id)
-
+    op_ids = [_started_upload(client, content) for _ in range(config.ops)]
     deadline = time.monotonic() + config.seconds
     while time.monotonic() < deadline:
-        action = rng.choices(
-            ["pause", "resume", "terminate", "kill", "sigterm", "status"], weights=[30, 25, 12, 10, 5, 18]
-        )[0]
-        op_id = rng.choice(op_ids)
-        if action == "pause":
-            report.pauses += client.post("/pause/", {"op_id": op_id}).status_code == 200
-        elif action == "resume":
-            report.resumes += client.post("/resume/", {"op_id": op_id}).status_code == 202
-        elif action == "terminate":
-            body = {"op_id": op_id, "force": rng.random() < 0.5}
-            report.terminates += client.post("/terminate/", body, format="json").status_code == 200
-        elif action in ("kill", "sigterm"):
-            victim = live.pop(rng.randrange(len(live)))
-            victim.send_signal(signal.SIGKILL if action == "kill" else signal.SIGTERM)
-            if action == "kill":
-                report.kills += 1
-            else:
-                report.sigterms += 1
-            live.append(start_worker())
-        else:
-            client.post("/get_status/", {"op_id": op_id})
+        _random_action(rng, client, op_ids, live, start_worker, report)
         time.sleep(rng.uniform(0.02, 0.25))
 
     log("chaos over; letting the workers settle every operation...")
-    settle_deadline = time.monotonic() + 300
-    while Operation.objects.filter(pk__in=op_ids, state__in=S_ACTIVE).exists():
-        if time.monotonic() > settle_deadline:
-            report.problems.append("operations still active after 300 s")
-            break
-        time.sleep(0.2)
-    for process in live:
-        process.send_signal(signal.SIGTERM)
-    for process in live:
-        process.wait(timeout=30)
+    _settle(op_ids, report)
+    _stop(live)
 
     accepted = [n for n in range(1, config.rows + 1) if n not in bad_lines]
     for op in Operation.objects.filter(pk__in=op_ids):
-        report.final_states[op.state] = report.final_states.get(op.state, 0) + 1
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT line_number, count(*) FROM operations_uploadedrow WHERE operation_id = %s GROUP BY line_number",
-                [op.pk],
-            )
-            counts = dict(cursor.fetchall())
-        report.duplicate_rows += sum(count - 1 for count in counts.values())
-        stored = set(counts)
-        if op.state == "terminated":
-            expected = set()
-            if op.row_errors.exists():
-                report.problems.append(f"operation {op.pk}: row errors left after terminate")
-        elif op.state in ("completed", "paused", "failed"):
-            expected = {n for n in accepted if n <= op.lines_finished}
-            if op.state == "completed" and op.lines_finished != config.rows:
-                report.problems.append(f"operation {op.pk}: completed at {op.lines_finished} lines")
-            failed_lines = {n for n in bad_lines if n <= op.lines_finished}
-            if op.lines_failed != len(failed_lines):
-                report.problems.append(f"operation {op.pk}: lines_failed {op.lines_failed} != {len(failed_lines)}")
-            if op.state == "failed":
-                report.problems.append(f"operation {op.pk} failed: {op.error[:200]}")
-        else:
-            report.problems.append(f"operation {op.pk} left in state {op.state}")
-            continue
-        report.rows_checked += len(stored)
-        report.lost_rows += len(expected - stored)
-        report.extra_rows += len(stored - expected)
-
-    from tests.support import overlapping_chunks
+        _check_operation(op, config, accepted, bad_lines, report)
 
     records = workers.chunk_records()
     report.chunks = len(records)
     report.overlaps = len(overlapping_chunks(records))
     return report
+
+
+def _started_upload(client, content: bytes) -> int:
+    """A registered operation with `content` uploaded (queued)."""
+    from tests.support import upload_file
+
+    op_id = client.post("/register/", {}, format="json").json()["op_id"]
+    answer = client.post("/upload/", {"op_id": op_id, "file": upload_file(content)})
+    assert answer.status_code == 202, answer.content
+    return op_id
+
+
+def _random_action(rng: random.Random, client, op_ids: list[int], live: list, start_worker, report: ChaosReport):
+    """One request about a random operation, or a signal to a random worker of `live` (replaced
+    at once)."""
+    action = rng.choices(
+        ["pause", "resume", "terminate", "kill", "sigterm", "status"], weights=[30, 25, 12, 10, 5, 18]
+    )[0]
+    op_id = rng.choice(op_ids)
+    if action == "pause":
+        report.pauses += client.post("/pause/", {"op_id": op_id}).status_code == 200
+    elif action == "resume":
+        report.resumes += client.post("/resume/", {"op_id": op_id}).status_code == 202
+    elif action == "terminate":
+        body = {"op_id": op_id, "force": rng.random() < 0.5}
+        report.terminates += client.post("/terminate/", body, format="json").status_code == 200
+    elif action in ("kill", "sigterm"):
+        victim = live.pop(rng.randrange(len(live)))
+        victim.send_signal(signal.SIGKILL if action == "kill" else signal.SIGTERM)
+        if action == "kill":
+            report.kills += 1
+        else:
+            report.sigterms += 1
+        live.append(start_worker())
+    else:
+        client.post("/get_status/", {"op_id": op_id})
+
+
+def _settle(op_ids: list[int], report: ChaosReport) -> None:
+    """Wait until no operation is active any more (at most 300 s)."""
+    from operations.models import Operation
+
+    settle_deadline = time.monotonic() + 300
+    while Operation.objects.filter(pk__in=op_ids, state__in=S_ACTIVE).exists():
+        if time.monotonic() > settle_deadline:
+            report.problems.append("operations still active after 300 s")
+            return
+        time.sleep(0.2)
+
+
+def _stop(live: list) -> None:
+    for process in live:
+        process.send_signal(signal.SIGTERM)
+    for process in live:
+        process.wait(timeout=30)
+
+
+def _stored_line_counts(op_id: int) -> dict[int, int]:
+    """How many times each line of the operation is stored."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT line_number, count(*) FROM operations_uploadedrow WHERE operation_id = %s GROUP BY line_number",
+            [op_id],
+        )
+        return dict(cursor.fetchall())
+
+
+def _check_operation(op, config: ChaosConfig, accepted: list[int], bad_lines: set[int], report: ChaosReport) -> None:
+    """Every row `op` should hold, by its final state and its counters, and none else."""
+    report.final_states[op.state] = report.final_states.get(op.state, 0) + 1
+    counts = _stored_line_counts(op.pk)
+    report.duplicate_rows += sum(count - 1 for count in counts.values())
+    if op.state == "terminated":
+        expected = set()
+        if op.row_errors.exists():
+            report.problems.append(f"operation {op.pk}: row errors left after terminate")
+    elif op.state in ("completed", "paused", "failed"):
+        expected = {n for n in accepted if n <= op.lines_finished}
+        _check_counters(op, config, bad_lines, report)
+    else:
+        report.problems.append(f"operation {op.pk} left in state {op.state}")
+        return
+    stored = set(counts)
+    report.rows_checked += len(stored)
+    report.lost_rows += len(expected - stored)
+    report.extra_rows += len(stored - expected)
+
+
+def _check_counters(op, config: ChaosConfig, bad_lines: set[int], report: ChaosReport) -> None:
+    if op.state == "completed" and op.lines_finished != config.rows:
+        report.problems.append(f"operation {op.pk}: completed at {op.lines_finished} lines")
+    failed_lines = {n for n in bad_lines if n <= op.lines_finished}
+    if op.lines_failed != len(failed_lines):
+        report.problems.append(f"operation {op.pk}: lines_failed {op.lines_failed} != {len(failed_lines)}")
+    if op.state == "failed":
+        report.problems.append(f"operation {op.pk} failed: {op.error[:200]}")
 
 
 # --- make chaos ---------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from operations import worker
 from operations.models import Operation
 from testbed.s3 import CREDENTIALS, Bucket, CuttingProxy, MotoServer
 
+from .gate import Gate
 from .support import (  # noqa: F401 (re-exported for the tests)
     HEADER,
     ROOT,
@@ -146,6 +147,17 @@ def workers(transactional_db, media_root, tmp_path, request):
     pool.stop_all()
     if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
         print(pool.logs())
+
+
+@pytest.fixture
+def gate(tmp_path) -> Callable[..., Gate]:
+    """`gate("written", ...)`: a gate (tests/gate.py) for `workers.start(gate=...)`, holding
+    its workers at those points (`committed` if none is named)."""
+
+    def make(*points: str) -> Gate:
+        return Gate(tmp_path / "gate", points or ("committed",))
+
+    return make
 
 
 # --- the worker loop in-process ---------------------------------------------------------------

@@ -21,6 +21,7 @@ from rest_framework.test import APIClient
 
 from operations.models import Operation, UploadedRow
 from testbed.machine import free_port, port_open, wait_for  # noqa: F401 (shared with the tests)
+from tests.gate import Gate
 
 ROOT = Path(__file__).resolve().parent.parent
 HEADER = ["name", "phone", "email", "city"]
@@ -132,6 +133,13 @@ def other_session(*, dbname: str | None = None):
     )
 
 
+def exact_chunks(rows: int) -> dict[str, str]:
+    """Worker settings for chunks of exactly `rows` rows (at most 500, where sizing starts): a
+    chunk is sized by time up to LONG_TASK_CHUNK_ROWS, and a minute's target is never reached."""
+    assert rows <= 500
+    return {"LONG_TASK_CHUNK_ROWS": str(rows), "LONG_TASK_CHUNK_SECONDS": "60"}
+
+
 class Workers:
     """Starts `manage.py process_tasks` subprocesses and cleans them up."""
 
@@ -144,15 +152,17 @@ class Workers:
     def start(
         self,
         *,
+        gate: Gate | None = None,
         chunk_delay: float = 0.0,
-        rollback_delay: float = 0.0,
         lease_seconds: float = 3.0,
         own_group: bool = False,
         cwd: Path = ROOT,
         **env,
     ) -> subprocess.Popen:
-        """A worker; `own_group` puts it in a process group of its own, as a shell's job is;
-        `cwd` is where it runs (another "machine", with its own LONG_TASK_MEDIA_ROOT in `env`)."""
+        """A worker; `gate` holds it at the gate's points (tests/gate.py); `chunk_delay` makes
+        each chunk hold its transaction longer (load, never a wait for mid-import); `own_group`
+        puts it in a process group of its own, as a shell's job is; `cwd` is where it runs
+        (another "machine", with its own LONG_TASK_MEDIA_ROOT in `env`)."""
         self.chunk_log_dir.mkdir(exist_ok=True)
         environment = {
             **os.environ,
@@ -162,9 +172,9 @@ class Workers:
             "LONG_TASK_LEASE_SECONDS": str(lease_seconds),
             "LONG_TASK_RECOVERY_SECONDS": "0.5",
             "LONG_TASK_TEST_CHUNK_DELAY": str(chunk_delay),
-            "LONG_TASK_TEST_ROLLBACK_DELAY": str(rollback_delay),
             "LONG_TASK_TEST_CHUNK_LOG": str(self.chunk_log_dir),
             "PYTHONUNBUFFERED": "1",
+            **(gate.env() if gate else {}),
             **{key: str(value) for key, value in env.items()},
         }
         log = open(self.log_dir / f"worker-{len(self.processes)}.log", "wb")  # noqa: SIM115

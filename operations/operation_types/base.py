@@ -60,6 +60,9 @@ class Job(ABC):
 
 class OperationType(ABC):
     name: str
+    # The parameters `parse_options` reads: a registration naming any other is refused, so
+    # that nothing a client sends is silently ignored (SPEC §6).
+    option_names: frozenset[str] = frozenset()
 
     # --- options, at registration ---
     def parse_options(self, data: Mapping, *, actor) -> dict:

@@ -63,6 +63,7 @@ def _match(data: Mapping) -> dict:
 
 class Export(OperationType):
     name = "Export"
+    option_names = frozenset({"source", "filter"})
 
     def parse_options(self, data: Mapping, *, actor) -> dict:
         source = _source(positive_id(data, "source"), user=actor.user)

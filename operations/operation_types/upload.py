@@ -6,7 +6,6 @@ and `lines_failed` count the data rows done (stored or rejected). A resume seeks
 header; blank lines are skipped and not counted. Option: `strict` (fail at the first bad row).
 """
 
-import csv
 import io
 import json
 import math
@@ -19,7 +18,8 @@ from typing import BinaryIO
 from django.conf import settings
 
 from operations import rowstore, storage
-from operations.csv_reader import CsvProblem, RecordReader, TextCheck, read_header
+from operations.csv_reader import CsvProblem, TextCheck, read_header
+from operations.csv_records import BLOCK_BYTES, BadRecord, CsvRecords
 from operations.errors import BadInput, Conflict
 from operations.models import Operation, RowError
 from operations.operation_types.base import Chunk, Job, OperationType, Progress
@@ -65,6 +65,7 @@ class Upload(OperationType):
     the last chunk."""
 
     name = "Upload"
+    option_names = frozenset({"strict"})
 
     def parse_options(self, data: Mapping, *, actor) -> dict:
         return _strict(data)
@@ -176,15 +177,6 @@ class Upload(OperationType):
             storage.delete(op.file.name)
 
 
-# The block path (`UploadJob._plain_rows`) reads at most this many bytes at a time...
-BLOCK_BYTES = 64 * 1024
-# ...and after a record it cannot take, the next rows one by one (ROWS_AFTER_IRREGULAR of them,
-# twice as many each time a block took fewer, up to MOST_ROWS_AFTER_IRREGULAR), then a block of
-# about twice what the last one used (at least SMALL_BLOCK_BYTES), which doubles while blocks
-# are all plain: a file with an irregular record every few rows reads few bytes in vain.
-ROWS_AFTER_IRREGULAR = 16
-MOST_ROWS_AFTER_IRREGULAR = 1024
-SMALL_BLOCK_BYTES = 1024
 # The rows of a block go to the database in one batch: at most this many bytes of it as the
 # rows' fixed part (the JSON keys, which a narrow row with long column names repeats).
 BATCH_KEY_BYTES = 1024 * 1024
@@ -219,10 +211,8 @@ class UploadJob(Job):
         """`open_input(block_size=..., read_ahead=...)` opens the file anew (default: the
         operation's stored file). `row_tuples`: the chunks' rows are Row tuples whatever the
         database (for a look at them rather than for `rowstore.write_rows`). `block_bytes`:
-        the size of the block path's reads (default BLOCK_BYTES; 0: one record at a time
-        throughout)."""
+        the most the reading takes at once (default BLOCK_BYTES; 0: one record at a time)."""
         self.op_id = op.pk
-        self.strict = bool(op.options.get("strict"))
         self.columns = list(op.columns or [])
         if len(self.columns) > settings.LONG_TASK_CSV_MAX_COLUMNS:
             # Stored before the limit (or before it was lowered): refused here as at upload.
@@ -238,15 +228,19 @@ class UploadJob(Job):
         # Read to the end: on S3 the next block is fetched while this one is parsed.
         self._stored = self._open(read_ahead=True)
         self._raw = None  # a second reader for the text of rejected rows, opened when needed
-        self.reader = RecordReader(self._stored, offset=op.position, **_limits())
-        # No line of a block may be over the line limit, which only `records` enforces.
-        block_bytes = BLOCK_BYTES if block_bytes is None else block_bytes
-        self.block_bytes = min(block_bytes, self.reader.line_limit)
-        self._block_size = self.block_bytes  # the next block's
-        self._rows_between_blocks = ROWS_AFTER_IRREGULAR
-        self._blocks_from_line = 0 if block_bytes else math.inf  # the block path is tried from this line on
         keys = len(rowstore.json_object_encoder(self.columns)([""] * len(self.columns)))
-        self._rows_a_block = max(1, BATCH_KEY_BYTES // keys)
+        self.records = CsvRecords(
+            self._stored,
+            offset=op.position,
+            line=op.lines_finished,
+            width=len(self.columns),
+            to_row=self.encode,
+            raw_text=self._raw_text,
+            strict=bool(op.options.get("strict")),
+            block_bytes=BLOCK_BYTES if block_bytes is None else block_bytes,
+            rows_a_block=max(1, BATCH_KEY_BYTES // keys),
+            **_limits(),
+        )
 
     def read_chunk(self, *, max_rows: int) -> UploadChunk:
         return UploadChunk(self, max_rows)
@@ -256,161 +250,28 @@ class UploadJob(Job):
         if chunk.rejected:
             RowError.objects.bulk_create(chunk.rejected)
 
-    def _plain_rows(self, lines: list[str], line: int) -> tuple[list, int]:
-        """The rows of `lines` (whole lines from the reader's offset on, see `read_lines`) after
-        line number `line`, encoded, as long as each line is a plain record: a line of its own
-        with the table's number of fields. Returns the rows and the line number of the last.
-
-        The common case at the fewest steps a row: the csv module iterates the list in C, and
-        a row costs its parsing, its encoding and two comparisons here.
-        """
-        width, encode = len(self.columns), self.encode
-        # A record of width + 1 fields after the last line: it ends the loop below, and a
-        # record that the block cuts in two (a quote still open) swallows it and ends there.
-        lines.append("," * width)
-        records = csv.reader(lines)
-        base = line
-        rows: list = []
-        add = rows.append
-        try:
-            for fields in records:
-                line += 1
-                if len(fields) == width and records.line_num + base == line:
-                    add(encode(line, fields))
-                    continue
-                return rows, line - 1
-        except csv.Error:  # e.g. a field over the limit: `records` will say
-            pass
-        return rows, line
-
     def _read(self, chunk: UploadChunk, max_rows: int) -> Iterator[list]:
-        """Yield the chunk's accepted rows in batches; keep its rejected ones; set its progress
-        at the end. Rows are taken a block of lines at a time (`_plain_rows`) while they are
-        plain records, and otherwise one record at a time from `reader.records`."""
-        reader, encode, op_id, width = self.reader, self.encode, self.op_id, len(self.columns)
-        records = reader.records
-        line = self.lines_finished
-        last = line + max_rows  # every data row counts, stored or rejected
-        error = ""
-        finished = False
-        # The offset after the last record taken into this chunk, which is also where the next
-        # one starts. A strict failure stops before the bad row, so the checkpoint excludes it.
-        position = reader.offset
-        # Physical lines read by `records` so far: a record is one line, unless a quoted field
-        # spans lines, which is checked for an unclosed quote.
-        lines_read = records.line_num
+        """Yield the chunk's rows in batches; keep its rejected ones; set its progress at the end."""
         # A chunk read while it is written (COPY) also stops once it has taken the chunk's time:
         # the rows were estimated from the chunk before, and a slow spell (a neighbour taking the
         # core) would otherwise make a long chunk, which a pause request waits for.
         deadline = time.monotonic() + settings.LONG_TASK_CHUNK_SECONDS if chunk.streamed else math.inf
-        while line < last:
-            if line >= self._blocks_from_line:
-                lines = reader.read_lines(self._block_size)
-                if lines is None:  # a line longer than the block, or the end
-                    self._blocks_from_line = line + self._rows_between_blocks
-                    self._block_size = self.block_bytes
-                else:
-                    whole = min(len(lines), last - line, self._rows_a_block)
-                    del lines[whole:]
-                    started_at = reader.offset
-                    rows, taken_to = self._plain_rows(lines, line)
-                    reader.take(taken_to - line)
-                    all_plain = taken_to - line == whole
-                    line, position = taken_to, reader.offset
-                    if rows:
-                        yield rows
-                    if all_plain:
-                        self._block_size = min(self.block_bytes, 2 * self._block_size)
-                        self._rows_between_blocks = ROWS_AFTER_IRREGULAR
-                    else:
-                        if len(rows) < self._rows_between_blocks:
-                            self._rows_between_blocks = min(MOST_ROWS_AFTER_IRREGULAR, 2 * self._rows_between_blocks)
-                        self._blocks_from_line = line + self._rows_between_blocks
-                        used = 2 * (position - started_at)
-                        self._block_size = min(self.block_bytes, max(SMALL_BLOCK_BYTES, used))
-                    # The chunk is full, or its time is up (once it has a row: a chunk that
-                    # starts at an irregular record takes that one the general way first).
-                    if line >= last or (line > self.lines_finished and time.monotonic() > deadline):
-                        break
-                    if all_plain:
-                        continue
-            resync = None
-            try:
-                # Plain records the general way (a stretch after an irregular one), in a tight
-                # loop until one is anything else, which goes on in `fields` below.
-                other = False
-                stop = min(last, self._blocks_from_line)
-                for fields in records:
-                    if len(fields) == width and records.line_num == lines_read + 1 and not reader.overlong:
-                        line += 1
-                        lines_read += 1
-                        position = reader.offset
-                        yield [encode(line, fields)]
-                        if line < stop and (line & 255 or time.monotonic() <= deadline):
-                            continue
-                    else:
-                        other = True
-                    break
-                else:
-                    finished = True
-                    break
-                if not other:
-                    if line >= last or time.monotonic() > deadline:
-                        break  # the chunk is full, or its time is up
-                    continue  # back to blocks
-            except csv.Error as exc:
-                reason = f"unreadable row: {reader.problem(exc)}"
-                if records.line_num > lines_read + 1:
-                    resync = reader.unclosed_quote(position, width=width, unreadable=reason)
+        for records in self.records.read(max_rows=max_rows, deadline=deadline):
+            if records.__class__ is BadRecord:
+                chunk.rejected.append(self._row_error(records))
             else:
-                if records.line_num != lines_read + 1:
-                    unreadable = f"unreadable row: {reader.problem()}" if reader.overlong else ""
-                    resync = reader.unclosed_quote(position, width=width, unreadable=unreadable)
-                if resync is not None:
-                    reason = resync[0]
-                elif reader.overlong:
-                    reason = f"unreadable row: {reader.problem()}"
-                elif not fields:  # blank line
-                    position = reader.offset
-                    lines_read = records.line_num
-                    continue
-                elif len(fields) == width:
-                    line += 1
-                    position = reader.offset
-                    lines_read = records.line_num
-                    yield [encode(line, fields)]
-                    if line & 255 or time.monotonic() <= deadline:
-                        continue
-                    break
-                else:
-                    reason = f"expected {width} fields, found {len(fields)}"
-            if resync is not None:
-                # One row is bad, not the lines its quote swallowed: they are read again.
-                reason, end = resync
-                reader.overlong = False
-                reader.restart(end)
-                records = reader.records
-            lines_read = records.line_num
-            if self.strict:
-                error = f"line {line + 1}: {reason}"
-                break
-            line += 1
-            chunk.rejected.append(
-                RowError(
-                    operation_id=op_id,
-                    line_number=line,
-                    reason=reason[:255],
-                    raw=self._raw_text(position, reader.offset),
-                )
-            )
-            position = reader.offset
-        chunk.units = line - self.lines_finished
-        self.lines_finished = line
+                yield records.rows
+        state = self.records.state
+        chunk.units = state.line - self.lines_finished
+        self.lines_finished = state.line
         self.lines_failed += len(chunk.rejected)
-        checkpoint = {"position": position, "lines_finished": line, "lines_failed": self.lines_failed}
-        if finished:
-            checkpoint["total_lines"] = line
-        chunk.progress = Progress(checkpoint=checkpoint, finished=finished, error=error)
+        checkpoint = {"position": state.offset, "lines_finished": state.line, "lines_failed": self.lines_failed}
+        if state.finished:
+            checkpoint["total_lines"] = state.line
+        chunk.progress = Progress(checkpoint=checkpoint, finished=state.finished, error=state.error)
+
+    def _row_error(self, bad: BadRecord) -> RowError:
+        return RowError(operation_id=self.op_id, line_number=bad.line, reason=bad.reason[:255], raw=bad.raw)
 
     def _raw_text(self, start: int, end: int) -> str:
         """The bytes of a rejected row, read apart from the stream the reader iterates."""

@@ -169,7 +169,7 @@ class RangedReader(ReadOnlyStream):
                 return
             # "bytes 0-1023/4096": the object's size comes with every ranged answer.
             total = response.get("ContentRange", "").rpartition("/")[2]
-            if total.isdigit():
+            if total.isascii() and total.isdigit():
                 self._size = int(total)
             end = received + response["ContentLength"]
             body = response["Body"]

@@ -1,52 +1,20 @@
-"""Issue 9: every input that can make something big has a bound with a clear 4xx, and what a
-bounded input costs is measured with real processes (SPEC §7, §8)."""
-
-import http.client
-import json
-import signal
-import time
-import uuid
+"""Every input that can make something big has a bound with a clear 4xx (SPEC §7, §8); what a
+bounded input costs is measured with real processes in tests/processes/test_limits.py."""
 
 import pytest
 from django.urls import reverse
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from operations.models import Operation
-from testbed.machine import peak_rss_kib
-from tests.support import csv_bytes, op_in_state, running_server, upload_file, wait_for
+from tests.support import csv_bytes, upload_file
 
 S = Operation.State
-MIB = 1024
 
 
 def wide_csv(columns: int, rows: int) -> bytes:
     header = ",".join(f"c{i}" for i in range(columns))
     row = ",".join(str(i % 10) for i in range(columns))
     return (header + "\n" + (row + "\n") * rows).encode()
-
-
-def multipart(fields: dict, file: bytes) -> tuple[bytes, str]:
-    boundary = uuid.uuid4().hex
-    parts = [
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode() for k, v in fields.items()
-    ]
-    parts.append(
-        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="wide.csv"\r\n'
-        "Content-Type: text/csv\r\n\r\n".encode()
-        + file
-        + f"\r\n--{boundary}--\r\n".encode()
-    )
-    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
-
-
-def post(port: int, path: str, token: str, body: bytes, content_type: str) -> tuple[int, dict]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    conn.request("POST", path, body, {"Authorization": f"Token {token}", "Content-Type": content_type})
-    response = conn.getresponse()
-    answer = (response.status, json.loads(response.read() or b"{}"))
-    conn.close()
-    return answer
 
 
 # --- the header -------------------------------------------------------------------------------
@@ -85,47 +53,6 @@ def test_the_admin_shows_a_wide_header_truncated(admin_client):
     assert "column50" not in html
 
 
-# --- what a wide header costs, with real processes --------------------------------------------
-
-
-@pytest.mark.processes
-@pytest.mark.django_db(transaction=True)
-def test_a_million_column_header_is_refused_and_no_process_grows(user, register, workers, media_root, tmp_path):
-    """Issue 9, finding 1: a 7 MB header of 1,000,000 column names was accepted, and the worker
-    that claimed it peaked at 3.19 GB (on every claim or resume). Now the upload is refused,
-    the web server reads at most LONG_TASK_CSV_HEADER_BYTES of it, and no worker grows."""
-    token = Token.objects.get_or_create(user=user)[0].key
-    worker = workers.start()
-    op_id = register()
-    body, content_type = multipart({"op_id": op_id}, wide_csv(1_000_000, 1))
-    with running_server(media_root=media_root, log_path=tmp_path / "web.log") as (server, port):
-        status, answer = post(port, "/upload/", token, body, content_type)
-        web_peak = peak_rss_kib(server.pid)
-    time.sleep(1.0)  # a queued operation would have been claimed by now
-    worker_peak = peak_rss_kib(worker.pid)
-    print(f"1,000,000 columns: web peak {web_peak / MIB:.1f} MiB, worker peak {worker_peak / MIB:.1f} MiB")
-    assert (status, answer) == (400, {"message": "The header row is longer than 65536 bytes"})
-    assert Operation.objects.get(pk=op_id).state == S.REGISTERED
-    assert web_peak <= 100 * MIB, f"web peak RSS {web_peak} KiB"
-    assert worker_peak <= 100 * MIB, f"worker peak RSS {worker_peak} KiB"
-
-
-@pytest.mark.processes
-@pytest.mark.django_db(transaction=True)
-def test_a_header_at_the_column_limit_imports_in_bounded_worker_memory(start_upload, workers, settings):
-    """1,000 columns (the default limit) and 2,000 rows of them: the worker stays under 100 MiB."""
-    columns = settings.LONG_TASK_CSV_MAX_COLUMNS
-    worker = workers.start()
-    op_id = start_upload(wide_csv(columns, 2_000))
-    wait_for(lambda: op_in_state(op_id, S.COMPLETED), timeout=120, what="completed")
-    peak = peak_rss_kib(worker.pid)
-    worker.send_signal(signal.SIGKILL)
-    print(f"{columns} columns x 2,000 rows: worker peak {peak / MIB:.1f} MiB")
-    op = Operation.objects.get(pk=op_id)
-    assert (op.lines_finished, op.lines_failed, len(op.columns)) == (2_000, 0, columns)
-    assert peak <= 100 * MIB, f"worker peak RSS {peak} KiB"
-
-
 @pytest.mark.django_db(transaction=True)
 def test_an_operation_stored_with_a_header_over_the_limit_fails_with_a_message(start_upload, settings):
     """An upload accepted before the limit was set (or lowered) is refused by the worker too."""
@@ -138,7 +65,7 @@ def test_an_operation_stored_with_a_header_over_the_limit_fails_with_a_message(s
     assert (op.state, op.error) == (S.FAILED, "The header has 4 columns; at most 3 are allowed")
 
 
-# --- file parts only where a file is taken (finding 10) ---------------------------------------
+# --- file parts only where a file is taken ---------------------------------------------------
 
 
 @pytest.mark.django_db
@@ -168,7 +95,7 @@ def test_endpoints_that_take_a_file_still_do(api, register):
     assert api.post("/resume/", {"op_id": op_id, "file": upload_file(csv_bytes(2))}).status_code == 202
 
 
-# --- NUL bytes: refused where they are used only (finding 10) ---------------------------------
+# --- NUL bytes: refused where they are used only ---------------------------------------------
 
 
 @pytest.mark.django_db

@@ -1,5 +1,6 @@
 """Results out (SPEC §6): /api/operations/{id}/rows/ in keyset pages and as CSV / JSON-lines
-streams, row errors as streams, owner only; and the CSV round trip through a real worker."""
+streams, row errors as streams, owner only. The round trip through a real worker is in
+tests/processes/test_results.py."""
 
 import csv
 import io
@@ -10,7 +11,7 @@ from rest_framework.test import APIClient
 
 from operations import results
 from operations.models import Operation, RowError, UploadedRow
-from tests.support import csv_bytes, op_in_state, token_client, wait_for
+from tests.support import token_client
 
 S = Operation.State
 COLUMNS = ["name", "note", "city"]
@@ -311,52 +312,3 @@ def test_the_schema_documents_rows_and_row_error_streams(api):
         assert {"format", "after", "limit"} <= {p["name"] for p in get["parameters"]}
         assert {"200", "400", "404"} <= set(get["responses"])
         assert {"application/json", "text/csv", "application/x-ndjson"} <= set(get["responses"]["200"]["content"])
-
-
-# --- the round trip through a real worker -----------------------------------------------------
-
-TRICKY_CSV = (
-    "\ufeffname,comment,city\n"
-    'Ann,"said ""hello"", then left",Zürich\n'
-    'Bob,"two\nlines, and a comma",東京\n'
-    "Cé,plain,\n"  # an empty last field
-    "broken,row\n"  # rejected: two fields
-    '"Dee","emoji 🎉, ""quoted""","São Paulo"\r\n'
-    "\n"  # blank: skipped
-    'Eve,"ends with a newline\n",Oslo\n'
-)
-
-
-@pytest.mark.processes
-@pytest.mark.django_db(transaction=True)
-def test_csv_round_trip_gives_back_exactly_the_accepted_rows(api, start_upload, workers):
-    workers.start()
-    op_id = start_upload(TRICKY_CSV.encode())
-    op = wait_for(lambda: op_in_state(op_id, S.COMPLETED, S.FAILED), timeout=60, what="completed")
-    assert op.state == S.COMPLETED, op.error
-    assert (op.lines_finished, op.lines_failed) == (6, 1)
-
-    response = api.get(rows_url(op_id), {"format": "csv"})
-    downloaded = list(csv.reader(io.StringIO(body_of(response))))
-    expected = [row for row in csv.reader(io.StringIO(TRICKY_CSV.removeprefix("\ufeff"))) if row and len(row) == 3]
-    assert downloaded == expected
-    assert downloaded[0] == ["name", "comment", "city"] and len(downloaded) == 6
-
-    lines = [
-        json.loads(line)["line_number"]
-        for line in body_of(api.get(rows_url(op_id), {"format": "jsonl"})).split("\n")
-        if line
-    ]
-    assert lines == [1, 2, 3, 5, 6]
-    errors = list(csv.reader(io.StringIO(body_of(api.get(f"/api/operations/{op_id}/row-errors/", {"format": "csv"})))))
-    assert errors == [["line_number", "reason", "raw"], ["4", "expected 3 fields, found 2", "broken,row"]]
-
-
-@pytest.mark.processes
-@pytest.mark.django_db(transaction=True)
-def test_a_large_import_streams_back_in_line_order(api, start_upload, workers):
-    content = csv_bytes(30_000)
-    workers.start()
-    op_id = start_upload(content)
-    wait_for(lambda: op_in_state(op_id, S.COMPLETED), timeout=60, what="completed")
-    assert body_of(api.get(rows_url(op_id), {"format": "csv"})).encode() == content

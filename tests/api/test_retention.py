@@ -1,6 +1,6 @@
-"""Issue 9, finding 9: disk does not grow without bound. Orphaned temporary uploads and the
-files of finished operations past their retention are swept, by `manage.py sweep` and by idle
-workers."""
+"""Disk does not grow without bound: orphaned temporary uploads and the files of finished
+operations past their retention are swept, by `manage.py sweep` and (in
+tests/processes/test_retention.py) by idle workers."""
 
 import io
 import os
@@ -14,7 +14,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from operations.models import Operation, OperationEvent
-from tests.support import csv_bytes, operation_in_state, wait_for
+from tests.support import csv_bytes, operation_in_state
 
 S = Operation.State
 DAY = 24 * 3600
@@ -82,13 +82,3 @@ def test_a_retention_of_zero_keeps_files_forever(start_upload, settings):
     op = finished(start_upload, S.COMPLETED, days_ago=3650)
     assert sweep() == "0 temporary uploads and 0 stored files deleted"
     assert (Path(settings.MEDIA_ROOT) / op.file.name).exists()
-
-
-@pytest.mark.processes
-@pytest.mark.django_db(transaction=True)
-def test_idle_workers_sweep(start_upload, workers):
-    op = finished(start_upload, S.COMPLETED, days_ago=31)
-    orphan = incoming("tmpxyz.upload.csv", age=DAY + 60)
-    workers.start(LONG_TASK_SWEEP_SECONDS="0.2")
-    wait_for(lambda: not orphan.exists(), timeout=30, what="the orphan swept")
-    wait_for(lambda: Operation.objects.get(pk=op.pk).file.name == "", timeout=30, what="the old file swept")

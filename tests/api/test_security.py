@@ -412,7 +412,7 @@ def test_two_uploads_with_the_same_name_do_not_collide(api, register):
 
 
 def test_the_production_settings_pass_check_deploy(tmp_path):
-    """README's Production section says `check --deploy` is clean: keep it so."""
+    """docs/deployment.md says `check --deploy` is clean: keep it so."""
     env = {
         **os.environ,
         "DJANGO_DEBUG": "0",
@@ -432,7 +432,7 @@ def test_the_production_settings_pass_check_deploy(tmp_path):
     assert "no issues" in check.stdout
 
 
-# --- safe defaults (issue 9, finding 7) -------------------------------------------------------
+# --- safe defaults ------------------------------------------------------------------------------
 
 
 def _settings_in_a_fresh_process(tmp_path, code: str, **env: str) -> subprocess.CompletedProcess:
@@ -484,7 +484,7 @@ def test_server_errors_are_logged_with_debug_off(tmp_path):
     assert "ERROR django.request: Internal Server Error: /probe/" in logged.stderr
 
 
-# --- permissions, not bare staff (issue 9, finding 8) -----------------------------------------
+# --- permissions, not bare staff ---------------------------------------------------------------
 
 
 def _user_with(django_user_model, name: str, *codenames: str, staff: bool = True):

@@ -689,7 +689,7 @@ def test_a_connection_lost_during_copy_is_retried_not_failed(api, start_upload, 
     assert_imported(api, op_id, f)
 
 
-# --- an unclosed quote costs one row (issue 9, finding 5) ---------------------------------------
+# --- an unclosed quote costs one row -----------------------------------------------------------
 
 
 def unclosed_quote_csv(rows: int, *, bad_line: int, bad: str = '"oops') -> bytes:

@@ -18,7 +18,7 @@ from django.conf import global_settings
 from operations import services
 from operations.models import Operation, RowError, UploadedRow
 from operations.state_machine import Actor
-from tests.support import csv_bytes, running_server, upload_file, wait_for
+from tests.support import csv_bytes, exact_chunks, running_server, upload_file, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.processes, pytest.mark.django_db(transaction=True)]
 S = Operation.State
@@ -145,10 +145,12 @@ def start_import(user, content: bytes) -> Operation:
 # --- tests -----------------------------------------------------------------------------------
 
 
-def test_import_watch_pause_and_resume_from_the_admin(page, operator, workers, tmp_path):
+def test_import_watch_pause_and_resume_from_the_admin(page, operator, workers, gate, tmp_path):
     """Log in, import a file through the admin form, land on its page, see the figures grow
-    without a reload, pause (the worker's acknowledgement shows), resume to completion."""
-    workers.start(chunk_delay=0.1)
+    without a reload, pause (the worker's acknowledgement shows), resume to completion. The
+    worker is held between chunks (of 500 rows) where the test watches or acts."""
+    held = gate("committed")
+    workers.start(gate=held, **exact_chunks(500))
     rows = 3000
     admin_login(page, operator)
 
@@ -171,12 +173,14 @@ def test_import_watch_pause_and_resume_from_the_admin(page, operator, workers, t
 
     # Live: the figures grow while the page stays as it was loaded.
     page.evaluate("window.notReloaded = true")
+    held.wait_held(op_id)
     wait_for(lambda: number(page, "imported") > 0, what="the first rows on the page")
     first, bar_first = (
         number(page, "imported"),
         float(page.locator('.lt-run [data-field="bar"]').get_attribute("value")),
     )
-    time.sleep(1.5)
+    held.pass_through(op_id, "committed", 1)
+    wait_for(lambda: number(page, "imported") > first, what="the next chunk on the page")
     second, bar_second = (
         number(page, "imported"),
         float(page.locator('.lt-run [data-field="bar"]').get_attribute("value")),
@@ -188,15 +192,16 @@ def test_import_watch_pause_and_resume_from_the_admin(page, operator, workers, t
 
     # Pause: the request answers "pausing"; the poller shows the worker's acknowledgement.
     page.click('button[data-verb="pause"]')
+    wait_for(lambda: Operation.objects.get(pk=op_id).state == S.PAUSING, what="pausing")
+    held.open_all()
     expect(page.locator(".lt-run [data-field=state]")).to_have_attribute("data-state", "paused")
     expect(page.locator('button[data-verb="resume"]')).to_be_enabled()
-    held = number(page, "finished")
-    time.sleep(1.5)
+    finished = number(page, "finished")
+    time.sleep(0.5)  # a worker that went on would commit chunks meanwhile
     page.reload()
     assert state_of(page) == S.PAUSED
-    assert number(page, "finished") == held == Operation.objects.get(pk=op_id).lines_finished
-    assert held < rows
-    expect(page.locator(".lt-events")).to_contain_text(f"stopped at line {held:,}")
+    assert number(page, "finished") == finished == Operation.objects.get(pk=op_id).lines_finished == 1_000
+    expect(page.locator(".lt-events")).to_contain_text(f"stopped at line {finished:,}")
     screenshot(page, tmp_path, "3-paused")
 
     # Resume: it continues from its checkpoint and completes, still without a reload.
@@ -226,21 +231,23 @@ def test_import_watch_pause_and_resume_from_the_admin(page, operator, workers, t
     screenshot(page, tmp_path, "5-record")
 
 
-def test_list_counts_by_state_and_live_rows(page, operator, workers, tmp_path):
+def test_list_counts_by_state_and_live_rows(page, operator, workers, gate, tmp_path):
     """The list shows the counts by state and updates its rows without a reload; a bar only
     where it means progress."""
-    workers.start(chunk_delay=0.1)
+    held = gate("committed")
+    workers.start(gate=held, **exact_chunks(500))
     running = start_import(operator, csv_bytes(3000))
     registered = services.operation_register(op_type="Upload", actor=Actor.for_user(operator), data={})
+    held.wait_held(running.pk)
     admin_login(page, operator, "/admin/operations/operation/")
 
     row = page.locator(f'tr:has([data-op="{running.pk}"])')
     wait_for(lambda: "imported" in row.inner_text() and not row.inner_text().startswith("0 "), what="a row")
     expect(page.locator('[data-count="registered"]')).to_have_text("1")
     first = int(re.search(r"([\d,]+) imported", row.inner_text()).group(1).replace(",", ""))
+    held.pass_through(running.pk, "committed", 1)  # still running: held after its second chunk
     wait_for(
         lambda: int(re.search(r"([\d,]+) imported", row.inner_text()).group(1).replace(",", "")) > first,
-        timeout=10,
         what="the count to grow on the list",
     )
     # Registered: no bar (none is shown without a percentage, and none is indeterminate).
@@ -252,6 +259,7 @@ def test_list_counts_by_state_and_live_rows(page, operator, workers, tmp_path):
     page.click('.lt-counts a:has([data-count="running"])')
     page.wait_for_url("**state__exact=running")
     assert page.locator("#result_list tbody tr").count() == 1
+    held.open_all()
     expect(page.locator(f'tr:has([data-op="{running.pk}"]) [data-field=state]')).to_have_attribute(
         "data-state", "completed", timeout=60_000
     )
@@ -259,12 +267,13 @@ def test_list_counts_by_state_and_live_rows(page, operator, workers, tmp_path):
     screenshot(page, tmp_path, "list-filtered")
 
 
-def test_terminate_from_the_operations_page(page, operator, workers, tmp_path):
+def test_terminate_from_the_operations_page(page, operator, workers, gate, tmp_path):
     """Terminate asks for confirmation, forces a running operation, and the page shows the
     worker's acknowledgement: terminated, nothing left."""
-    workers.start(chunk_delay=0.2)
+    held = gate("committed")
+    workers.start(gate=held, **exact_chunks(500))
     op = start_import(operator, csv_bytes(5000))
-    wait_for(lambda: Operation.objects.get(pk=op.pk).lines_finished > 0, what="the first chunk")
+    held.wait_held(op.pk)
     admin_login(page, operator, f"/admin/operations/operation/{op.pk}/change/")
     assert state_of(page) == S.RUNNING
 
@@ -273,6 +282,7 @@ def test_terminate_from_the_operations_page(page, operator, workers, tmp_path):
     screenshot(page, tmp_path, "terminate-confirm")
     page.click("text=Yes, terminate")
     page.wait_for_url(f"**/operation/{op.pk}/change/")
+    held.open_all()
     expect(page.locator(".lt-run [data-field=state]")).to_have_attribute("data-state", "terminated", timeout=30_000)
     assert number(page, "imported") == 0 and number(page, "finished") == 0
     assert page.locator('.lt-run [data-field="bar"]').is_hidden()

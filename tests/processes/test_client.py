@@ -16,7 +16,7 @@ from rest_framework.authtoken.models import Token
 
 from long_task_shared import humanize, outcome
 from operations.models import Operation, RowError
-from tests.support import ROOT, csv_bytes, running_server, stored_lines, wait_for
+from tests.support import ROOT, csv_bytes, exact_chunks, running_server, stored_lines, wait_for
 
 S = Operation.State
 LONG_TASK = Path(sys.executable).parent / "long-task"
@@ -186,6 +186,40 @@ def test_ctrl_c_while_following_pauses_and_exits_2(server, workers, tmp_path, pr
     resumed = long_task(server, "resume", str(op_id), "--follow", "--interval", "0.1")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert f"operation {op_id} resumed after 0 rows" in resumed.stdout
+    assert stored_lines(op_id) == list(range(1, rows + 1))
+
+
+@pytest.mark.processes
+@pytest.mark.django_db(transaction=True)
+def test_ctrl_c_mid_import_pauses_at_the_next_chunk_and_resume_finishes_it(server, workers, gate, tmp_path):
+    """Ctrl-C while the import runs: the worker, held after its second chunk, acknowledges the
+    pause at the next boundary; the client says where it stopped and exits 2; resume completes
+    it, every row once."""
+    rows, chunk = 5_000, 500
+    held = gate("committed")
+    workers.start(gate=held, **exact_chunks(chunk))
+    path = tmp_path / "data.csv"
+    path.write_bytes(csv_bytes(rows))
+    assert long_task(server, "upload", str(path)).returncode == 0
+    op_id = only_op_id()
+    log = tmp_path / "client.out"
+    client = following(server, op_id, log)
+    held.release(held.wait_held(op_id, n=1))
+    arrival = held.wait_held(op_id, n=2)
+    wait_for_line(log, f"operation {op_id}: running")
+    client.send_signal(signal.SIGINT)
+    wait_for(lambda: Operation.objects.get(pk=op_id).state == S.PAUSING, what="the pause request")
+    held.open(op_id)
+    held.release(arrival)
+    code = ended(client)
+    text = log.read_text()
+    assert code == outcome.STOPPED, text
+    op = Operation.objects.get(pk=op_id)
+    assert (op.state, op.lines_finished) == (S.PAUSED, 2 * chunk)
+    assert f"operation {op_id} paused after {humanize.count(2 * chunk)} rows" in text
+
+    resumed = long_task(server, "resume", str(op_id), "--follow", "--interval", "0.1")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert stored_lines(op_id) == list(range(1, rows + 1))
 
 

@@ -1,5 +1,9 @@
 """SPEC I4 and I5 with real processes: SIGKILL, SIGTERM, cut connections, an unavailable
-database, several workers, and a storm of control requests on SQLite."""
+database, several workers, and a storm of control requests on SQLite.
+
+A test that acts mid-import holds its worker at a chunk boundary with a gate (tests/gate.py),
+with chunks of exactly CHUNK rows (sized by a time target never reached), so that the file has
+several: the import is where the test says when it acts, however fast the machine is."""
 
 import json
 import random
@@ -8,6 +12,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 from django.db import connection
@@ -17,13 +22,15 @@ from operations.models import Operation, OperationEvent
 from operations.services import operation_resume
 from operations.state_machine import Actor
 from tests.conftest import csv_bytes, op_in_state, overlapping_chunks, stored_lines, wait_for
-from tests.support import other_session, running_server
+from tests.support import exact_chunks, other_session, running_server
 
 from .test_processes import row_count, stored_file
 
 pytestmark = [pytest.mark.processes, pytest.mark.django_db(transaction=True)]
 S = Operation.State
 LEASE = 2.0
+CHUNK = 500
+CHUNKS = exact_chunks(CHUNK)
 postgresql_only = pytest.mark.skipif("connection.vendor != 'postgresql'", reason="PostgreSQL fault injection")
 
 
@@ -42,20 +49,21 @@ def wait_until_moving(op_id: int, *, since: int, timeout: float) -> float:
     return time.monotonic() - started
 
 
-def test_a_killed_workers_operation_is_taken_over_from_its_checkpoint(start_upload, workers):
+def test_a_killed_workers_operation_is_taken_over_from_its_checkpoint(start_upload, workers, gate):
     """I4: SIGKILL in the middle of a chunk; another live worker continues from the checkpoint
     within the lease, and the result has every row exactly once."""
-    doomed = workers.start(chunk_delay=0.3, lease_seconds=LEASE)
+    held = gate("written")
+    doomed = workers.start(gate=held, lease_seconds=LEASE, **CHUNKS)
     op_id = start_upload(csv_bytes(2_000))
-    wait_for(lambda: lines_finished(op_id) > 0, what="first chunk")
+    held.pass_through(op_id, "written", 1)  # inside the second chunk: rows written, not committed
     holder = Operation.objects.get(pk=op_id).lease_owner
     assert holder == workers.worker_id(doomed)
     survivor = workers.start(lease_seconds=LEASE)
 
-    time.sleep(0.15)  # inside a chunk: rows written, not committed
     doomed.send_signal(signal.SIGKILL)
     doomed.wait()
     at_death = lines_finished(op_id)
+    assert at_death == CHUNK
     assert row_count(op_id) == at_death, "the chunk in flight was not committed"
 
     downtime = wait_until_moving(op_id, since=at_death, timeout=LEASE + 15)
@@ -68,20 +76,24 @@ def test_a_killed_workers_operation_is_taken_over_from_its_checkpoint(start_uplo
     assert overlapping_chunks(workers.chunk_records()) == []
 
 
-def test_a_restarted_worker_takes_up_a_rollback_killed_half_way(api, start_upload, workers):
+def test_a_restarted_worker_takes_up_a_rollback_killed_half_way(api, start_upload, workers, gate):
     """I4 for terminate: the rollback is resumable; a worker started after the kill finishes it."""
-    first = workers.start(chunk_delay=0.05, rollback_delay=0.3, lease_seconds=LEASE)
+    held = gate("committed", "rollback")
+    first = workers.start(gate=held, lease_seconds=LEASE, LONG_TASK_ROLLBACK_CHUNK_ROWS=200, **CHUNKS)
     op_id = start_upload(csv_bytes(3_000))
-    wait_for(lambda: lines_finished(op_id) >= 1_000, what="rows")
-    assert api.post("/pause/", {"op_id": op_id, "wait": 5}).json()["state"] == S.PAUSED
+    after_two = held.pass_through(op_id, "committed", 1)
+    assert api.post("/pause/", {"op_id": op_id}).json()["state"] == S.PAUSING
+    held.release(after_two)
+    wait_for(lambda: op_in_state(op_id, S.PAUSED), what="paused")
     path = stored_file(op_id)
     before = row_count(op_id)
+    assert before == 2 * CHUNK
     assert api.post("/terminate/", {"op_id": op_id}).json()["state"] == S.TERMINATING
-    wait_for(lambda: 0 < row_count(op_id) < before, what="rollback under way")
+    held.wait_held(op_id, "rollback", n=1)  # one rollback chunk of 200 rows committed
     first.send_signal(signal.SIGKILL)
     first.wait()
     left = row_count(op_id)
-    assert 0 < left < before
+    assert left == before - 200
 
     workers.start(lease_seconds=LEASE)
     wait_for(lambda: op_in_state(op_id, S.TERMINATED), timeout=LEASE + 30, what="terminated")
@@ -89,16 +101,23 @@ def test_a_restarted_worker_takes_up_a_rollback_killed_half_way(api, start_uploa
     assert not path.exists()
 
 
-def test_sigterm_finishes_the_chunk_and_requeues_at_the_checkpoint(start_upload, workers):
+def stopping(process) -> bool:
+    """Whether the worker has handled a first stop signal (it says so in its log)."""
+    return "stopping after the current chunk" in Path(process.log_path).read_text(errors="replace")
+
+
+def test_sigterm_finishes_the_chunk_and_requeues_at_the_checkpoint(start_upload, workers, gate):
     """Graceful stop: SIGTERM during a chunk lets it commit, puts the operation back in the
     queue with its checkpoint and exits; the next worker continues exactly."""
-    leaving = workers.start(chunk_delay=0.5, lease_seconds=LEASE)
+    held = gate("written")
+    leaving = workers.start(gate=held, lease_seconds=LEASE, **CHUNKS)
     op_id = start_upload(csv_bytes(2_000))
-    wait_for(lambda: lines_finished(op_id) > 0, what="first chunk")
-    time.sleep(0.2)
+    in_flight = held.pass_through(op_id, "written", 1)
     before = lines_finished(op_id)
 
     leaving.send_signal(signal.SIGTERM)
+    wait_for(lambda: stopping(leaving), what="the signal handled")
+    held.release(in_flight)
     assert leaving.wait(timeout=10) == 0
     op = Operation.objects.get(pk=op_id)
     assert op.state == S.QUEUED and op.lease_owner == ""
@@ -112,34 +131,40 @@ def test_sigterm_finishes_the_chunk_and_requeues_at_the_checkpoint(start_upload,
     assert stored_lines(op_id) == list(range(1, 2_001))
 
 
-def test_a_second_signal_exits_at_once_and_loses_nothing(start_upload, workers):
-    impatient = workers.start(chunk_delay=2.0, lease_seconds=LEASE)
+def test_a_second_signal_exits_at_once_and_loses_nothing(start_upload, workers, gate):
+    """The second signal leaves the chunk in flight, which the gate holds until the end: only
+    the exit can end it."""
+    held = gate("written")
+    impatient = workers.start(gate=held, lease_seconds=LEASE, **CHUNKS)
     op_id = start_upload(csv_bytes(1_000))
-    wait_for(lambda: op_in_state(op_id, S.RUNNING), what="running")
-    time.sleep(0.3)
+    held.pass_through(op_id, "written", 1)
     impatient.send_signal(signal.SIGINT)
-    time.sleep(0.1)
+    wait_for(lambda: stopping(impatient), what="the first signal handled")
     impatient.send_signal(signal.SIGINT)
-    assert impatient.wait(timeout=1.5) != 0  # did not wait for the 2-second chunk
-    assert row_count(op_id) == lines_finished(op_id)
+    assert impatient.wait(timeout=10) != 0
+    assert row_count(op_id) == lines_finished(op_id) == CHUNK
 
     workers.start(lease_seconds=LEASE)
     wait_for(lambda: op_in_state(op_id, S.COMPLETED), timeout=LEASE + 30, what="completed")
     assert stored_lines(op_id) == list(range(1, 1_001))
 
 
-def test_several_workers_share_the_queue_one_worker_per_operation(start_upload, workers):
+def test_several_workers_share_the_queue_one_worker_per_operation(start_upload, workers, gate):
     """I5: three workers, six operations: they run in parallel, each is processed by one
     worker at a time, and every one ends with its rows exactly once."""
+    held = gate("committed")
     for _ in range(3):
-        workers.start(chunk_delay=0.05, lease_seconds=LEASE)
+        workers.start(gate=held, lease_seconds=LEASE, **CHUNKS)
     op_ids = [start_upload(csv_bytes(1_500)) for _ in range(6)]
+    # Each worker holds one operation after its first chunk: three run at once.
+    wait_for(lambda: len({a.pid for op_id in op_ids for a in held.arrivals(op_id, "committed")}) == 3, what="3")
+    held.open_all()
     for op_id in op_ids:
         wait_for(lambda op_id=op_id: op_in_state(op_id, S.COMPLETED), timeout=120, what="completed")
         assert stored_lines(op_id) == list(range(1, 1_501))
     records = workers.chunk_records()
     assert {record["op"] for record in records} == set(op_ids)
-    assert len({record["worker"] for record in records}) >= 2, "work was spread over the workers"
+    assert len({record["worker"] for record in records}) == 3, "work was spread over the workers"
     assert overlapping_chunks(records) == []
 
 
@@ -169,13 +194,17 @@ def _allow_connections(allow: bool) -> None:
 
 
 @postgresql_only
-def test_a_cut_connection_is_retried_without_loss(start_upload, workers):
-    workers.start(chunk_delay=0.2, lease_seconds=10)
+def test_a_cut_connection_is_retried_without_loss(start_upload, workers, gate):
+    """Three times, the worker's connection is cut in the middle of a chunk."""
+    held = gate("written")
+    workers.start(gate=held, lease_seconds=10, **CHUNKS)
     op_id = start_upload(csv_bytes(2_000))
-    wait_for(lambda: lines_finished(op_id) > 0, what="first chunk")
+    held.release(held.wait_held(op_id, "written"))
     for _ in range(3):
-        time.sleep(0.4)
+        in_flight = held.wait_held(op_id, "written")
         assert _cut_worker_connections() >= 1
+        held.release(in_flight)
+    held.open_all()
     wait_for(lambda: op_in_state(op_id, S.COMPLETED, S.FAILED), timeout=60, what="finished")
     op = Operation.objects.get(pk=op_id)
     assert op.state == S.COMPLETED, op.error
@@ -183,13 +212,15 @@ def test_a_cut_connection_is_retried_without_loss(start_upload, workers):
 
 
 @postgresql_only
-def test_a_briefly_unavailable_database_is_waited_out(start_upload, workers):
-    workers.start(chunk_delay=0.2, lease_seconds=30)
+def test_a_briefly_unavailable_database_is_waited_out(start_upload, workers, gate):
+    held = gate("committed")
+    workers.start(gate=held, lease_seconds=30, **CHUNKS)
     op_id = start_upload(csv_bytes(2_000))
-    wait_for(lambda: lines_finished(op_id) > 0, what="first chunk")
+    held.wait_held(op_id, "committed")
     _allow_connections(False)
     try:
         assert _cut_worker_connections() >= 1
+        held.open_all()
         time.sleep(3.0)  # the worker cannot reconnect meanwhile
         assert _other_backends() == 0
         assert op_in_state(op_id, S.RUNNING)

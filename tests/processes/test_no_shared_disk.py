@@ -6,6 +6,7 @@ database. Everything goes through HTTP, as a client would: an import is paused, 
 worker SIGKILLed mid-chunk, and the other worker takes it over from the checkpoint it reads in
 S3; an export of it is written by a worker and downloaded from the web; a second import is
 terminated and leaves nothing, its object included. No machine's disk holds a byte of any file.
+The workers are held between chunks by a gate (tests/gate.py) where the test acts mid-import.
 """
 
 import http.client
@@ -18,7 +19,15 @@ import pytest
 from rest_framework.authtoken.models import Token
 
 from operations.models import Operation, RowError, UploadedRow
-from tests.support import csv_bytes, op_in_state, overlapping_chunks, running_server, stored_lines, wait_for
+from tests.support import (
+    csv_bytes,
+    exact_chunks,
+    op_in_state,
+    overlapping_chunks,
+    running_server,
+    stored_lines,
+    wait_for,
+)
 
 from .test_processes import with_bad_rows
 
@@ -82,14 +91,18 @@ def files_in(home: Path) -> list[str]:
     return sorted(str(p.relative_to(home)) for p in home.rglob("*") if p.is_file() and p.suffix != ".log")
 
 
-def test_web_and_workers_on_three_machines_share_only_the_database_and_s3(user, workers, s3, machines, tmp_path):
+def test_web_and_workers_on_three_machines_share_only_the_database_and_s3(user, workers, s3, machines, gate):
     env = s3.env()
+    held = gate("committed")
     pool = {
-        name: workers.start(chunk_delay=0.03, lease_seconds=2, cwd=home, LONG_TASK_MEDIA_ROOT=home / "media", **env)
+        name: workers.start(
+            gate=held, lease_seconds=2, cwd=home, LONG_TASK_MEDIA_ROOT=home / "media", **exact_chunks(500), **env
+        )
         for name, home in machines.items()
         if name.startswith("worker")
     }
     ids = {workers.worker_id(process): name for name, process in pool.items()}
+    by_pid = {process.pid: name for name, process in pool.items()}
     token = Token.objects.get_or_create(user=user)[0].key
     web = machines["web"]
     with running_server(media_root=web / "media", log_path=web / "web.log", cwd=web, **env) as (_, port):
@@ -98,20 +111,25 @@ def test_web_and_workers_on_three_machines_share_only_the_database_and_s3(user, 
         # An import, paused and resumed from its checkpoint.
         content = with_bad_rows(ROWS, bad_every=BAD_EVERY)
         op_id = api.upload(content)
-        wait_for(lambda: api.status(op_id)["lines_finished"] >= 300, what="first chunks")
-        paused = api.post("/pause/", op_id=op_id, wait=5)
-        assert paused["state"] == S.PAUSED
-        assert api.status(op_id)["lines_finished"] == paused["lines_finished"] < ROWS
+        first = held.wait_held(op_id)
+        assert api.post("/pause/", op_id=op_id)["state"] == S.PAUSING
+        held.release(first)
+        wait_for(lambda: op_in_state(op_id, S.PAUSED), what="paused")
+        paused = api.status(op_id)
+        assert paused["lines_finished"] == 500
         assert api.post("/resume/", op_id=op_id)["state"] == S.QUEUED
 
-        # SIGKILL whichever worker holds it; the other takes over from the checkpoint.
-        wait_for(lambda: api.status(op_id)["lines_finished"] >= paused["lines_finished"] + 500, what="resumed")
+        # SIGKILL whichever worker holds it, after a chunk past the pause; the other takes over
+        # from the checkpoint.
+        resumed = held.wait_held(op_id)
         holder = Operation.objects.get(pk=op_id).lease_owner
         victim = ids[holder]
+        assert by_pid[resumed.pid] == victim
         pool[victim].send_signal(signal.SIGKILL)
         pool[victim].wait()
         at_kill = api.status(op_id)["lines_finished"]
-        assert at_kill < ROWS, "the import finished before the kill: make the chunks slower"
+        assert at_kill == 1_000
+        held.open(op_id)
         wait_for(lambda: op_in_state(op_id, S.COMPLETED), timeout=60, what="taken over and completed")
         chunks = [record for record in workers.chunk_records() if record["op"] == op_id]
         after_kill = {ids[record["worker"]] for record in chunks if record["last"] > at_kill}
@@ -127,6 +145,7 @@ def test_web_and_workers_on_three_machines_share_only_the_database_and_s3(user, 
 
         # An export of it, written to S3 by a worker, downloaded from the web.
         export_id = api.post("/register/", op_type="Export", source=op_id)["op_id"]
+        held.open(export_id)
         api.post(f"/api/operations/{export_id}/start/")
         wait_for(lambda: op_in_state(export_id, S.COMPLETED), timeout=60, what="exported")
         status, data = api.request("GET", f"/api/operations/{export_id}/download/")
@@ -138,8 +157,10 @@ def test_web_and_workers_on_three_machines_share_only_the_database_and_s3(user, 
         doomed = api.upload(csv_bytes(ROWS))
         doomed_file = Operation.objects.get(pk=doomed).file.name
         assert f"{s3.prefix}/{doomed_file}" in s3.all_keys()
-        wait_for(lambda: api.status(doomed)["lines_finished"] > 0, what="second import going")
-        assert api.post("/pause/", op_id=doomed, wait=5)["state"] == S.PAUSED
+        held.wait_held(doomed)
+        assert api.post("/pause/", op_id=doomed)["state"] == S.PAUSING
+        held.open(doomed)
+        wait_for(lambda: op_in_state(doomed, S.PAUSED), what="paused")
         assert UploadedRow.objects.filter(operation_id=doomed).exists()
         assert api.post("/terminate/", op_id=doomed, wait=10)["state"] == S.TERMINATED
         assert not UploadedRow.objects.filter(operation_id=doomed).exists()

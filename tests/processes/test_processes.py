@@ -1,7 +1,8 @@
 """The invariants of SPEC §4 with real `process_tasks` workers on the test database.
 
-A test-only app can make every chunk sleep inside its transaction (`chunk_delay`), so that a
-pause, a terminate or a kill reliably lands while a chunk is in flight.
+A test that acts mid-import holds its worker at a chunk boundary with a gate (tests/gate.py):
+at `committed` (between two chunks) or, where the database lets a request in meanwhile, at
+`written` (rows written, not committed), with chunks of exactly CHUNK rows.
 """
 
 import http.client
@@ -17,10 +18,20 @@ from django.db import connection
 
 from operations.models import Operation, RowError, UploadedRow
 from testbed.machine import peak_rss_kib
-from tests.support import csv_bytes, op_in_state, overlapping_chunks, running_server, stored_lines, wait_for
+from tests.support import (
+    csv_bytes,
+    exact_chunks,
+    op_in_state,
+    overlapping_chunks,
+    running_server,
+    stored_lines,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.processes, pytest.mark.django_db(transaction=True)]
 S = Operation.State
+CHUNK = 500
+CHUNKS = exact_chunks(CHUNK)
 
 
 def status(api, op_id: int) -> dict:
@@ -61,25 +72,35 @@ def test_import_stores_each_accepted_row_exactly_once(api, start_upload, workers
     assert row.data == {"name": "name42", "phone": "+15550000042", "email": "user42@example.com", "city": "City 42"}
 
 
-def test_pause_stops_the_chunk_in_flight_and_resume_finishes_exactly(api, start_upload, workers):
+def in_flight_point() -> str:
+    """Where a request can land while the worker is inside a chunk: PostgreSQL lets it in while
+    the chunk's rows are written and not committed; SQLite's one writer makes it wait for the
+    commit, so there the worker is held between chunks."""
+    return "written" if connection.vendor == "postgresql" else "committed"
+
+
+def test_pause_stops_the_chunk_in_flight_and_resume_finishes_exactly(api, start_upload, workers, gate):
     """I2 and I8: no chunk commits after the pause answered; the count holds until resume;
     resume continues from the checkpoint without reading the finished part of the file."""
-    workers.start(chunk_delay=0.3)
+    held = gate(in_flight_point())
+    workers.start(gate=held, **CHUNKS)
     rows = 3_000
     op_id = start_upload(csv_bytes(rows))
-    wait_for(lambda: Operation.objects.get(pk=op_id).lines_finished > 0, what="first chunk")
+    in_flight = held.pass_through(op_id, in_flight_point(), 1)
 
     response = api.post("/pause/", {"op_id": op_id})
     assert response.status_code == 200
-    assert response.json()["state"] == S.PAUSING  # a chunk was in flight (it always is here)
+    assert response.json()["state"] == S.PAUSING  # the worker is held in the import
     at_pause = (row_count(op_id), Operation.objects.get(pk=op_id).lines_finished)
+    held.release(in_flight)
 
     wait_for(lambda: op_in_state(op_id, S.PAUSED), what="paused")
     at_ack = (row_count(op_id), Operation.objects.get(pk=op_id).lines_finished)
-    time.sleep(1.0)  # three more chunk lengths: nothing may move
+    held.open_all()
+    time.sleep(0.5)  # a worker that went on would commit chunks meanwhile: nothing may move
     later = (row_count(op_id), Operation.objects.get(pk=op_id).lines_finished)
     assert at_pause == at_ack == later
-    assert at_pause[0] == at_pause[1] > 0
+    assert at_pause[0] == at_pause[1] == CHUNK * (1 if in_flight_point() == "written" else 2)
     assert status(api, op_id)["lines_finished"] == at_pause[1]
 
     # Make the finished part of the file unreadable: a resume that re-read it would fail.
@@ -97,12 +118,21 @@ def test_pause_stops_the_chunk_in_flight_and_resume_finishes_exactly(api, start_
     assert stored_lines(op_id) == list(range(1, rows + 1))
 
 
-def test_terminate_of_a_paused_operation_leaves_nothing(api, start_upload, workers):
+def pause_held(api, gate, op_id: int) -> None:
+    """Pause an operation whose worker `gate` holds at `committed`, and let the worker see it."""
+    held = gate.wait_held(op_id, "committed")
+    assert api.post("/pause/", {"op_id": op_id}).json()["state"] == S.PAUSING
+    gate.open_all()
+    wait_for(lambda: op_in_state(op_id, S.PAUSED), what="paused")
+    assert Operation.objects.get(pk=op_id).lines_finished == CHUNK * held.n
+
+
+def test_terminate_of_a_paused_operation_leaves_nothing(api, start_upload, workers, gate):
     """I3: terminated means no rows, no row errors and no stored file."""
-    workers.start(chunk_delay=0.2)
+    held = gate("committed")
+    workers.start(gate=held, **CHUNKS)
     op_id = start_upload(with_bad_rows(3_000, bad_every=50))
-    wait_for(lambda: Operation.objects.get(pk=op_id).lines_finished > 100, what="some rows")
-    assert api.post("/pause/", {"op_id": op_id, "wait": 5}).json()["state"] == S.PAUSED
+    pause_held(api, held, op_id)
     path = stored_file(op_id)
     assert path.exists() and row_count(op_id) > 0 and RowError.objects.filter(operation_id=op_id).exists()
 
@@ -115,12 +145,13 @@ def test_terminate_of_a_paused_operation_leaves_nothing(api, start_upload, worke
     assert status(api, op_id)["is_terminated"] is True
 
 
-def test_forced_terminate_rolls_back_a_racing_chunk(api, start_upload, workers):
+def test_forced_terminate_rolls_back_a_racing_chunk(api, start_upload, workers, gate):
     """I3 with a worker in the middle of a chunk: the chunk rolls back, the rest is deleted,
     and nothing arrives afterwards."""
-    workers.start(chunk_delay=0.3)
+    held = gate(in_flight_point())
+    workers.start(gate=held, **CHUNKS)
     op_id = start_upload(csv_bytes(3_000))
-    wait_for(lambda: Operation.objects.get(pk=op_id).lines_finished > 0, what="first chunk")
+    held.pass_through(op_id, in_flight_point(), 1)
     path = stored_file(op_id)
 
     response = api.post("/terminate/", {"op_id": op_id})
@@ -130,22 +161,24 @@ def test_forced_terminate_rolls_back_a_racing_chunk(api, start_upload, workers):
     }
     response = api.post("/terminate/", {"op_id": op_id, "force": "true"})
     assert response.status_code == 200 and response.json()["state"] == S.TERMINATING
+    held.open_all()
 
     wait_for(lambda: op_in_state(op_id, S.TERMINATED), what="terminated")
-    time.sleep(0.8)
+    time.sleep(0.5)  # a chunk that arrived afterwards would be committed meanwhile
     assert row_count(op_id) == 0
     assert not path.exists()
 
 
-def test_status_and_pause_do_not_wait_for_a_chunk(api, start_upload, workers):
-    """I6: a chunk holds its transaction open for 2 s; status answers at once on both
-    databases, and so does pause on PostgreSQL (row lock FOR NO KEY UPDATE does not wait for
-    the chunk's inserts). SQLite has one writer at a time, so there a pause waits for the
-    chunk in flight, which LONG_TASK_CHUNK_SECONDS keeps short in normal running."""
-    workers.start(chunk_delay=2.0)
+def test_status_and_pause_do_not_wait_for_a_chunk(api, start_upload, workers, gate):
+    """I6: a chunk holds its transaction open (the gate holds it until the end of the test);
+    status answers at once on both databases, and so does pause on PostgreSQL (row lock FOR
+    NO KEY UPDATE does not wait for the chunk's inserts). SQLite has one writer at a time, so
+    there a pause waits for the chunk in flight, which LONG_TASK_CHUNK_SECONDS keeps short in
+    normal running."""
+    held = gate("written")
+    workers.start(gate=held, **CHUNKS)
     op_id = start_upload(csv_bytes(2_000))
-    wait_for(lambda: op_in_state(op_id, S.RUNNING), what="running")
-    time.sleep(0.5)  # inside a chunk now
+    held.wait_held(op_id, "written")  # inside a chunk now
 
     started = time.monotonic()
     assert status(api, op_id)["state"] == S.RUNNING
@@ -286,36 +319,39 @@ def exported_file(op_id: int) -> bytes:
     return (Path(settings.MEDIA_ROOT) / Operation.objects.get(pk=op_id).file.name).read_bytes()
 
 
-def test_export_pause_and_resume_by_real_workers_give_the_reference_file(api, start_upload, workers):
+def test_export_pause_and_resume_by_real_workers_give_the_reference_file(api, start_upload, workers, gate):
     _, reference = exported_source(start_upload, workers, 3_000)
     source_id = Operation.objects.filter(op_type="Upload").get().pk
-    workers.start(chunk_delay=0.2)
+    held = gate("committed")
+    workers.start(gate=held, **CHUNKS)
     op_id = start_export(source_id)
-    wait_for(lambda: Operation.objects.get(pk=op_id).lines_finished > 0, what="first chunk")
+    held.wait_held(op_id, "committed")
 
     assert api.post("/pause/", {"op_id": op_id}).json()["state"] == S.PAUSING
     at_pause = Operation.objects.get(pk=op_id).checkpoint["last_line"]
+    held.open_all()
     wait_for(lambda: op_in_state(op_id, S.PAUSED), what="paused")
-    time.sleep(0.6)
-    assert Operation.objects.get(pk=op_id).checkpoint["last_line"] == at_pause < 3_000
+    time.sleep(0.5)  # a worker that went on would commit chunks meanwhile: nothing may move
+    assert Operation.objects.get(pk=op_id).checkpoint["last_line"] == at_pause == CHUNK
 
     assert api.post("/resume/", {"op_id": op_id}).status_code == 202
     wait_for(lambda: op_in_state(op_id, S.COMPLETED), timeout=60, what="completed")
     assert exported_file(op_id) == reference
 
 
-def test_export_killed_mid_chunk_resumes_to_a_byte_identical_file(start_upload, workers):
+def test_export_killed_mid_chunk_resumes_to_a_byte_identical_file(start_upload, workers, gate):
     """I4 for Export: SIGKILL while a chunk's part is written and not committed; another worker
     takes over from the checkpoint and the result is the reference file, byte for byte."""
     _, reference = exported_source(start_upload, workers, 3_000)
     source_id = Operation.objects.filter(op_type="Upload").get().pk
-    doomed = workers.start(chunk_delay=0.3)
+    held = gate("written")
+    doomed = workers.start(gate=held, **CHUNKS)
     op_id = start_export(source_id)
-    wait_for(lambda: Operation.objects.get(pk=op_id).lines_finished > 0, what="first chunk")
-    time.sleep(0.15)  # inside a chunk: its part written, the checkpoint not committed
+    held.pass_through(op_id, "written", 1)  # inside a chunk: its part written, the checkpoint not committed
     doomed.send_signal(signal.SIGKILL)
     doomed.wait()
-    assert Operation.objects.get(pk=op_id).state == S.RUNNING
+    op = Operation.objects.get(pk=op_id)
+    assert op.state == S.RUNNING and op.lines_finished == CHUNK
 
     workers.start()
     wait_for(lambda: op_in_state(op_id, S.COMPLETED), timeout=60, what="completed")
@@ -323,14 +359,17 @@ def test_export_killed_mid_chunk_resumes_to_a_byte_identical_file(start_upload, 
     assert overlapping_chunks(workers.chunk_records()) == []
 
 
-def test_export_terminate_deletes_the_partial_file(api, start_upload, workers):
+def test_export_terminate_deletes_the_partial_file(api, start_upload, workers, gate):
     """I3 for Export: terminated leaves no part and no result file."""
     source_id = start_upload(csv_bytes(3_000))
-    workers.start(chunk_delay=0.2)
+    fast = workers.start()
     wait_for(lambda: op_in_state(source_id, S.COMPLETED), timeout=60, what="source imported")
+    fast.send_signal(signal.SIGKILL)
+    fast.wait()
+    held = gate("committed")
+    workers.start(gate=held, **CHUNKS)
     op_id = start_export(source_id)
-    wait_for(lambda: Operation.objects.get(pk=op_id).lines_finished > 0, what="first chunk")
-    assert api.post("/pause/", {"op_id": op_id, "wait": 5}).json()["state"] == S.PAUSED
+    pause_held(api, held, op_id)
     parts = Path(settings.MEDIA_ROOT) / "exports" / str(op_id)
     assert list(parts.iterdir())
 
@@ -340,13 +379,12 @@ def test_export_terminate_deletes_the_partial_file(api, start_upload, workers):
     assert row_count(source_id) == 3_000
 
 
-# --- what users read of a failure (issue 9, finding 6) ----------------------------------------
+# --- what users read of a failure ------------------------------------------------------------
 
 
 def test_a_failing_workers_error_and_events_show_no_internals(api, start_upload, workers):
-    """Issue 9, finding 6 (fixed in e8b79bc): the status `error` and the events carried the
-    traceback (with server paths), and events named workers by host name and PID. Now the error
-    is a message, and a worker is an opaque id; the details are in the worker's log."""
+    """The status `error` and the events show no traceback, server path, host name or PID: the
+    error is a message and a worker an opaque id; the details are in the worker's log."""
     import os
     import socket
 

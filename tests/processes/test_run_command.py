@@ -7,28 +7,35 @@ import signal
 import pytest
 
 from operations.models import Operation
-from tests.support import csv_bytes, start_manage_run, wait_for, wait_stopped
+from tests.support import csv_bytes, exact_chunks, start_manage_run, wait_for, wait_stopped
 
 pytestmark = [pytest.mark.processes, pytest.mark.django_db(transaction=True)]
 
 
-def test_ctrl_c_during_an_import_gives_the_operation_back_at_its_checkpoint(start_upload, media_root, tmp_path):
+def test_ctrl_c_during_an_import_gives_the_operation_back_at_its_checkpoint(start_upload, media_root, tmp_path, gate):
+    """The worker is held inside its second chunk when the Ctrl-C comes, and let go once it has
+    heard it: the chunk commits and the operation goes back at that checkpoint."""
+    held = gate("written")
+    log_path = tmp_path / "run.log"
     run, port = start_manage_run(
         media_root=media_root,
-        log_path=tmp_path / "run.log",
+        log_path=log_path,
         DJANGO_SETTINGS_MODULE="tests.worker_settings",
-        LONG_TASK_TEST_CHUNK_DELAY="0.5",
-        LONG_TASK_CHUNK_SECONDS="0.01",
+        **held.env(),
+        **exact_chunks(500),
     )
     op_id = start_upload(csv_bytes(2_000))
-    wait_for(lambda: Operation.objects.get(pk=op_id).lines_finished > 0, what="first chunk")
+    in_flight = held.pass_through(op_id, "written", 1)
 
     os.killpg(run.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the whole group
+    wait_for(lambda: "stopping after the current chunk" in log_path.read_text(errors="replace"), what="the stop")
+    held.release(in_flight)
 
     assert wait_stopped(run, port) == 0
     log = (tmp_path / "run.log").read_text(errors="replace")
     op = Operation.objects.get(pk=op_id)
     assert op.state == Operation.State.QUEUED and op.lease_owner == "", log
+    assert op.lines_finished == 1_000
     assert op.events.filter(to_state=Operation.State.QUEUED, detail="worker stopping").exists()
 
 

@@ -1,4 +1,4 @@
-"""The schema against the live server (issue 9): schemathesis generates requests from
+"""The schema against the live server: schemathesis generates requests from
 /api/schema/ (examples, coverage, fuzzing, stateful sequences) and runs every check. No request
 may get a server error, and every status must be one the schema documents for its action."""
 

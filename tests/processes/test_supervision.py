@@ -17,10 +17,12 @@ import psutil
 import pytest
 
 from operations.models import Operation
+from tests.gate import Gate
 from tests.support import (
     ROOT,
     csv_bytes,
     database_url,
+    exact_chunks,
     free_port,
     port_open,
     start_make_run,
@@ -31,12 +33,19 @@ from tests.support import (
 pytestmark = [pytest.mark.processes, pytest.mark.django_db(transaction=True)]
 
 ALL_GONE_SECONDS = 10
-# A chunk takes half a second inside its transaction: a signal lands while one is in flight.
-SLOW_CHUNKS = {
-    "DJANGO_SETTINGS_MODULE": "tests.worker_settings",
-    "LONG_TASK_TEST_CHUNK_DELAY": "0.5",
-    "LONG_TASK_CHUNK_SECONDS": "0.01",
-}
+STOPPING = "stopping after the current chunk"
+
+
+@pytest.fixture
+def held(gate) -> Gate:
+    """The gate of these tests: the run's worker is held inside each chunk (rows written, not
+    committed) until the test lets it go, so that a signal lands while a chunk is in flight."""
+    return gate("written")
+
+
+def gated(held: Gate) -> dict[str, str]:
+    """The environment of a run whose worker `held` holds, with chunks of 500 rows."""
+    return {"DJANGO_SETTINGS_MODULE": "tests.worker_settings", **held.env(), **exact_chunks(500)}
 
 
 @pytest.fixture
@@ -80,11 +89,17 @@ def assert_all_gone(processes: list[psutil.Process], port: int, root: subprocess
     assert not port_open(port), "the port is still taken"
 
 
-def importing(start_upload) -> int:
-    """An import whose first chunk has committed: a worker holds it, chunk after chunk."""
+def importing(start_upload, held: Gate) -> int:
+    """An import whose first chunk has committed, its worker held inside the second."""
     op_id = start_upload(csv_bytes(5_000))
-    wait_for(lambda: Operation.objects.get(pk=op_id).lines_finished > 0, what="the first chunk")
+    held.pass_through(op_id, "written", 1)
     return op_id
+
+
+def let_go_once_stopping(held: Gate, log_path) -> None:
+    """Once the worker has heard its stop signal, let it finish the chunk in flight."""
+    wait_for(lambda: STOPPING in log_path.read_text(errors="replace"), what="the worker to hear the stop")
+    held.open_all()
 
 
 def assert_given_back(op_id: int, log: str) -> None:
@@ -123,14 +138,15 @@ SEQUENCES = [
 
 @pytest.mark.parametrize(("started", "send", "exit_code"), SEQUENCES)
 def test_no_process_outlives_the_stop_and_the_operation_goes_back(
-    started, send, exit_code, start_upload, media_root, tmp_path, tree
+    started, send, exit_code, start_upload, media_root, tmp_path, tree, held
 ):
     start = start_make_run if started == "make" else start_manage_run
-    root, port = start(media_root=media_root, log_path=tmp_path / "run.log", **SLOW_CHUNKS)
+    root, port = start(media_root=media_root, log_path=tmp_path / "run.log", **gated(held))
     processes = tree(root.pid, 4 if started == "make" else 3)
-    op_id = importing(start_upload)
+    op_id = importing(start_upload, held)
 
     send(root)
+    let_go_once_stopping(held, tmp_path / "run.log")
 
     assert_all_gone(processes, port, root)
     if exit_code is not None:
@@ -138,38 +154,39 @@ def test_no_process_outlives_the_stop_and_the_operation_goes_back(
     assert_given_back(op_id, (tmp_path / "run.log").read_text(errors="replace"))
 
 
-def test_sigterm_to_every_process_of_the_tree(start_upload, media_root, tmp_path, tree):
+def test_sigterm_to_every_process_of_the_tree(start_upload, media_root, tmp_path, tree, held):
     """SIGTERM to every process at once, as systemd's default KillMode=control-group sends it:
     the worker also gets one from `manage.py run`, so it may exit at once, its operation left to
     its lease (docs/deployment.md); nothing outlives the run either way."""
-    run, port = start_manage_run(media_root=media_root, log_path=tmp_path / "run.log", **SLOW_CHUNKS)
+    run, port = start_manage_run(media_root=media_root, log_path=tmp_path / "run.log", **gated(held))
     processes = tree(run.pid, 3)
-    importing(start_upload)
+    importing(start_upload, held)
 
     for process in processes:
         process.send_signal(signal.SIGTERM)
+    let_go_once_stopping(held, tmp_path / "run.log")
 
     assert_all_gone(processes, port, run)
     assert run.returncode == 0
 
 
-def test_a_later_second_ctrl_c_stops_at_once(start_upload, media_root, tmp_path, tree):
+def test_a_later_second_ctrl_c_stops_at_once(start_upload, media_root, tmp_path, tree, held):
     """A second Ctrl-C after the first one's burst is a second request: the worker gets its
-    second SIGTERM and leaves its chunk (rolled back) at once; its lease will expire."""
-    env = {**SLOW_CHUNKS, "LONG_TASK_TEST_CHUNK_DELAY": "8"}
-    run, port = start_manage_run(media_root=media_root, log_path=tmp_path / "run.log", **env)
+    second SIGTERM and leaves its chunk (rolled back) at once; its lease will expire. The gate
+    never lets the chunk finish: only leaving it ends the worker."""
+    log_path = tmp_path / "run.log"
+    run, port = start_manage_run(media_root=media_root, log_path=log_path, **gated(held))
     processes = tree(run.pid, 3)
-    op_id = start_upload(csv_bytes(5_000))
-    wait_for(lambda: Operation.objects.get(pk=op_id).state == Operation.State.RUNNING, what="the import")
+    op_id = importing(start_upload, held)
 
     os.killpg(run.pid, signal.SIGINT)
-    time.sleep(1.5)
-    started = time.monotonic()
+    wait_for(lambda: STOPPING in log_path.read_text(errors="replace"), what="the worker to hear the first")
+    time.sleep(1.5)  # past the burst in which `manage.py run` takes signals as one request
     os.killpg(run.pid, signal.SIGINT)
 
     assert_all_gone(processes, port, run)
-    assert time.monotonic() - started < 3, "the second Ctrl-C did not stop the worker at once"
-    assert Operation.objects.get(pk=op_id).state == Operation.State.RUNNING  # its lease will expire
+    op = Operation.objects.get(pk=op_id)
+    assert op.state == Operation.State.RUNNING and op.lines_finished == 500  # its lease will expire
 
 
 def test_a_child_that_ends_by_itself_ends_the_run(media_root, tmp_path):

@@ -1,4 +1,4 @@
-"""The row store's hot path (issue #4): the hand-made JSON encoder and the driver-level writes.
+"""The row store's hot path: the hand-made JSON encoder and the driver-level writes.
 
 The encoder must produce exactly what `json.dumps` produces, whatever the column names and
 fields contain; the writes must land in the caller's transaction, keep (operation, line)

@@ -1,14 +1,11 @@
 import json
 import os
 import time
+from collections import Counter
 from pathlib import Path
 
 from django.apps import AppConfig
 from django.db import transaction
-
-
-def _seconds(name: str) -> float:
-    return float(os.environ.get(name, "0") or 0)
 
 
 class WorkerHooksConfig(AppConfig):
@@ -16,48 +13,64 @@ class WorkerHooksConfig(AppConfig):
 
     def ready(self) -> None:
         from operations import worker
-        from operations.operation_types.export import ExportJob
-        from operations.operation_types.upload import Upload, UploadJob
 
-        chunk_delay = _seconds("LONG_TASK_TEST_CHUNK_DELAY")
-        rollback_delay = _seconds("LONG_TASK_TEST_ROLLBACK_DELAY")
+        # The log first: a chunk held at `written` is in flight from its writes on.
         log_dir = os.environ.get("LONG_TASK_TEST_CHUNK_LOG")
-
-        def hook(job_class):
-            write_chunk = job_class.write_chunk
-
-            def hooked_write_chunk(self, chunk):
-                started = time.time()
-                first = chunk.first_line if hasattr(chunk, "first_line") else chunk.after + 1
-                write_chunk(self, chunk)
-                if chunk_delay:
-                    time.sleep(chunk_delay)  # rows written, transaction still open
-                if log_dir and chunk.units:
-                    record = {
-                        "op": self.op_id,
-                        "worker": worker.worker_id(),
-                        "first": first,
-                        "last": chunk.progress.checkpoint["lines_finished"],
-                        "start": started,
-                    }
-                    transaction.on_commit(lambda: _append(log_dir, {**record, "end": time.time()}))
-
-            job_class.write_chunk = hooked_write_chunk
-
-        hook(UploadJob)
-        hook(ExportJob)
-
-        if rollback_delay:
-            rollback_chunk = Upload.rollback_chunk
-
-            def slow_rollback_chunk(self, op, *, max_rows):
-                position = rollback_chunk(self, op, max_rows=min(max_rows, 200))
-                time.sleep(rollback_delay)
-                return position
-
-            Upload.rollback_chunk = slow_rollback_chunk
+        if log_dir:
+            worker.chunk_written.connect(ChunkLog(Path(log_dir)).on_written, weak=False, dispatch_uid="chunk-log")
+        gate_dir = os.environ.get("LONG_TASK_TEST_GATE")
+        if gate_dir:
+            gate = Holder(Path(gate_dir), os.environ.get("LONG_TASK_TEST_GATE_HOLD", "").split(","))
+            worker.chunk_written.connect(gate.on_written, weak=False, dispatch_uid="gate-written")
+            worker.chunk_committed.connect(gate.on_committed, weak=False, dispatch_uid="gate-committed")
+            worker.rollback_chunk_committed.connect(gate.on_rollback, weak=False, dispatch_uid="gate-rollback")
+        delay = float(os.environ.get("LONG_TASK_TEST_CHUNK_DELAY") or 0)
+        if delay:
+            worker.chunk_written.connect(lambda **_: time.sleep(delay), weak=False, dispatch_uid="chunk-delay")
 
 
-def _append(log_dir: str, record: dict) -> None:
-    with open(Path(log_dir) / f"{os.getpid()}.jsonl", "a") as log:
-        log.write(json.dumps(record) + "\n")
+class Holder:
+    """The worker's side of tests/gate.py."""
+
+    def __init__(self, directory: Path, points: list[str]):
+        self.directory, self.points = directory, set(points)
+        self.counts: Counter = Counter()
+
+    def _at(self, point: str, op) -> None:
+        from tests.gate import Arrival, hold
+
+        self.counts[op.pk, point] += 1
+        if point in self.points:
+            hold(self.directory, Arrival(op.pk, point, self.counts[op.pk, point], os.getpid()))
+
+    def on_written(self, op, **_) -> None:
+        self._at("written", op)
+
+    def on_committed(self, op, **_) -> None:
+        self._at("committed", op)
+
+    def on_rollback(self, op, **_) -> None:
+        self._at("rollback", op)
+
+
+class ChunkLog:
+    def __init__(self, directory: Path):
+        self.directory = directory
+
+    def on_written(self, op, chunk, **_) -> None:
+        from operations import worker
+
+        if not chunk.units:
+            return
+        record = {
+            "op": op.pk,
+            "worker": worker.worker_id(),
+            "first": chunk.first_line if hasattr(chunk, "first_line") else chunk.after + 1,
+            "last": chunk.progress.checkpoint["lines_finished"],
+            "start": time.time(),
+        }
+        transaction.on_commit(lambda: self._append({**record, "end": time.time()}))
+
+    def _append(self, record: dict) -> None:
+        with open(self.directory / f"{os.getpid()}.jsonl", "a") as log:
+            log.write(json.dumps(record) + "\n")
