@@ -1,11 +1,14 @@
 """One user's long polls against another user's requests, on the production server of the Procfile.
 
-    .venv/bin/python bench/long_polls.py [--polls 16] [--seconds 12] [--database-url URL]
+    .venv/bin/python bench/long_polls.py [--polls 16] [--seconds 12] [--idle-seconds 5] [--database-url URL]
 
 Starts the web line of the Procfile as it is written (`exec gunicorn ...`, the virtualenv's bin
-first on PATH, DJANGO_DEBUG=0 with a secret key), on a free loopback port, with a fresh database;
-user A keeps `--polls` long polls (`wait_for_change=10`, its current ETag) open on its operation
-while user B lists its operations one request after another. Prints B's latencies (p50, p99,
+first on PATH, DJANGO_DEBUG=0 with a secret key), on a free loopback port, with a fresh SQLite
+database or `--database-url` (migrated; its users and their operations are reused on a rerun);
+user A keeps `--polls` long polls (`wait_for_change=10`, its current ETag) open on its operation,
+unchanged. First nothing else happens for `--idle-seconds`: the CPU time the web's processes
+(gunicorn's and its workers') spend then is what the waiting polls cost it. Then user B lists
+its operations one request after another. Prints that CPU time and B's latencies (p50, p99,
 max) with the Procfile's server ("after") and with the previous one, gunicorn's threads over
 WSGI ("before"). The per-user bound on long polls is raised to `--polls` for both, so that what
 is measured is how the server serves them (tests/api/test_wait_limits.py checks the bound).
@@ -39,9 +42,10 @@ from rest_framework.authtoken.models import Token
 from operations.models import Operation
 tokens = []
 for name in ("poller", "other"):
-    user = get_user_model().objects.create_user(name)
-    tokens.append(Token.objects.create(user=user).key)
-    Operation.objects.create(owner=user, op_type="Upload")
+    user = get_user_model().objects.get_or_create(username=name)[0]
+    tokens.append(Token.objects.get_or_create(user=user)[0].key)
+    if not Operation.objects.filter(owner=user).exists():
+        Operation.objects.create(owner=user, op_type="Upload")
 print(" ".join(tokens))
 """
 
@@ -185,28 +189,52 @@ def other_user_latencies(server: Server, *, seconds: float) -> list[float]:
     return latencies
 
 
-def measure(line: str, *, polls: int, seconds: float, database_url: str | None) -> list[float]:
+def cpu_seconds(pid: int) -> float:
+    """The CPU time (user and system) so far of process `pid` and of its children (Linux)."""
+    ticks, total = os.sysconf("SC_CLK_TCK"), 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after the command's name
+        except OSError:  # ended meanwhile
+            continue
+        if stat.parent.name == str(pid) or fields[1] == str(pid):  # the process, or its parent
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
+@dataclass
+class Measured:
+    latencies: list[float]  # the other user's requests, seconds each
+    idle_cpu: float  # CPU seconds of the web's processes while only the long polls waited
+    idle_seconds: float
+
+
+def measure(line: str, *, polls: int, seconds: float, idle_seconds: float, database_url: str | None) -> Measured:
     with production_server(line, database_url=database_url, LONG_TASK_MAX_WAITS_PER_USER=str(polls)) as server:
         op_id = first_operation(server, "poller")
         other_user_latencies(server, seconds=1.0)  # warm both workers up
         with LongPolls(server, polls, f"/api/operations/{op_id}/") as long_polls:
             wait_for(lambda: long_polls.in_flight == polls, timeout=10, what="the long polls")
             time.sleep(1.0)  # the polls reach the server (in flight on the client's side first)
-            return other_user_latencies(server, seconds=seconds)
+            cpu = cpu_seconds(server.process.pid)
+            time.sleep(idle_seconds)  # only the long polls, waiting
+            idle_cpu = cpu_seconds(server.process.pid) - cpu
+            return Measured(other_user_latencies(server, seconds=seconds), idle_cpu, idle_seconds)
 
 
-def describe(latencies: list[float]) -> str:
-    ms = [value * 1000 for value in latencies]
+def describe(measured: Measured) -> str:
+    ms = [value * 1000 for value in measured.latencies]
     return (
         f"{len(ms)} requests, p50 {percentile(ms, 0.5):,.1f} ms, p99 {percentile(ms, 0.99):,.1f} ms, "
-        f"max {max(ms):,.1f} ms"
+        f"max {max(ms):,.1f} ms; web CPU {measured.idle_cpu:.2f} s in {measured.idle_seconds:g} s of waiting"
     )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--polls", type=int, default=16)
-    parser.add_argument("--seconds", type=float, default=12.0)
+    parser.add_argument("--seconds", type=float, default=12.0, help="of the other user's requests")
+    parser.add_argument("--idle-seconds", type=float, default=5.0, help="of the long polls alone (the CPU time)")
     parser.add_argument("--database-url", default=None, help="a database to create the tables in (default: SQLite)")
     parser.add_argument("--after-only", action="store_true", help="only the Procfile's server")
     args = parser.parse_args()
@@ -215,8 +243,10 @@ def main() -> int:
         runs.insert(0, ("before (WSGI threads)", BEFORE))
     print(f"{args.polls} long polls of one user held; the other user's GET /api/operations/:")
     for name, line in runs:
-        latencies = measure(line, polls=args.polls, seconds=args.seconds, database_url=args.database_url)
-        print(f"  {name:<22} {describe(latencies)}")
+        measured = measure(
+            line, polls=args.polls, seconds=args.seconds, idle_seconds=args.idle_seconds, database_url=args.database_url
+        )
+        print(f"  {name:<22} {describe(measured)}")
         print(f"  {'':<22} {shlex.join(shlex.split(line))}")
     return 0
 

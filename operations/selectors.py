@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Count, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
@@ -133,6 +134,14 @@ def status_etag(op: Operation) -> str:
 def wait_seconds(seconds: float) -> float:
     """A long poll's `wait_for_change`, bounded by LONG_TASK_MAX_WAIT_SECONDS."""
     return min(max(seconds, 0.0), settings.LONG_TASK_MAX_WAIT_SECONDS)
+
+
+def changes_are_notified() -> bool:
+    """Whether a change of an operation's row wakes a long poll of this request's connection
+    (api/notifications.py): on PostgreSQL, unless the request runs in a transaction, whose own
+    changes are told to listeners only when it commits (the tests' transactions); else a long
+    poll reads the row again every so often."""
+    return connection.vendor == "postgresql" and not connection.in_atomic_block
 
 
 def operation_read_again(op: Operation) -> Operation:

@@ -7,13 +7,16 @@
   they share a cache; each expires on its own, so that a process killed mid-wait frees its slots.
 - Served without a thread while they wait: the views are async wrappers around the DRF views.
   The DRF view (authentication, throttles, the first read) runs in a thread as any sync view; a
-  long poll that must wait then sleeps on the event loop between cheap reads of the row, and a
-  stream under an ASGI server hands its chunks over one at a time, so that a slow reader waits
-  on its socket, not in a thread (and the stream stays O(chunk) in memory: Django's ASGI handler
-  would read a sync iterator whole).
+  long poll that must wait then waits on the event loop, and a stream under an ASGI server hands
+  its chunks over one at a time, so that a slow reader waits on its socket, not in a thread (and
+  the stream stays O(chunk) in memory: Django's ASGI handler would read a sync iterator whole).
+- A waiting long poll reads its row again only when told that it changed: on PostgreSQL the
+  process's one listener wakes it (api/notifications.py), so that waiting costs the database
+  nothing; while that listener is not connected, and on SQLite, it reads the row every so often.
 """
 
 import asyncio
+import contextlib
 import functools
 import math
 import time
@@ -30,12 +33,16 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 
 from operations import selectors
+from operations.api import notifications
 from operations.api.throttling import client_address
 from operations.errors import NotFound
 from operations.models import Operation
 
-# How often a waiting long poll reads the row again (one primary-key read).
+# How often a waiting long poll reads the row again (one primary-key read) when no notification
+# wakes it: on SQLite; on PostgreSQL while the listener connects again (a notification sent
+# meanwhile is lost), slower, since the listener wakes every long poll once it listens again.
 POLL_SECONDS = 0.1
+UNHEARD_POLL_SECONDS = 1.0
 # A stream's slot lives this long past its last chunk; refreshed every third of it while the
 # chunks go (a stalled reader's slot runs out: it holds no thread meanwhile).
 STREAM_SLOT_SECONDS = 60.0
@@ -100,6 +107,7 @@ class PendingChange(Response):
         self.slot = take_slot(request, "waits", seconds=seconds + WAIT_SLOT_GRACE_SECONDS)
         self.op, self.etag, self.answer = op, etag, answer
         self.deadline = time.monotonic() + seconds
+        self.notified = selectors.changes_are_notified()
 
     def respond(self, op: Operation | None, error: Exception | None) -> Response:
         response = self.answer(op) if error is None else api_settings.EXCEPTION_HANDLER(error, self.renderer_context)
@@ -112,9 +120,12 @@ class PendingChange(Response):
         return response
 
 
-async def changed(op: Operation, etag: str, deadline: float) -> Operation:
+async def changed(op: Operation, etag: str, deadline: float, *, notified: bool = False) -> Operation:
     """The operation once its status differs from `etag`, or at `deadline` as it is then. Each
-    read takes a thread for one primary-key read; the sleeps in between take none."""
+    read takes a thread for one primary-key read; the waits in between take none. `notified`:
+    the reads wait for the listener's word that the row changed (api/notifications.py)."""
+    if notified:
+        return await _changed_when_told(op, etag, deadline)
     read = sync_to_async(selectors.operation_read_again)
     while (left := deadline - time.monotonic()) > 0:
         await asyncio.sleep(min(POLL_SECONDS, left))
@@ -124,9 +135,32 @@ async def changed(op: Operation, etag: str, deadline: float) -> Operation:
     return op
 
 
+async def _changed_when_told(op: Operation, etag: str, deadline: float) -> Operation:
+    read = sync_to_async(selectors.operation_read_again)
+    listener = notifications.listener()
+    with listener.watch(op.pk) as told:
+        if listener.listening:
+            told.set()  # one read now: the row may have changed between the view's read and the watch
+        while (left := deadline - time.monotonic()) > 0:
+            listening = listener.listening  # else the listener wakes every long poll once it is
+            await _wait(told, left if listening else min(UNHEARD_POLL_SECONDS, left))
+            if told.is_set() or not listening:
+                told.clear()
+                op = await read(op)
+                if selectors.status_etag(op) != etag:
+                    break
+    return op
+
+
+async def _wait(event: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await event.wait()
+
+
 async def _answer_when_changed(pending: PendingChange) -> Response:
     try:
-        op, error = await changed(pending.op, pending.etag, pending.deadline), None
+        op, error = await changed(pending.op, pending.etag, pending.deadline, notified=pending.notified), None
     except NotFound as exc:  # deleted meanwhile
         op, error = None, exc
     finally:
