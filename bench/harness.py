@@ -40,6 +40,7 @@ BENCH_SCRIPT = Path(__file__).resolve().parent / "bench.py"
 MiB = 1024 * 1024
 WORKER_POLL_SECONDS = 0.05  # process_tasks --sleep: how soon an idle worker sees a new task
 WEB_APP_NAME = "bench-web"  # the application_name of the web's connections (their backends' CPU)
+PROCFILE_GUNICORN_ARGS = "--worker-class uvicorn_worker.UvicornWorker --workers 2"  # as the Procfile runs it
 POLL_SECONDS = 0.5  # how often the bench reads a state it waits for while a side is measured
 HOG_SECONDS = 900  # a CPU hog ends by itself after this, whatever happens to the bench
 
@@ -352,10 +353,12 @@ class Harness:
         server = self.spawn(
             [
                 str(Path(PYTHON).parent / "gunicorn"),
-                "long_task.wsgi",
+                # The Procfile's server; BENCH_WEB_APP=long_task.wsgi with BENCH_GUNICORN_ARGS="--workers
+                # 2 --threads 8" measures the threaded WSGI server instead.
+                os.environ.get("BENCH_WEB_APP", "long_task.asgi"),
                 "-b",
                 f"127.0.0.1:{port}",
-                *os.environ.get("BENCH_GUNICORN_ARGS", "--workers 2 --threads 8").split(),
+                *os.environ.get("BENCH_GUNICORN_ARGS", PROCFILE_GUNICORN_ARGS).split(),
                 "--timeout",
                 "600",
                 # BENCH_ACCESS_LOG=1: each request's server-side milliseconds in the web log.
