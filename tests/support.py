@@ -133,6 +133,25 @@ def other_session(*, dbname: str | None = None):
     )
 
 
+def procfile() -> dict[str, str]:
+    """The Procfile's lines by process name (`web`, `worker`)."""
+    lines = (ROOT / "Procfile").read_text().splitlines()
+    return dict(line.split(": ", 1) for line in lines if line and not line.startswith("#"))
+
+
+def procfile_environment(*, port: int, media_root: Path, **env: str) -> dict[str, str]:
+    """The environment a platform gives a Procfile line, here: the virtualenv first on PATH, the
+    port, the test database and media directory, and `env`."""
+    return {
+        **os.environ,
+        "PATH": f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}",
+        "PORT": str(port),
+        "DATABASE_URL": database_url(),
+        "LONG_TASK_MEDIA_ROOT": str(media_root),
+        **env,
+    }
+
+
 def exact_chunks(rows: int) -> dict[str, str]:
     """Worker settings for chunks of exactly `rows` rows (at most 500, where sizing starts): a
     chunk is sized by time up to LONG_TASK_CHUNK_ROWS, and a minute's target is never reached."""

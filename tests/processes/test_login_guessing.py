@@ -3,14 +3,13 @@ processes of eight threads): wrong passwords sent all at once are counted before
 the database that both processes share, so that no more than the limit are ever checked."""
 
 import base64
-import os
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 
-from tests.support import ROOT, database_url, free_port, port_open, wait_for
+from tests.support import ROOT, free_port, port_open, procfile, procfile_environment, wait_for
 
 pytestmark = [pytest.mark.processes, pytest.mark.django_db(transaction=True)]
 
@@ -18,28 +17,20 @@ LIMIT = 5
 GUESSES = 30
 
 
-def procfile_web() -> str:
-    lines = (ROOT / "Procfile").read_text().splitlines()
-    return dict(line.split(": ", 1) for line in lines if line and not line.startswith("#"))["web"]
-
-
 @pytest.fixture
 def gunicorn(media_root, tmp_path):
     """The Procfile's web line, run as a platform runs it, on the test database, with the
     deliberately slow default password hasher (so that guesses overlap inside the server)."""
     port = free_port()
-    env = {
-        **os.environ,
-        "PATH": f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}",
-        "PORT": str(port),
-        "DATABASE_URL": database_url(),
-        "LONG_TASK_MEDIA_ROOT": str(media_root),
-        "LONG_TASK_THROTTLE_LOGIN_FAILURES": f"{LIMIT}/hour",
-        "LONG_TASK_THROTTLE_LOGIN_FAILURES_ADDRESS": "1000/hour",
-    }
+    env = procfile_environment(
+        port=port,
+        media_root=media_root,
+        LONG_TASK_THROTTLE_LOGIN_FAILURES=f"{LIMIT}/hour",
+        LONG_TASK_THROTTLE_LOGIN_FAILURES_ADDRESS="1000/hour",
+    )
     log_path = tmp_path / "gunicorn.log"
     with open(log_path, "wb") as log:
-        web = subprocess.Popen(["sh", "-c", procfile_web()], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        web = subprocess.Popen(["sh", "-c", procfile()["web"]], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_for(lambda: port_open(port), timeout=30, what="gunicorn")
         wait_for(lambda: log_path.read_text().count("Booting worker") >= 2, timeout=30, what="its two workers")

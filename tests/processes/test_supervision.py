@@ -25,6 +25,8 @@ from tests.support import (
     exact_chunks,
     free_port,
     port_open,
+    procfile,
+    procfile_environment,
     start_make_run,
     start_manage_run,
     wait_for,
@@ -205,24 +207,13 @@ def test_a_child_that_ends_by_itself_ends_the_run(media_root, tmp_path):
     assert "runserver ended by itself" in run.stderr
 
 
-def procfile() -> dict[str, str]:
-    lines = (ROOT / "Procfile").read_text().splitlines()
-    return dict(line.split(": ", 1) for line in lines if line and not line.startswith("#"))
-
-
 def test_procfile_processes_stop_whole_on_one_sigterm(media_root, tmp_path, tree):
     """Each line of the Procfile, run by a shell as honcho or a platform runs it, is the process
     itself (`exec`), and one SIGTERM to it, as from systemd (KillMode=mixed) or `docker stop`,
     ends it and everything it started."""
     assert set(procfile()) == {"web", "worker"}
     port = free_port()
-    env = {
-        **os.environ,
-        "PATH": f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}",
-        "PORT": str(port),
-        "DATABASE_URL": database_url(),
-        "LONG_TASK_MEDIA_ROOT": str(media_root),
-    }
+    env = procfile_environment(port=port, media_root=media_root)
     log_path = tmp_path / "procfile.log"
     with open(log_path, "wb") as log:
         web, worker = (
