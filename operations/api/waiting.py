@@ -5,11 +5,15 @@
   slot taken the request is a 429 with Retry-After. Slots are keys in Django's cache, taken with
   `cache.add` (atomic in every backend), so that the count holds across the web's processes when
   they share a cache; each expires on its own, so that a process killed mid-wait frees its slots.
-- Served without a thread while they wait: the views are async wrappers around the DRF views.
-  The DRF view (authentication, throttles, the first read) runs in a thread as any sync view; a
-  long poll that must wait then waits on the event loop, and a stream under an ASGI server hands
-  its chunks over one at a time, so that a slow reader waits on its socket, not in a thread (and
-  the stream stays O(chunk) in memory: Django's ASGI handler would read a sync iterator whole).
+- Served without taking the threads other requests need: the views are async wrappers around
+  the DRF views. The DRF view (authentication, throttles, the first read) runs in a thread as any
+  sync view; a long poll that must wait then waits on the event loop, and a stream under an ASGI
+  server hands its chunks over one at a time, so that a slow reader waits on its socket (and the
+  stream stays O(chunk) in memory: Django's ASGI handler would read a sync iterator whole). The
+  sync-only middlewares (WhiteNoise's among them) still run each request from a thread of its
+  own, which stays parked while it waits; Django's ASGI handler makes one per request rather
+  than taking it from a shared pool, so a waiting request costs a parked thread, bounded by the
+  per-user slots, and never one another user's request was waiting for.
 - A waiting long poll reads its row again only when told that it changed: on PostgreSQL the
   process's one listener wakes it (api/notifications.py), so that waiting costs the database
   nothing; while that listener is not connected, and on SQLite, it reads the row every so often.
