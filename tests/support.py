@@ -288,6 +288,14 @@ def start_in_session(
     """`command` (a `run` serving on `port`) on the test database, in a session of its own as
     in a terminal; returns once its server answers and its worker runs."""
     environment = {**os.environ, "DATABASE_URL": database_url(), "LONG_TASK_MEDIA_ROOT": str(media_root), **env}
+
+    def as_in_a_terminal() -> None:
+        # A job of a terminal hangs up with it, even when the test run itself was started under
+        # nohup (whose ignored SIGHUP `run` would rightly keep ignoring).
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        if preexec_fn is not None:
+            preexec_fn()
+
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             command,
@@ -296,7 +304,7 @@ def start_in_session(
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=preexec_fn,
+            preexec_fn=as_in_a_terminal,
         )
     wait_for(lambda: port_open(port), timeout=30, what=f"the server of {' '.join(command)}")
     wait_for(lambda: ": started" in log_path.read_text(errors="replace"), timeout=30, what="its worker")
