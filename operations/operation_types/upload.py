@@ -17,13 +17,14 @@ from typing import BinaryIO
 
 from django.conf import settings
 
-from operations import rowstore, storage
+from operations import rowstore, storage, targets
 from operations.csv_reader import CsvProblem, TextCheck, read_header
 from operations.csv_records import BLOCK_BYTES, BadRecord, CsvRecords
 from operations.errors import BadInput, Conflict
 from operations.models import Operation, RowError
 from operations.operation_types.base import Chunk, Job, OperationType, Progress
 from operations.params import flag, integer
+from operations.targets.store import TargetTable
 
 RAW_TEXT_LIMIT = 500
 
@@ -65,10 +66,12 @@ class Upload(OperationType):
     the last chunk."""
 
     name = "Upload"
-    option_names = frozenset({"strict"})
+    option_names = frozenset({"strict", "target", "mapping"})
 
     def parse_options(self, data: Mapping, *, actor) -> dict:
-        return _strict(data)
+        from operations.operation_types import upload_target  # it builds on UploadJob
+
+        return {**_strict(data), **upload_target.options(data)}
 
     def prepare_input(self, op: Operation, *, data: Mapping, files: Mapping) -> dict:
         _check_lines(op, data)
@@ -84,6 +87,11 @@ class Upload(OperationType):
         try:
             with storage.open_for_reading(name, block_size=storage.SMALL_BLOCK_BYTES) as stored:
                 header = read_header(stored, **_limits(), **_header_limits())
+            if op.options.get("target"):
+                # The header must fit the target (400 naming every problem), before any work.
+                target = targets.get(op.options["target"])
+                strict = {**op.options, **options.get("options", {})}.get("strict", False)
+                target.plan(header.columns, mapping=op.options.get("mapping"), strict=bool(strict))
         except CsvProblem as exc:
             storage.delete(name)
             raise BadInput(str(exc)) from None
@@ -154,21 +162,33 @@ class Upload(OperationType):
         return f"line {op.lines_finished:,}"
 
     def open(self, op: Operation) -> Job:
+        if op.options.get("target"):
+            from operations.operation_types.upload_target import TargetUploadJob  # it builds on UploadJob
+
+            return TargetUploadJob(op)
         return UploadJob(op)
+
+    def _delete_lines(self, op: Operation, *, after: int, up_to: int | None = None) -> None:
+        """Delete the operation's rows after < line <= up_to, in UploadedRow or its target's table."""
+        planned = targets.plan_of(op)
+        if planned is None:
+            rowstore.delete_lines(operation_id=op.pk, after=after, up_to=up_to)
+        else:
+            TargetTable(*planned, op.pk).delete_lines(after=after, up_to=up_to)
 
     def rollback_done(self, op: Operation) -> bool:
         return op.rollback_position >= op.lines_finished
 
     def rollback_chunk(self, op: Operation, *, max_rows: int) -> int:
         up_to = min(op.rollback_position + max_rows, op.lines_finished)
-        rowstore.delete_lines(operation_id=op.pk, after=op.rollback_position, up_to=up_to)
+        self._delete_lines(op, after=op.rollback_position, up_to=up_to)
         return up_to
 
     def rollback_rest(self, op: Operation) -> dict:
         # Every line up to the rollback checkpoint is deleted and committed; rows can only be
         # left after it (none are, since a terminating operation commits no chunk, but this is
         # the last word). A range, not "all of the operation's", which would scan dead rows.
-        rowstore.delete_lines(operation_id=op.pk, after=op.rollback_position)
+        self._delete_lines(op, after=op.rollback_position)
         RowError.objects.filter(operation_id=op.pk).delete()
         return {"lines_finished": 0, "lines_failed": 0, "position": 0, "file": ""}
 
@@ -219,7 +239,7 @@ class UploadJob(Job):
             raise BadInput(
                 f"The header has {len(self.columns)} columns; at most {settings.LONG_TASK_CSV_MAX_COLUMNS} are allowed"
             )
-        self.encode = rowstore.row_encoder(op.pk, self.columns, tuples=row_tuples)
+        self.encode = self._row_encoder(op, row_tuples=row_tuples)
         self.lines_finished = op.lines_finished
         self.lines_failed = op.lines_failed
         file_name = op.file.name
@@ -242,6 +262,14 @@ class UploadJob(Job):
             **_limits(),
         )
 
+    def _row_encoder(self, op: Operation, *, row_tuples: bool) -> Callable[[int, list[str]], object]:
+        """`to_row` of the CSV records: what a data row becomes (here an UploadedRow's row)."""
+        return rowstore.row_encoder(op.pk, self.columns, tuples=row_tuples)
+
+    def _rows(self, chunk: UploadChunk, records) -> list:
+        """The rows of a run of records to write (a subclass may drop some)."""
+        return records.rows
+
     def read_chunk(self, *, max_rows: int) -> UploadChunk:
         return UploadChunk(self, max_rows)
 
@@ -260,7 +288,7 @@ class UploadJob(Job):
             if records.__class__ is BadRecord:
                 chunk.rejected.append(self._row_error(records))
             else:
-                yield records.rows
+                yield self._rows(chunk, records)
         state = self.records.state
         chunk.units = state.line - self.lines_finished
         self.lines_finished = state.line
