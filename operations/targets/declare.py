@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models
+from django.utils import timezone
 
 from operations.errors import BadInput
 
@@ -102,7 +103,7 @@ class Target:
             if column.field in seen:
                 raise ImproperlyConfigured(f"target {self.name}: field {column.field} is listed twice")
             seen.add(column.field)
-        defaults = [f.name for f in self.fixed_fields() if not (f.null or f.has_default() or _stamped(f))]
+        defaults = [f.name for f in self.fields_besides(self.field_names) if missing_value(f) is None and not f.null]
         if defaults:
             raise ImproperlyConfigured(
                 f"target {self.name}: {meta.label}.{', '.join(defaults)} must be imported,"
@@ -119,13 +120,17 @@ class Target:
         return [column.field for column in self.columns]
 
     def required(self, column: Column) -> bool:
+        """Whether a file must have the field's column and every row a value in it: as
+        declared, else as the model has it (not blank, or nothing to put in its place)."""
         if column.required is not None:
             return column.required
-        return not self.field(column.field).blank
+        field = self.field(column.field)
+        return not field.blank or (missing_value(field) is None and not field.null)
 
-    def fixed_fields(self) -> list[models.Field]:
-        """The model's concrete fields that no CSV column fills (besides the key and bookkeeping)."""
-        imported = {*self.field_names, OPERATION_FIELD, LINE_FIELD}
+    def fields_besides(self, names: Iterable[str]) -> list[models.Field]:
+        """The model's concrete fields that an import with these fields leaves to their
+        default (all but the primary key, the bookkeeping and those with a database default)."""
+        imported = {*names, OPERATION_FIELD, LINE_FIELD}
         return [
             f
             for f in self.model._meta.concrete_fields
@@ -201,8 +206,12 @@ class Target:
         return Plan(fields=fields, indexes=indexes, columns=tuple(header[i] for i in indexes))
 
 
-def _stamped(field: models.Field) -> bool:
-    return bool(getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False))
+def missing_value(field: models.Field, now=None):
+    """What a field no column fills gets: what `save()` would give it (its default, "" for
+    text; `now` for auto_now and auto_now_add)."""
+    if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
+        return now or timezone.now()
+    return field.get_default()
 
 
 _targets: dict[str, Target] = {}

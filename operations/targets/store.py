@@ -26,7 +26,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from operations.targets.convert import quoted
-from operations.targets.declare import LINE_FIELD, OPERATION_FIELD, Plan, Target
+from operations.targets.declare import LINE_FIELD, OPERATION_FIELD, Plan, Target, missing_value
 
 
 class _Undo(Exception):
@@ -44,11 +44,11 @@ class TargetTable:
         self.op_column = q(meta.get_field(OPERATION_FIELD).column)
         self.line_column = q(meta.get_field(LINE_FIELD).column)
         self.columns = [q(meta.get_field(name).column) for name in plan.fields]
-        # Fields no column fills: their default, once for the job (what `save()` would put).
+        # Fields no column of this file fills: their default, once for the job.
         now = timezone.now()
-        fixed = target.fixed_fields()
+        fixed = target.fields_besides(plan.fields)
         self.fixed_columns = [q(f.column) for f in fixed]
-        self.fixed_values = [f.get_db_prep_save(now if _stamped(f) else f.get_default(), connection) for f in fixed]
+        self.fixed_values = [f.get_db_prep_save(missing_value(f, now), connection) for f in fixed]
         self.shown = dict(zip(plan.fields, plan.columns, strict=True))  # field -> its CSV column
         all_columns = [q(meta.get_field(name).column) for name in target.field_names]
         self.stage = q(f"lt_stage_{meta.db_table}"[:63])
@@ -165,7 +165,3 @@ class TargetTable:
                 f"DELETE FROM {self.table} WHERE {self.op_column} = %s AND {self.line_column} > %s{bound}", params
             )
             return cursor.rowcount
-
-
-def _stamped(field) -> bool:
-    return bool(getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False))
