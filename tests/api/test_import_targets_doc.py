@@ -37,12 +37,12 @@ def products(transactional_db):
 
 def test_the_worked_example_imports_typed_rows(api, chunks, products):
     content = (
-        "SKU,Title,Price (EUR),In Stock,Released,Colour\n"
-        "A-1,Lamp,19.90,yes,2024-05-01,red\n"
-        "A-2,Chair,12.5x,no,,blue\n"
-        "A-1,Lamp again,1,,,\n"
-        "A-3,Table,120,,2023-01-31,\n"
-    ).encode()
+        b"SKU,Title,Price (EUR),In Stock,Released,Colour\n"
+        b"A-1,Lamp,19.90,yes,2024-05-01,red\n"
+        b"A-2,Chair,12.5x,no,,blue\n"
+        b"A-1,Lamp again,1,,,\n"
+        b"A-3,Table,120,,2023-01-31,\n"
+    )
     response = api.post("/register/", {"op_type": "Upload", "target": "products"}, format="json")
     op_id = response.json()["op_id"]
     assert api.post("/upload/", {"op_id": op_id, "file": upload_file(content)}).status_code == 202
