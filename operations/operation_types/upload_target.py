@@ -66,6 +66,8 @@ class TargetUploadJob(UploadJob):
             self.plan.columns,
             operation_id=op.pk,
             fixed=self.table.fixed_values,
+            prefix=self.table.row_prefix,
+            suffix=self.table.row_suffix,
         )
         return self.converter.to_row
 

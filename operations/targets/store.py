@@ -19,13 +19,17 @@ runs again after a kill cannot double a row, and a terminate deletes exactly the
 rows, by ranges of lines (the unique constraint's index).
 """
 
+import datetime
+import decimal
 import itertools
+import uuid
+import zlib
 from collections.abc import Callable, Iterable, Sequence
 
 from django.db import connection, transaction
 from django.utils import timezone
 
-from operations.targets.convert import quoted
+from operations.targets.convert import PG_NULL, copy_text, quoted
 from operations.targets.declare import LINE_FIELD, OPERATION_FIELD, Plan, Target, missing_value
 
 
@@ -44,15 +48,22 @@ class TargetTable:
         self.op_column = q(meta.get_field(OPERATION_FIELD).column)
         self.line_column = q(meta.get_field(LINE_FIELD).column)
         self.columns = [q(meta.get_field(name).column) for name in plan.fields]
-        # Fields no column of this file fills: their default, once for the job.
+        # Fields no column of this file fills: their default, once for the job. On PostgreSQL
+        # each row's COPY text carries the operation in front and these at the end, as
+        # constants of the row template (`row_prefix`, `row_suffix`), unless one has no plain
+        # text form: then they are parameters of the move from the staging table.
         now = timezone.now()
         fixed = target.fields_besides(plan.fields)
         self.fixed_columns = [q(f.column) for f in fixed]
         self.fixed_values = [f.get_db_prep_save(missing_value(f, now), connection) for f in fixed]
+        texts = [_copy_literal(value) for value in self.fixed_values]
+        self.fixed_in_rows = all(text is not None for text in texts)
+        self.row_prefix = f"{operation_id}\t"
+        self.row_suffix = "".join(f"\t{text}" for text in texts) if self.fixed_in_rows else ""
+        copied = [self.op_column, self.line_column, *self.columns, *(self.fixed_columns if self.fixed_in_rows else [])]
+        self.copy_columns = ", ".join(copied)
+        self.stage = q(f"lt_stage_{zlib.crc32(self.copy_columns.encode()):08x}_{meta.db_table}"[:63])
         self.shown = dict(zip(plan.fields, plan.columns, strict=True))  # field -> its CSV column
-        all_columns = [q(meta.get_field(name).column) for name in target.field_names]
-        self.stage = q(f"lt_stage_{meta.db_table}"[:63])
-        self.stage_columns = all_columns
 
     # --- writing ---
 
@@ -75,33 +86,56 @@ class TargetTable:
         return refused
 
     def _write_postgresql(self, batches) -> list[tuple[int, str, str]]:
-        columns = ", ".join(self.columns)
+        """Straight into the table when no row is refused (a savepoint around the COPY), else
+        through the staging table. The chunk's COPY text is kept meanwhile (a chunk's worth)."""
+        from psycopg.errors import UniqueViolation
+
+        held: list[bytes] = []
         with connection.connection.cursor() as cursor:
-            cursor.execute(
-                f"CREATE TEMP TABLE IF NOT EXISTS {self.stage} ON COMMIT DELETE ROWS AS"
-                f" SELECT {self.line_column} AS lt_line, {', '.join(self.stage_columns)} FROM {self.table} WITH NO DATA"
-            )
-            # Empty: its rows of a chunk vanish with the chunk's commit, or with its rollback.
-            sent = 0
-            with cursor.copy(f"COPY {self.stage} (lt_line, {columns}) FROM STDIN") as copy:
-                for batch in batches:
-                    sent += len(batch)
-                    copy.write(b"".join(batch))
-            fixed = "".join(f", {c}" for c in self.fixed_columns)
-            cursor.execute(
-                f"INSERT INTO {self.table} ({self.op_column}, {self.line_column}, {columns}{fixed})"
-                f" SELECT %s, lt_line, {columns}{', %s' * len(self.fixed_values)} FROM {self.stage}"
-                " ORDER BY lt_line ON CONFLICT DO NOTHING",
-                [self.operation_id, *self.fixed_values],
-            )
-            if cursor.rowcount == sent:
-                return []
-            cursor.execute(
-                f"SELECT lt_line, {columns} FROM {self.stage} s WHERE NOT EXISTS (SELECT 1 FROM {self.table} t"
-                f" WHERE t.{self.op_column} = %s AND t.{self.line_column} = s.lt_line) ORDER BY lt_line",
-                [self.operation_id],
-            )
-            skipped = cursor.fetchall()
+            if self.fixed_in_rows:
+                try:
+                    with transaction.atomic():
+                        self._copy(cursor, self.table, batches, held)
+                    return []
+                except UniqueViolation:
+                    held.extend(b"".join(batch) for batch in batches)  # the rest of the chunk
+            return self._staged(cursor, held or _joined(batches))
+
+    def _copy(self, cursor, table: str, batches, held: list[bytes]) -> None:
+        with cursor.copy(f"COPY {table} ({self.copy_columns}) FROM STDIN") as copy:
+            for batch in batches:
+                data = b"".join(batch)
+                held.append(data)
+                copy.write(data)
+
+    def _staged(self, cursor, held: list[bytes]) -> list[tuple[int, str, str]]:
+        """COPY into the staging table, then move what the table takes: the first row with a
+        key, in line order. Returns the row errors of the rest."""
+        cursor.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {self.stage} ON COMMIT DELETE ROWS AS"
+            f" SELECT {self.copy_columns} FROM {self.table} WITH NO DATA"
+        )
+        # Empty: its rows of a chunk vanish with the chunk's commit, or with its rollback.
+        self._copy(cursor, self.stage, [[data] for data in held], [])
+        sent = sum(data.count(b"\n") for data in held)  # a row a line: COPY's text escapes line breaks
+        params = self.fixed_values if not self.fixed_in_rows else []
+        extra = "".join(f", {c}" for c in self.fixed_columns) if params else ""
+        cursor.execute(
+            f"INSERT INTO {self.table} ({self.copy_columns}{extra})"
+            f" SELECT {self.copy_columns}{', %s' * len(params)} FROM {self.stage}"
+            f" ORDER BY {self.line_column} ON CONFLICT DO NOTHING",
+            params,
+        )
+        if cursor.rowcount == sent:
+            return []
+        columns, line = ", ".join(self.columns), self.line_column
+        cursor.execute(
+            f"SELECT {line}, {columns} FROM {self.stage} s WHERE NOT EXISTS"
+            f" (SELECT 1 FROM {self.table} t WHERE t.{self.op_column} = %s AND t.{line} = s.{line})"
+            f" ORDER BY {line}",
+            [self.operation_id],
+        )
+        skipped = cursor.fetchall()
         return [self._refused(row[0], dict(zip(self.plan.fields, row[1:], strict=True))) for row in skipped]
 
     def _write(self, batches) -> list[tuple[int, str, str]]:
@@ -165,3 +199,19 @@ class TargetTable:
                 f"DELETE FROM {self.table} WHERE {self.op_column} = %s AND {self.line_column} > %s{bound}", params
             )
             return cursor.rowcount
+
+
+def _joined(batches) -> list[bytes]:
+    return [b"".join(batch) for batch in batches]
+
+
+def _copy_literal(value) -> str | None:
+    """`value` in COPY's text format, if it is of a type whose str() PostgreSQL reads back as
+    the same value (None: it is not)."""
+    if value is None:
+        return PG_NULL
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    if isinstance(value, (str, int, float, decimal.Decimal, datetime.date, uuid.UUID)):
+        return copy_text(value.isoformat() if isinstance(value, datetime.date) else str(value))
+    return None
