@@ -22,6 +22,7 @@ from operations.csv_reader import CsvProblem, TextCheck, read_header
 from operations.csv_records import BLOCK_BYTES, BadRecord, CsvRecords
 from operations.errors import BadInput, Conflict
 from operations.models import Operation, RowError
+from operations.operation_types import upload_target
 from operations.operation_types.base import Chunk, Job, OperationType, Progress
 from operations.params import flag, integer
 from operations.targets.store import TargetTable
@@ -69,8 +70,6 @@ class Upload(OperationType):
     option_names = frozenset({"strict", "target", "mapping"})
 
     def parse_options(self, data: Mapping, *, actor) -> dict:
-        from operations.operation_types import upload_target  # it builds on UploadJob
-
         return {**_strict(data), **upload_target.options(data)}
 
     def prepare_input(self, op: Operation, *, data: Mapping, files: Mapping) -> dict:
@@ -162,10 +161,6 @@ class Upload(OperationType):
         return f"line {op.lines_finished:,}"
 
     def open(self, op: Operation) -> Job:
-        if op.options.get("target"):
-            from operations.operation_types.upload_target import TargetUploadJob  # it builds on UploadJob
-
-            return TargetUploadJob(op)
         return UploadJob(op)
 
     def _delete_lines(self, op: Operation, *, after: int, up_to: int | None = None) -> None:
@@ -210,7 +205,12 @@ class UploadChunk(Chunk):
     def __init__(self, job: "UploadJob", max_rows: int):
         super().__init__()
         self.first_line = job.lines_finished + 1
+        # Where the chunk starts: the checkpoint it leaves if it must store nothing (a target
+        # import failing under `strict`).
+        state = job.records.state
+        self.start = {"position": state.offset, "lines_finished": state.line, "lines_failed": job.lines_failed}
         self.rejected: list[RowError] = []
+        self.unconverted: list[RowError] = []  # rows whose cells a target refused
         self.streamed = True  # read while it is written
         self.rows: Iterable[list] = job._read(self, max_rows)
 
@@ -239,7 +239,12 @@ class UploadJob(Job):
             raise BadInput(
                 f"The header has {len(self.columns)} columns; at most {settings.LONG_TASK_CSV_MAX_COLUMNS} are allowed"
             )
-        self.encode = self._row_encoder(op, row_tuples=row_tuples)
+        # An import into a target's table converts and writes rows its own way.
+        self.target = upload_target.TargetWriter(op) if op.options.get("target") else None
+        if self.target is not None:
+            self.encode = self.target.to_row
+        else:
+            self.encode = rowstore.row_encoder(op.pk, self.columns, tuples=row_tuples)
         self.lines_finished = op.lines_finished
         self.lines_failed = op.lines_failed
         file_name = op.file.name
@@ -262,18 +267,14 @@ class UploadJob(Job):
             **_limits(),
         )
 
-    def _row_encoder(self, op: Operation, *, row_tuples: bool) -> Callable[[int, list[str]], object]:
-        """`to_row` of the CSV records: what a data row becomes (here an UploadedRow's row)."""
-        return rowstore.row_encoder(op.pk, self.columns, tuples=row_tuples)
-
-    def _rows(self, chunk: UploadChunk, records) -> list:
-        """The rows of a run of records to write (a subclass may drop some)."""
-        return records.rows
-
     def read_chunk(self, *, max_rows: int) -> UploadChunk:
         return UploadChunk(self, max_rows)
 
     def write_chunk(self, chunk: UploadChunk) -> None:
+        if self.target is not None:
+            refused = self.target.write_chunk(chunk)  # reads the chunk, counting its bad rows
+            self.lines_failed += refused
+            return
         rowstore.write_rows(chunk.rows)
         if chunk.rejected:
             RowError.objects.bulk_create(chunk.rejected)
@@ -288,7 +289,7 @@ class UploadJob(Job):
             if records.__class__ is BadRecord:
                 chunk.rejected.append(self._row_error(records))
             else:
-                yield self._rows(chunk, records)
+                yield records.rows if self.target is None else self.target.rows(chunk, records)
         state = self.records.state
         chunk.units = state.line - self.lines_finished
         self.lines_finished = state.line

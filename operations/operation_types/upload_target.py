@@ -16,7 +16,6 @@ from operations import targets
 from operations.errors import BadInput
 from operations.models import Operation, RowError
 from operations.operation_types.base import Progress
-from operations.operation_types.upload import UploadChunk, UploadJob
 from operations.targets import convert
 from operations.targets.store import TargetTable
 
@@ -39,26 +38,20 @@ def options(data: Mapping) -> dict:
     return {"target": target.name, "mapping": target.check_mapping(mapping)}
 
 
-class TargetChunk(UploadChunk):
-    def __init__(self, job: "TargetUploadJob", max_rows: int):
-        # Where the chunk starts: where a strict failure inside it leaves the checkpoint.
-        state = job.records.state
-        self.start = {"position": state.offset, "lines_finished": state.line, "lines_failed": job.lines_failed}
-        self.unconverted: list[RowError] = []
-        super().__init__(job, max_rows)
+class TargetWriter:
+    """What an UploadJob into a target does its own way: each record to the target's typed
+    columns (`to_row`, the CSV records' stage), the rows that did not convert taken out of a
+    run (`rows`), and the chunk written into the target's table (`write_chunk`)."""
 
-
-class TargetUploadJob(UploadJob):
-    def __init__(self, op: Operation, **kwargs):
+    def __init__(self, op: Operation):
+        self.op_id = op.pk
         self.target, self.plan = targets.plan_of(op)
         self.strict = bool(op.options.get("strict"))
         self.table = TargetTable(self.target, self.plan, op.pk)
-        super().__init__(op, **kwargs)
-
-    def _row_encoder(self, op: Operation, *, row_tuples: bool):
+        by_field = {column.field: column for column in self.target.columns}
         converters = [
-            convert.cell_converter(self.target.field(name), required=self.target.required(column))
-            for name, column in zip(self.plan.fields, self._columns_of_plan(), strict=True)
+            convert.cell_converter(self.target.field(name), required=self.target.required(by_field[name]))
+            for name in self.plan.fields
         ]
         self.converter = convert.RowConverter(
             converters,
@@ -69,46 +62,36 @@ class TargetUploadJob(UploadJob):
             prefix=self.table.row_prefix,
             suffix=self.table.row_suffix,
         )
-        return self.converter.to_row
+        self.to_row = self.converter.to_row
 
-    def _columns_of_plan(self):
-        by_field = {column.field: column for column in self.target.columns}
-        return [by_field[name] for name in self.plan.fields]
+    def _row_error(self, line: int, reason: str, raw: str) -> RowError:
+        return RowError(operation_id=self.op_id, line_number=line, reason=reason[:255], raw=raw)
 
-    def _rows(self, chunk: TargetChunk, records) -> list:
+    def rows(self, chunk, records) -> list:
+        """The rows of a run of records to write: those that converted. The others become the
+        chunk's row errors."""
         errors = self.converter.errors
         if not errors:
             return records.rows
-        bad = [
-            RowError(operation_id=self.op_id, line_number=line, reason=reason[:255], raw=raw)
-            for line, reason, raw in errors
-        ]
+        bad = [self._row_error(*error) for error in errors]
         errors.clear()
         chunk.unconverted += bad
         chunk.rejected += bad
         return [row for row in records.rows if row is not None]
 
-    def read_chunk(self, *, max_rows: int) -> TargetChunk:
-        return TargetChunk(self, max_rows)
-
-    def write_chunk(self, chunk: TargetChunk) -> None:
-        strict = self.strict
-        refused = self.table.write(
-            chunk.rows, keep=(lambda refused: not (refused or chunk.unconverted)) if strict else None
-        )
-        progress = chunk.progress
-        refused_errors = [
-            RowError(operation_id=self.op_id, line_number=line, reason=reason[:255], raw=raw)
-            for line, reason, raw in refused
-        ]
-        if strict and (refused_errors or chunk.unconverted):
-            first = min([*refused_errors, *chunk.unconverted], key=lambda error: error.line_number)
+    def write_chunk(self, chunk) -> int:
+        """Write the chunk's rows and row errors, and set its progress; return how many rows
+        the table refused (row errors beyond those of the reading)."""
+        keep = (lambda refused: not (refused or chunk.unconverted)) if self.strict else None
+        refused = [self._row_error(*error) for error in self.table.write(chunk.rows, keep=keep)]
+        progress = chunk.progress  # set once the rows were read
+        if self.strict and (refused or chunk.unconverted):
+            first = min([*refused, *chunk.unconverted], key=lambda error: error.line_number)
             chunk.progress = Progress(checkpoint=chunk.start, error=f"line {first.line_number}, {first.reason}")
-            return
-        if refused_errors:
-            self.lines_failed += len(refused_errors)
-            checkpoint = {**progress.checkpoint, "lines_failed": self.lines_failed}
+            return 0
+        if refused:
+            checkpoint = {**progress.checkpoint, "lines_failed": progress.checkpoint["lines_failed"] + len(refused)}
             chunk.progress = Progress(checkpoint=checkpoint, finished=progress.finished, error=progress.error)
-        errors = chunk.rejected + refused_errors
-        if errors:
-            RowError.objects.bulk_create(errors)
+        if chunk.rejected or refused:
+            RowError.objects.bulk_create(chunk.rejected + refused)
+        return len(refused)
