@@ -55,6 +55,8 @@ INSTALLED_APPS = [
     # Before background_task: our process_tasks command extends theirs (leases, graceful stop).
     "operations",
     "long_task.apps.BackgroundTasksConfig",
+    # The example import target (SPEC §13); an application adds its own models the same way.
+    "contacts",
 ]
 
 MIDDLEWARE = [

@@ -31,7 +31,7 @@ from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
 
-from operations import results, selectors
+from operations import results, selectors, targets
 from operations.api import parsing
 from operations.api.serializers import MessageSerializer, RowErrorSerializer
 from operations.errors import BadInput
@@ -164,21 +164,29 @@ class RowsView(APIView):
         op = visible_operation(request, pk)
         params = request.query_params
         fmt, after = _format(params), _after(params)
+        # An import into a target's table reads back from there, typed, under the mapped header.
+        imported = targets.imported_rows(op)
+        columns = op.columns if imported is None else imported.header
         if fmt != "json":
-            chunks = results.rows_export(
-                operation_id=op.pk, columns=op.columns, fmt=fmt, after=after, limit=_stream_limit(params)
-            )
+            limit = _stream_limit(params)
+            if imported is not None:
+                chunks = imported.export(fmt=fmt, after=after, limit=limit)
+            else:
+                chunks = results.rows_export(operation_id=op.pk, columns=columns, fmt=fmt, after=after, limit=limit)
             return _stream(chunks, fmt=fmt, filename=f"operation-{op.pk}-rows")
         limit = _page_limit(params)
         # One row more than the page says whether there is a next one, at no extra query.
-        page = results.rows_after(operation_id=op.pk, after=after, limit=limit + 1)
+        if imported is None:
+            page = results.rows_after(operation_id=op.pk, after=after, limit=limit + 1)
+        else:
+            page = imported.rows_after(after=after, limit=limit + 1)
         next_url = None
         if len(page) > limit:
             page = page[:limit]
             next_url = replace_query_param(request.build_absolute_uri(), "after", page[-1][0])
         return Response(
             {
-                "results": [{"line_number": line, "data": results.ordered(data, op.columns)} for line, data in page],
+                "results": [{"line_number": line, "data": results.ordered(data, columns)} for line, data in page],
                 "next": next_url,
             }
         )

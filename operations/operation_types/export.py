@@ -25,7 +25,7 @@ from collections.abc import Mapping
 
 from django.db import transaction
 
-from operations import rowstore, storage
+from operations import rowstore, storage, targets
 from operations.errors import BadInput, Conflict
 from operations.models import Operation
 from operations.operation_types.base import Chunk, Job, OperationType, Progress
@@ -61,6 +61,12 @@ def _match(data: Mapping) -> dict:
     return value
 
 
+def _columns(source: Operation) -> list[str] | None:
+    """The header of the source's rows: the mapped header of an import into a target."""
+    imported = targets.imported_rows(source)
+    return source.columns if imported is None else imported.header
+
+
 class Export(OperationType):
     name = "Export"
     option_names = frozenset({"source", "filter"})
@@ -68,8 +74,9 @@ class Export(OperationType):
     def parse_options(self, data: Mapping, *, actor) -> dict:
         source = _source(positive_id(data, "source"), user=actor.user)
         match = _match(data)
-        unknown = [name for name in match if name not in (source.columns or [])]
-        if source.columns is not None and unknown:
+        columns = _columns(source)
+        unknown = [name for name in match if name not in (columns or [])]
+        if columns is not None and unknown:
             raise BadInput(f"filter names columns the source does not have: {', '.join(unknown)}")
         return {"source": source.pk, "filter": match}
 
@@ -80,7 +87,7 @@ class Export(OperationType):
         if source.state != Operation.State.COMPLETED:
             raise Conflict(f"The source operation {source.pk} is {source.state}: an Export needs a completed Upload")
         return {
-            "columns": source.columns,
+            "columns": _columns(source),
             "file_name": f"export-{op.pk}.csv",
             "position": 0,
             "lines_finished": 0,
@@ -132,16 +139,22 @@ class ExportChunk(Chunk):
         self.rows = 0
 
     def read(self, job: "ExportJob") -> None:
-        if self.data is None:
-            self.data, self.rows = rowstore.export_csv(
-                operation_id=job.source_id, after=self.after, up_to=self.up_to, columns=job.columns, match=job.match
-            )
+        if self.data is not None:
+            return
+        if job.imported is not None:
+            self.data, self.rows = job.imported.export_csv(after=self.after, up_to=self.up_to, match=job.match)
+            return
+        self.data, self.rows = rowstore.export_csv(
+            operation_id=job.source_id, after=self.after, up_to=self.up_to, columns=job.columns, match=job.match
+        )
 
 
 class ExportJob(Job):
     def __init__(self, op: Operation):
         self.op_id = op.pk
         self.source_id = op.options["source"]
+        # The rows of an import into a target are read from the target's table, typed.
+        self.imported = targets.imported_rows(Operation.objects.get(pk=self.source_id))
         self.match = op.options.get("filter") or {}
         self.columns = list(op.columns or [])
         self.source_lines = op.checkpoint["source_lines"]

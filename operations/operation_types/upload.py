@@ -17,13 +17,15 @@ from typing import BinaryIO
 
 from django.conf import settings
 
-from operations import rowstore, storage
+from operations import rowstore, storage, targets
 from operations.csv_reader import CsvProblem, TextCheck, read_header
 from operations.csv_records import BLOCK_BYTES, BadRecord, CsvRecords
 from operations.errors import BadInput, Conflict
 from operations.models import Operation, RowError
+from operations.operation_types import upload_target
 from operations.operation_types.base import Chunk, Job, OperationType, Progress
 from operations.params import flag, integer
+from operations.targets.store import TargetTable
 
 RAW_TEXT_LIMIT = 500
 
@@ -65,10 +67,10 @@ class Upload(OperationType):
     the last chunk."""
 
     name = "Upload"
-    option_names = frozenset({"strict"})
+    option_names = frozenset({"strict", "target", "mapping"})
 
     def parse_options(self, data: Mapping, *, actor) -> dict:
-        return _strict(data)
+        return {**_strict(data), **upload_target.options(data)}
 
     def prepare_input(self, op: Operation, *, data: Mapping, files: Mapping) -> dict:
         _check_lines(op, data)
@@ -84,6 +86,11 @@ class Upload(OperationType):
         try:
             with storage.open_for_reading(name, block_size=storage.SMALL_BLOCK_BYTES) as stored:
                 header = read_header(stored, **_limits(), **_header_limits())
+            if op.options.get("target"):
+                # The header must fit the target (400 naming every problem), before any work.
+                target = targets.get(op.options["target"])
+                strict = {**op.options, **options.get("options", {})}.get("strict", False)
+                target.plan(header.columns, mapping=op.options.get("mapping"), strict=bool(strict))
         except CsvProblem as exc:
             storage.delete(name)
             raise BadInput(str(exc)) from None
@@ -156,19 +163,27 @@ class Upload(OperationType):
     def open(self, op: Operation) -> Job:
         return UploadJob(op)
 
+    def _delete_lines(self, op: Operation, *, after: int, up_to: int | None = None) -> None:
+        """Delete the operation's rows after < line <= up_to, in UploadedRow or its target's table."""
+        planned = targets.plan_of(op)
+        if planned is None:
+            rowstore.delete_lines(operation_id=op.pk, after=after, up_to=up_to)
+        else:
+            TargetTable(*planned, op.pk).delete_lines(after=after, up_to=up_to)
+
     def rollback_done(self, op: Operation) -> bool:
         return op.rollback_position >= op.lines_finished
 
     def rollback_chunk(self, op: Operation, *, max_rows: int) -> int:
         up_to = min(op.rollback_position + max_rows, op.lines_finished)
-        rowstore.delete_lines(operation_id=op.pk, after=op.rollback_position, up_to=up_to)
+        self._delete_lines(op, after=op.rollback_position, up_to=up_to)
         return up_to
 
     def rollback_rest(self, op: Operation) -> dict:
         # Every line up to the rollback checkpoint is deleted and committed; rows can only be
         # left after it (none are, since a terminating operation commits no chunk, but this is
         # the last word). A range, not "all of the operation's", which would scan dead rows.
-        rowstore.delete_lines(operation_id=op.pk, after=op.rollback_position)
+        self._delete_lines(op, after=op.rollback_position)
         RowError.objects.filter(operation_id=op.pk).delete()
         return {"lines_finished": 0, "lines_failed": 0, "position": 0, "file": ""}
 
@@ -190,7 +205,12 @@ class UploadChunk(Chunk):
     def __init__(self, job: "UploadJob", max_rows: int):
         super().__init__()
         self.first_line = job.lines_finished + 1
+        # Where the chunk starts: the checkpoint it leaves if it must store nothing (a target
+        # import failing under `strict`).
+        state = job.records.state
+        self.start = {"position": state.offset, "lines_finished": state.line, "lines_failed": job.lines_failed}
         self.rejected: list[RowError] = []
+        self.unconverted: list[RowError] = []  # rows whose cells a target refused
         self.streamed = True  # read while it is written
         self.rows: Iterable[list] = job._read(self, max_rows)
 
@@ -219,7 +239,12 @@ class UploadJob(Job):
             raise BadInput(
                 f"The header has {len(self.columns)} columns; at most {settings.LONG_TASK_CSV_MAX_COLUMNS} are allowed"
             )
-        self.encode = rowstore.row_encoder(op.pk, self.columns, tuples=row_tuples)
+        # An import into a target's table converts and writes rows its own way.
+        self.target = upload_target.TargetWriter(op) if op.options.get("target") else None
+        if self.target is not None:
+            self.encode = self.target.to_row
+        else:
+            self.encode = rowstore.row_encoder(op.pk, self.columns, tuples=row_tuples)
         self.lines_finished = op.lines_finished
         self.lines_failed = op.lines_failed
         file_name = op.file.name
@@ -246,6 +271,10 @@ class UploadJob(Job):
         return UploadChunk(self, max_rows)
 
     def write_chunk(self, chunk: UploadChunk) -> None:
+        if self.target is not None:
+            refused = self.target.write_chunk(chunk)  # reads the chunk, counting its bad rows
+            self.lines_failed += refused
+            return
         rowstore.write_rows(chunk.rows)
         if chunk.rejected:
             RowError.objects.bulk_create(chunk.rejected)
@@ -260,7 +289,7 @@ class UploadJob(Job):
             if records.__class__ is BadRecord:
                 chunk.rejected.append(self._row_error(records))
             else:
-                yield records.rows
+                yield records.rows if self.target is None else self.target.rows(chunk, records)
         state = self.records.state
         chunk.units = state.line - self.lines_finished
         self.lines_finished = state.line

@@ -1,0 +1,366 @@
+"""CSV text to a target's typed columns, on the hot path (SPEC §13).
+
+For each imported field one function, made once an import, turns the cell's text into what the
+database driver takes: on PostgreSQL the value as COPY's text format spells it, elsewhere the
+Python value that Django itself would hand the driver. It accepts what the model field's own
+`to_python` and validators accept (tests/api/test_targets.py checks that against `full_clean`),
+but without building a model instance or a form a row: django-import-export's widgets, made
+into one call per cell. Then one generated function a row calls them all inside a single `try`;
+a row that raises is looked at again, cell by cell, for the reason (the rare path).
+
+An empty cell (only spaces, for non-text fields) is NULL where the field is nullable, "" for a
+text field that may be blank, the field's default if it has one; a required field, or one with
+none of these, makes it a row error.
+"""
+
+import csv
+import datetime
+import decimal
+import io
+import json
+import math
+import re
+import uuid
+from collections.abc import Callable, Sequence
+
+from django.core import validators as django_validators
+from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.db import connection, models
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
+
+RAW_TEXT_LIMIT = 500
+VALUE_IN_REASON = 60
+PG_NULL = "\\N"
+_COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+TRUE_WORDS = frozenset({"1", "t", "true", "y", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "f", "false", "n", "no", "off"})
+
+
+class Invalid(ValueError):
+    """A cell that does not convert; its text says why, after the value ("is not an integer")."""
+
+
+def copy_text(value: str) -> str:
+    """`value` as a field of COPY's text format."""
+    return value.translate(_COPY_ESCAPES) if _COPY_SPECIAL.search(value) else value
+
+
+# --- parsing, per type: text -> the Python value `to_python` would give ---------------------
+
+
+def _integer(text: str) -> int:
+    return int(text)
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # JSON, CSV readers and most databases' clients have no NaN
+        raise Invalid("is not a finite number")
+    return value
+
+
+def _decimal(text: str) -> decimal.Decimal:
+    try:
+        value = decimal.Decimal(text)
+    except decimal.InvalidOperation:
+        raise Invalid("is not a decimal number") from None
+    if not value.is_finite():
+        raise Invalid("is not a decimal number")
+    return value
+
+
+def _boolean(text: str) -> bool:
+    word = text.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise Invalid("is not a boolean (true/false, yes/no, 1/0)")
+
+
+def _date(text: str) -> datetime.date:
+    value = parse_date(text.strip())
+    if value is None:
+        raise Invalid("is not a date (YYYY-MM-DD)")
+    return value
+
+
+def _datetime(text: str) -> datetime.datetime:
+    text = text.strip()
+    value = parse_datetime(text)
+    if value is None:
+        day = parse_date(text)
+        if day is None:
+            raise Invalid("is not a date and time (YYYY-MM-DD HH:MM[:SS][+HH:MM])")
+        value = datetime.datetime(day.year, day.month, day.day)
+    if timezone.is_naive(value):
+        value = timezone.make_aware(value, timezone.get_default_timezone())
+    return value
+
+
+def _uuid(text: str) -> uuid.UUID:
+    return uuid.UUID(text.strip())
+
+
+# (parser, the reason when it raises a plain ValueError) by the field's internal type.
+_PARSERS: dict[str, tuple[Callable[[str], object], str]] = {
+    **dict.fromkeys(
+        [
+            "IntegerField",
+            "BigIntegerField",
+            "SmallIntegerField",
+            "PositiveIntegerField",
+            "PositiveBigIntegerField",
+            "PositiveSmallIntegerField",
+        ],
+        (_integer, "is not an integer"),
+    ),
+    "FloatField": (_float, "is not a number"),
+    "DecimalField": (_decimal, "is not a decimal number"),
+    "BooleanField": (_boolean, "is not a boolean"),
+    "DateField": (_date, "is not a date (YYYY-MM-DD)"),
+    "DateTimeField": (_datetime, "is not a date and time"),
+    "UUIDField": (_uuid, "is not a UUID"),
+}
+_TEXT_TYPES = frozenset({"CharField", "TextField", "EmailField", "SlugField", "URLField"})
+
+
+# --- what the driver takes, per type -------------------------------------------------------
+
+
+def _postgresql_out(kind: str, field: models.Field) -> Callable[[object], str]:
+    if kind in _TEXT_TYPES:
+        return copy_text
+    if kind == "BooleanField":
+        return lambda value: "t" if value else "f"
+    if kind in ("DateField", "DateTimeField"):
+        return lambda value: value.isoformat()
+    if kind == "FloatField":
+        return repr
+    return str  # integers, decimals, UUIDs
+
+
+def _other_out(kind: str, field: models.Field) -> Callable[[object], object] | None:
+    """None: the parsed value itself. Elsewhere what Django would save (its own adaptation)."""
+    if kind == "DateField":
+        return lambda value: value.isoformat()
+    if kind in ("DecimalField", "DateTimeField", "UUIDField"):
+        return lambda value: field.get_db_prep_save(value, connection)
+    return None
+
+
+# --- one cell -----------------------------------------------------------------------------------
+
+
+def _checks(field: models.Field, kind: str) -> tuple[int | None, int | None, int | None, list]:
+    """Bounds taken out of the field's validators (checked inline): the most characters, the
+    least and the most value; and the validators left to call."""
+    max_length = low = high = None
+    others = []
+    for validator in field.validators:
+        if isinstance(validator, django_validators.MaxLengthValidator) and kind in _TEXT_TYPES:
+            max_length = validator.limit_value
+        elif isinstance(validator, django_validators.MinValueValidator) and not callable(validator.limit_value):
+            low = validator.limit_value if low is None else max(low, validator.limit_value)
+        elif isinstance(validator, django_validators.MaxValueValidator) and not callable(validator.limit_value):
+            high = validator.limit_value if high is None else min(high, validator.limit_value)
+        else:
+            others.append(validator)
+    return max_length, low, high, others
+
+
+def cell_converter(field: models.Field, *, required: bool) -> Callable[[str], object]:
+    """The function text -> what the driver takes for `field`, raising Invalid (or another
+    ValueError, or ValidationError) for a value the field refuses."""
+    kind = field.get_internal_type()
+    if kind not in _PARSERS and kind not in _TEXT_TYPES:
+        raise ImproperlyConfigured(f"{field.model._meta.label}.{field.name}: a {kind} cannot be imported")
+    postgresql = connection.vendor == "postgresql"
+    out = (_postgresql_out(kind, field) if postgresql else _other_out(kind, field)) or _same
+    max_length, low, high, others = _checks(field, kind)
+    checks = [_fast(validator) for validator in others]
+    if field.choices:
+        checks.append(_one_of(frozenset(value for value, _ in field.flatchoices)))
+    empty = _empty_value(field, required=required, text=kind in _TEXT_TYPES, out=out, postgresql=postgresql)
+    if kind in _TEXT_TYPES:
+        convert = _text_converter(empty, max_length, checks, out)
+    else:
+        convert = _parsed_converter(empty, _PARSERS[kind][0], low, high, checks, out)
+    convert.type_reason = _PARSERS[kind][1] if kind in _PARSERS else "is not valid"
+    return convert
+
+
+def _same(value):
+    return value
+
+
+def _text_converter(empty, max_length, checks, out) -> Callable[[str], object]:
+    most = math.inf if max_length is None else max_length
+
+    def convert(text: str):
+        if not text:
+            return empty()
+        if len(text) > most:
+            raise Invalid(f"is longer than {max_length} characters")
+        if "\x00" in text:
+            raise Invalid("contains a NUL character")
+        for check in checks:
+            check(text)
+        return out(text)
+
+    return convert
+
+
+def _parsed_converter(empty, parse, low, high, checks, out) -> Callable[[str], object]:
+    if low is None and high is None:
+
+        def convert(text: str):
+            if not text or text.isspace():
+                return empty()
+            value = parse(text)
+            for check in checks:
+                check(value)
+            return out(value)
+
+        return convert
+    least = -math.inf if low is None else low
+    most = math.inf if high is None else high
+
+    def convert_in_range(text: str):
+        if not text or text.isspace():
+            return empty()
+        value = parse(text)
+        if value < least or value > most:
+            raise Invalid(f"is out of range ({low} to {high})")
+        for check in checks:
+            check(value)
+        return out(value)
+
+    return convert_in_range
+
+
+def _one_of(choices: frozenset) -> Callable[[object], None]:
+    def check(value) -> None:
+        if value not in choices:
+            raise Invalid(f"is not one of: {', '.join(map(str, sorted(choices, key=str)))}")
+
+    return check
+
+
+def _fast(validator) -> Callable[[object], None]:
+    """`validator`, or for Django's EmailValidator a quicker check with the same verdict: an
+    address whose two parts match the validator's own patterns is what it accepts; any other
+    goes to the validator itself (internationalized domains, IP literals, refusals). The
+    patterns are read once here: each use of them through the validator costs a lazy object's
+    indirection, which made the validation half of a contacts row's conversion."""
+    if type(validator) is not django_validators.EmailValidator:
+        return validator
+    user_match, domain_match = validator.user_regex.match, validator.domain_regex.match
+
+    def check(value: str) -> None:
+        if "@" in value and len(value) <= 320:
+            user, domain = value.rsplit("@", 1)
+            if user_match(user) and domain_match(domain):
+                return
+        validator(value)
+
+    return check
+
+
+def _empty_value(field, *, required: bool, text: bool, out, postgresql: bool) -> Callable[[], object]:
+    if required:
+        return _raise_required
+    if field.null:
+        return (lambda: PG_NULL) if postgresql else (lambda: None)
+    if text and field.blank:
+        return lambda: ""
+    if field.has_default():
+        default = field.get_default()
+        return lambda: out(default)
+    return _raise_required
+
+
+def _raise_required():
+    raise Invalid("is required")
+
+
+def explain(convert: Callable[[str], object], text: str) -> str:
+    """Why `convert` refuses `text` ("" if it does not)."""
+    try:
+        convert(text)
+    except Invalid as exc:
+        return str(exc)
+    except ValidationError as exc:
+        return "is not valid: " + " ".join(exc.messages)
+    except (ValueError, TypeError, ArithmeticError):
+        return convert.type_reason
+    return ""
+
+
+def quoted(text: str) -> str:
+    """A cell's value in a reason: JSON-quoted, cut at VALUE_IN_REASON characters."""
+    cut = text if len(text) <= VALUE_IN_REASON else text[:VALUE_IN_REASON] + "…"
+    return json.dumps(cut, ensure_ascii=False)
+
+
+# --- one row --------------------------------------------------------------------------------
+
+
+class RowConverter:
+    """`to_row(line, fields)` for CsvRecords: a row of the target's columns as the driver takes
+    it (PostgreSQL: a line of COPY text, `prefix`, `line`, the fields, `suffix`; elsewhere a
+    tuple `operation, line, *fields, *fixed`), or None for a row that does not convert, whose row error goes to
+    `errors` as (line, reason, raw text)."""
+
+    def __init__(
+        self,
+        converters: Sequence[Callable[[str], object]],
+        indexes: Sequence[int],
+        columns: Sequence[str],
+        *,
+        operation_id: int,
+        fixed: Sequence[object] = (),
+        prefix: str = "",
+        suffix: str = "",
+    ):
+        self.converters, self.indexes, self.columns = list(converters), list(indexes), list(columns)
+        self.errors: list[tuple[int, str, str]] = []
+        cells = "".join(f"c{i}(f[{index}]), " for i, index in enumerate(indexes))
+        names = {f"c{i}": c for i, c in enumerate(converters)}
+        if connection.vendor == "postgresql":
+            cells_template = "\t".join(["%d", *["%s"] * len(indexes)])
+            template = prefix.replace("%", "%%") + cells_template + suffix.replace("%", "%%") + "\n"
+            body = f"return (template % (line, {cells})).encode()"
+        else:
+            template = None
+            body = f"return (operation_id, line, {cells}*fixed)"
+        source = (
+            f"def to_row(line, f):\n    try:\n        {body}\n    except Exception:\n        return reject(line, f)\n"
+        )
+        scope = {
+            "template": template,
+            "operation_id": operation_id,
+            "fixed": tuple(fixed),
+            "reject": self.reject,
+            **names,
+        }
+        exec(source, scope)  # noqa: S102 (our own source: indexes and names, no data)
+        self.to_row: Callable[[int, Sequence[str]], object] = scope["to_row"]
+
+    def reject(self, line: int, fields: Sequence[str]) -> None:
+        reasons = []
+        for convert, index, column in zip(self.converters, self.indexes, self.columns, strict=True):
+            text = fields[index]
+            reason = explain(convert, text)
+            if reason:
+                reasons.append(f"{column}: {quoted(text)} {reason}")
+        self.errors.append((line, "; ".join(reasons) or "the row does not convert", raw_line(fields)))
+
+
+def raw_line(fields: Sequence[str]) -> str:
+    """The row as a CSV line again, cut at RAW_TEXT_LIMIT: the row error's copy of its text."""
+    out = io.StringIO()
+    csv.writer(out, lineterminator="").writerow(fields)
+    return out.getvalue()[:RAW_TEXT_LIMIT]

@@ -1,0 +1,152 @@
+"""Each cell converter of an import target against the model field's own verdict (SPEC §13).
+
+Hypothesis makes cells per type, plausible ones and arbitrary text, and the converter must
+accept exactly what `field.clean()` (to_python, validate, the validators: what `full_clean`
+runs per field) accepts, on the cell as Django would get it, and give the value Django would
+save. The few places where an import differs on purpose are spelled out in `django_accepts`.
+"""
+
+import datetime
+import uuid
+import warnings
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.db import connection, models
+from django.utils import timezone
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from operations.targets import convert
+
+FIELDS = {
+    "integer": models.IntegerField(null=True),
+    "small integer": models.PositiveSmallIntegerField(null=True),
+    "decimal": models.DecimalField(max_digits=7, decimal_places=2, null=True),
+    "float": models.FloatField(null=True),
+    "boolean": models.BooleanField(null=True),
+    "date": models.DateField(null=True),
+    "datetime": models.DateTimeField(null=True),
+    "uuid": models.UUIDField(null=True),
+    "email": models.EmailField(null=True),
+    "text": models.CharField(max_length=5, blank=True),
+    "choices": models.CharField(max_length=5, choices=[("a", "A"), ("bb", "B")], null=True),
+    "integer choices": models.IntegerField(choices=[(1, "one"), (20, "twenty")], null=True),
+}
+STRIPPED = {"boolean", "date", "datetime", "uuid"}  # the import strips these (int() & co. do too)
+
+junk = st.text(max_size=30)
+CELLS = {
+    "integer": st.one_of(st.integers().map(str), st.text("0123456789-+_ .e", max_size=25), junk),
+    "decimal": st.one_of(st.decimals().map(str), st.text("0123456789-+.eE", max_size=12), junk),
+    "float": st.one_of(st.floats().map(repr), st.text("0123456789-+.eEnaif", max_size=12), junk),
+    "boolean": st.one_of(st.sampled_from(["t", "True", "1", "f", "False", "0", "yes", "No", " true "]), junk),
+    "date": st.one_of(st.dates().map(str), st.text("0123456789-W T:", max_size=12), junk),
+    "datetime": st.one_of(
+        st.datetimes().map(str), st.datetimes(timezones=st.timezones()).map(lambda d: d.isoformat()), junk
+    ),
+    "uuid": st.one_of(st.uuids().map(str), st.uuids().map(lambda u: u.hex), st.uuids().map(lambda u: f"{{{u}}}"), junk),
+    "email": st.one_of(st.emails(), junk),
+    "text": junk,
+    "choices": st.one_of(st.sampled_from(["a", "bb", "A", "b"]), junk),
+    "integer choices": st.one_of(st.sampled_from(["1", "20", "2", " 20"]), junk),
+}
+CELLS["small integer"] = CELLS["integer"]
+
+
+def django_accepts(kind: str, field: models.Field, text: str):
+    """(accepted, value) as the model field has it, on the cell as the import reads it."""
+    cell = text.strip() if kind in STRIPPED else text
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # naive datetimes: made aware, as Django does
+            value = field.clean(cell, None)
+    except ValidationError:
+        return False, None
+    if kind == "float" and value != value or value in (float("inf"), float("-inf")):
+        return False, None  # no NaN or infinity: JSON and the CSV readers have none
+    if kind == "text" and "\x00" in value:
+        return False, None  # PostgreSQL's text has no NUL; refused everywhere alike
+    return True, value
+
+
+def imported(convert_cell, text: str):
+    try:
+        return True, convert_cell(text)
+    except (ValueError, TypeError, ArithmeticError, ValidationError):
+        return False, None
+
+
+@pytest.mark.parametrize("kind", sorted(FIELDS))
+def test_a_cell_converts_exactly_when_the_model_field_accepts_it(kind):
+    field = FIELDS[kind]
+    convert_cell = convert.cell_converter(field, required=False)
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(CELLS[kind])
+    @example("")
+    def check(text):
+        if not text.strip() and kind != "text":
+            return  # empty cells: test_an_empty_cell
+        accepted, value = django_accepts(kind, field, text)
+        if kind == "boolean" and not accepted:
+            accepted = text.strip().lower() in convert.TRUE_WORDS | convert.FALSE_WORDS
+            value = text.strip().lower() in convert.TRUE_WORDS
+        ok, converted = imported(convert_cell, text)
+        assert ok == accepted, (text, converted)
+        if ok:
+            assert converted == as_driver_takes(kind, field, value), text
+            assert not accepted or convert.explain(convert_cell, text) == ""
+        else:
+            assert convert.explain(convert_cell, text)
+
+    check()
+
+
+def as_driver_takes(kind: str, field: models.Field, value):
+    if connection.vendor == "postgresql":
+        if kind == "boolean":
+            return "t" if value else "f"
+        if kind == "datetime" and timezone.is_naive(value):
+            value = timezone.make_aware(value, timezone.get_default_timezone())  # as Django saves it
+        if kind in ("date", "datetime"):
+            return value.isoformat()
+        if kind == "float":
+            return repr(value)
+        return convert.copy_text(value) if isinstance(value, str) else str(value)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return field.get_db_prep_save(value, connection)
+
+
+@pytest.mark.parametrize(
+    "field, required, expected",
+    [
+        (models.IntegerField(null=True), False, None),
+        (models.CharField(max_length=5, blank=True), False, ""),
+        (models.CharField(max_length=5, blank=True, null=True), False, None),
+        (models.IntegerField(default=7), False, 7),
+        (models.CharField(max_length=5), True, convert.Invalid),
+        (models.IntegerField(), False, convert.Invalid),
+    ],
+)
+def test_an_empty_cell(field, required, expected):
+    convert_cell = convert.cell_converter(field, required=required)
+    if expected is convert.Invalid:
+        assert convert.explain(convert_cell, "") == "is required"
+        return
+    got = convert_cell("")
+    if connection.vendor == "postgresql":
+        assert got == (convert.PG_NULL if expected is None else str(expected))
+    else:
+        assert got == expected
+
+
+def test_reasons_name_the_value_and_why():
+    assert convert.explain(convert.cell_converter(models.IntegerField(), required=False), "abc") == "is not an integer"
+    date = convert.cell_converter(models.DateField(), required=False)
+    assert convert.explain(date, "2024-02-30") == "is not a date (YYYY-MM-DD)"
+    text = convert.cell_converter(models.CharField(max_length=3), required=False)
+    assert convert.explain(text, "abcd") == "is longer than 3 characters"
+    assert convert.quoted("x" * 100) == '"' + "x" * 60 + '…"'
+    assert datetime and uuid  # the strategies' types
