@@ -130,6 +130,8 @@ def build_parser() -> Parser:
     sub = command("upload", cmd_upload, "register an import and start it with FILE", follows=True)
     sub.add_argument("file", metavar="FILE", help="the CSV file")
     sub.add_argument("--strict", action="store_true", help="fail at the first bad row instead of skipping it")
+    sub.add_argument("--target", metavar="NAME", help="import into this target's table (e.g. contacts)")
+    sub.add_argument("--mapping", metavar="JSON", help="the file's columns to the target's fields, as a JSON object")
     mode = sub.add_mutually_exclusive_group()
     mode.add_argument("--follow", action="store_true", help="show its progress until it ends (Ctrl-C pauses it)")
     mode.add_argument("--json", action="store_true", help="print the status object once started")

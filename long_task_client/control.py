@@ -19,6 +19,19 @@ STATES = ["registered", "queued", "running", "pausing", "paused", "completed", "
 LIST_COLUMNS = ["id", "type", "state", "percent", "rows", "rejected", "rows/s", "eta", "updated"]
 
 
+def upload_options(args) -> dict:
+    """The Upload's options the command line gives: `strict`, and a `target` with its `mapping`."""
+    options: dict = {"strict": True} if args.strict else {}
+    if args.target:
+        options["target"] = args.target
+    if args.mapping:
+        try:
+            options["mapping"] = json.loads(args.mapping)
+        except ValueError:
+            raise UsageError('--mapping takes a JSON object, e.g. \'{"Full Name": "name"}\'') from None
+    return options
+
+
 def cmd_upload(api: Api, args) -> int:
     path = Path(args.file)
     try:
@@ -27,7 +40,7 @@ def cmd_upload(api: Api, args) -> int:
     except OSError as exc:
         raise UsageError(f"cannot read {args.file}: {exc.strerror}") from None
     with handle:
-        op_id = api.register(**({"strict": True} if args.strict else {}))["op_id"]
+        op_id = api.register(**upload_options(args))["op_id"]
         display = PlainDisplay() if args.json else for_output()
         if not args.json:
             display.upload_started(op_id, path.name, total)

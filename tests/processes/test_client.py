@@ -306,3 +306,43 @@ def test_export_and_download(server, workers, user, tmp_path):
     unknown = long_task(server, "download", "999999", "-o", str(refused))
     assert (unknown.returncode, unknown.stderr.strip()) == (outcome.USAGE, "long-task: Operation ID Invalid")
     assert not refused.exists()
+
+
+@pytest.mark.processes
+@pytest.mark.django_db(transaction=True)
+def test_upload_into_a_target_then_read_its_typed_rows(server, workers, tmp_path):
+    """`long-task upload --target contacts --mapping` imports typed rows beside the
+    application's own (a bad score is a row error); `rows --format jsonl` gives numbers as
+    numbers and dates as ISO, under the file's header."""
+    from contacts.models import Contact
+
+    Contact.objects.create(name="Kept", email="kept@example.com")
+    workers.start()
+    path = tmp_path / "people.csv"
+    path.write_text(
+        "Full Name,Email,Signup Date,Score\n"
+        "Ada,ada@example.com,2026-01-31,7\n"
+        "Bob,bob@example.com,2026-02-01,abc\n"
+        "Cleo,cleo@example.com,,12\n"
+    )
+    mapping = '{"Full Name": "name"}'
+    uploaded = long_task(server, "upload", str(path), "--target", "contacts", "--mapping", mapping, "--follow")
+    assert uploaded.returncode == 0, uploaded.stdout + uploaded.stderr
+    op_id = Operation.objects.get().pk
+    errors = long_task(server, "errors", str(op_id))
+    assert 'line 2: Score: "abc" is not an integer' in errors.stdout, errors.stdout + errors.stderr
+
+    rows = long_task(server, "rows", str(op_id), "--format", "jsonl")
+    assert rows.returncode == 0, rows.stderr
+    data = [json.loads(line)["data"] for line in rows.stdout.splitlines()]
+    assert [(row["Full Name"], row["Signup Date"], row["Score"]) for row in data] == [
+        ("Ada", "2026-01-31", 7),
+        ("Cleo", None, 12),
+    ]
+    assert list(Contact.objects.values_list("name", flat=True)) == ["Kept", "Ada", "Cleo"]
+
+
+def test_a_mapping_that_is_not_json_is_a_usage_error(server):
+    run = long_task(server, "upload", str(ROOT / "README.md"), "--target", "contacts", "--mapping", "{name")
+    assert run.returncode == outcome.USAGE
+    assert "--mapping takes a JSON object" in run.stderr
