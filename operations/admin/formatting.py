@@ -48,6 +48,7 @@ def figures(op: Operation) -> dict[str, str]:
         "age": age(op.created_at),
         "duration": humanize.duration(selectors.operation_run_record(op, []).duration_seconds),
         "reason": failure_reason(op),
+        "file_title": f" \u00b7 {op.file_name}" if op.file_name else "",  # beside the page's title
     }
 
 

@@ -47,20 +47,10 @@ COLUMNS_SHOWN = 50
 
 
 class OperationAdmin(admin.ModelAdmin):
-    # What tells operations apart (file, age, duration, a failure's reason under its state) and
-    # how they go; the other times are on an operation's page.
-    list_display = [
-        "id",
-        "type_name",
-        "file_column",
-        "state_badge",
-        "owner",
-        "progress",
-        "speed_number",
-        "eta",
-        "created_age",
-        "duration",
-    ]
+    # What tells operations apart (file, type and owner; age and how long it ran; a failure's
+    # reason under its state) and how it goes, stacked in few columns so that the list is not cut
+    # on a laptop's screen beside the menus; the other times are on an operation's page.
+    list_display = ["id", "file_column", "state_badge", "progress", "speed_and_eta", "created_age"]
     list_filter = ["state", "op_type"]
     search_fields = ["id__exact", "owner__username", "file_name"]
     list_select_related = ["owner"]
@@ -153,16 +143,20 @@ class OperationAdmin(admin.ModelAdmin):
 
     @admin.display(description="file", ordering="file_name")
     def file_column(self, op: Operation) -> str:
-        return format_html('<span class="lt-file" title="{}">{}</span>', op.file_name, op.file_name or "-")
+        """The file's name (cut to the column, whole in its title) over the type and the owner."""
+        html = '<span class="lt-file" title="{}">{}</span><small class="lt-sub">{} &middot; {}</small>'
+        owner = op.owner.get_username() if op.owner else "anonymous"
+        return format_html(html, op.file_name, op.file_name or "-", op.op_type, owner)
 
     @admin.display(description="created", ordering="created_at")
     def created_age(self, op: Operation) -> str:
-        html = '<span data-op="{}" data-field="age" title="{}">{}</span>'
-        return format_html(html, op.pk, moment(op.created_at), figures(op)["age"])
-
-    @admin.display(description="duration")
-    def duration(self, op: Operation) -> str:
-        return self._live(op, "duration", figures(op)["duration"])
+        """How long ago it was created (the time itself in the title), over how long it ran."""
+        html = (
+            '<span data-op="{}" data-field="age" title="{}">{}</span>'
+            '<small class="lt-sub">ran <span data-op="{}" data-field="duration">{}</span></small>'
+        )
+        text = figures(op)
+        return format_html(html, op.pk, moment(op.created_at), text["age"], op.pk, text["duration"])
 
     @admin.display(description="progress")
     def progress(self, op: Operation) -> str:
@@ -188,12 +182,11 @@ class OperationAdmin(admin.ModelAdmin):
         return self._live(op, "rate", figures(op)["rate"])
 
     @admin.display(description="rows/s")
-    def speed_number(self, op: Operation) -> str:
-        return self._live(op, "rate_number", figures(op)["rate_number"])
-
-    @admin.display(description="type", ordering="op_type")
-    def type_name(self, op: Operation) -> str:
-        return op.op_type
+    def speed_and_eta(self, op: Operation) -> str:
+        """The rate, over the time left at that rate."""
+        text = figures(op)
+        html = '<span data-op="{}" data-field="rate_number">{}</span><small class="lt-sub">ETA {}</small>'
+        return format_html(html, op.pk, text["rate_number"], self._live(op, "eta", text["eta"]))
 
     @admin.display(description="ETA")
     def eta(self, op: Operation) -> str:

@@ -131,13 +131,20 @@
     }
 
     // A list: the rows of new operations (rendered by the server as the list renders its own)
-    // go to the top; an empty list has no table to put them in, and loads again.
+    // go to the top; an empty list gets the table they came in.
     function applyNewRows(html) {
       if (!html) return false;
-      var tbody = document.querySelector("#result_list tbody");
-      if (!tbody) { window.location.reload(); return true; }
       var holder = document.createElement("template");
       holder.innerHTML = html;
+      var tbody = document.querySelector("#result_list tbody");
+      var form = document.getElementById("changelist-form");
+      var table = holder.content.querySelector(".results");
+      if (!tbody && form && table) {
+        each("tbody tr", function (tr) { tr.classList.add("lt-new"); }, table);
+        form.insertBefore(table, form.querySelector(".paginator"));
+        return true;
+      }
+      if (!tbody) { window.location.reload(); return true; }
       var rows = Array.prototype.slice.call(holder.content.querySelectorAll("tbody tr"));
       rows.reverse().forEach(function (tr) {
         var id = tr.querySelector("[data-op]");
