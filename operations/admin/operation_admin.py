@@ -26,6 +26,7 @@ from long_task_shared import humanize
 from operations import access, selectors, services
 from operations.admin import console, live
 from operations.admin.formatting import (
+    NOT_YOURS,
     allowed_controls,
     download_refusal,
     event_row,
@@ -229,9 +230,11 @@ class OperationAdmin(admin.ModelAdmin):
 
     @admin.display(description="file")
     def input_file(self, op: Operation) -> str:
-        """The stored file through the API's owner-checked download, never a media URL; live
-        (console.js): the link goes once there is no file (a terminate deletes it) and the
-        reason why takes its place."""
+        """The stored file through the API's owner-checked download, never a media URL; for
+        those who may download it, live (console.js): the link goes once there is no file (a
+        terminate deletes it) and the reason why takes its place."""
+        if not access.can_download(op.viewer, op):
+            return NOT_YOURS
         refusal = download_refusal(op.viewer, op)
         url = reverse("operation-download", args=[op.pk])
         html = (
@@ -290,6 +293,7 @@ class OperationAdmin(admin.ModelAdmin):
                 events=[event_row(event) for event in events],
                 row_errors=list(op.row_errors.order_by("line_number")[:ROW_ERRORS_SHOWN]),
                 row_errors_shown=ROW_ERRORS_SHOWN,
+                may_download=access.can_download(request.user, op),
                 no_download=download_refusal(request.user, op),
                 percent=selectors.percent_done(op),
                 controls=list(allowed_controls(op).items()),
