@@ -383,6 +383,7 @@ def test_list_takes_in_operations_that_start_after_it_loaded(page, operator, wor
     expect(top.locator(f'[data-op="{first.pk}"][data-field="state"]')).to_have_attribute("data-state", "running")
     expect(page.locator('[data-count="running"]')).to_have_text("1")
     assert page.locator("#result_list tbody tr").count() == 2
+    expect(page.locator("#changelist-form .paginator")).to_contain_text("2 operations")
     assert page.locator(f'#result_list tbody tr:nth-child(2) [data-op="{done.pk}"]').count() > 0
     # The row is the list's own: its checkbox, its link, its live figures.
     expect(top.locator("input.action-select")).to_have_value(str(first.pk))
@@ -402,6 +403,7 @@ def test_list_takes_in_operations_that_start_after_it_loaded(page, operator, wor
     )
     expect(page.locator('[data-count="registered"]')).to_have_text("1")
     assert page.locator(f'#result_list [data-op="{registered.pk}"]').count() == 0
+    expect(page.locator("#changelist-form .paginator")).to_contain_text("1 operation")
     assert not_reloaded(page)
     screenshot(page, tmp_path, "list-filtered-new-operation")
     held.open_all()

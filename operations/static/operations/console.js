@@ -130,6 +130,21 @@
       });
     }
 
+    // The list's own count ("12 operations" under it) grows with the rows added.
+    function addToCount(added) {
+      var paginator = document.querySelector("#changelist-form .paginator");
+      var one = root.getAttribute("data-noun-one");
+      var many = root.getAttribute("data-noun-many");
+      if (!paginator || !added) return;
+      var pattern = new RegExp("(\\d+) (" + many + "|" + one + ")\\b");
+      Array.prototype.forEach.call(paginator.childNodes, function (node) {
+        var found = node.nodeType === 3 && node.textContent.match(pattern);
+        if (!found) return;
+        var n = parseInt(found[1], 10) + added;
+        node.textContent = node.textContent.replace(found[0], n + " " + (n === 1 ? one : many));
+      });
+    }
+
     // A list: the rows of new operations (rendered by the server as the list renders its own)
     // go to the top; an empty list gets the table they came in.
     function applyNewRows(html) {
@@ -139,9 +154,11 @@
       var tbody = document.querySelector("#result_list tbody");
       var form = document.getElementById("changelist-form");
       var table = holder.content.querySelector(".results");
+      var added = 0;
       if (!tbody && form && table) {
-        each("tbody tr", function (tr) { tr.classList.add("lt-new"); }, table);
+        each("tbody tr", function (tr) { tr.classList.add("lt-new"); added += 1; }, table);
         form.insertBefore(table, form.querySelector(".paginator"));
+        addToCount(added);
         return true;
       }
       if (!tbody) { window.location.reload(); return true; }
@@ -151,7 +168,9 @@
         if (id && tbody.querySelector('[data-op="' + id.getAttribute("data-op") + '"]')) return;
         tr.classList.add("lt-new");
         tbody.insertBefore(tr, tbody.firstChild);
+        added += 1;
       });
+      addToCount(added);
       return true;
     }
 
