@@ -79,15 +79,21 @@ class LiveView(ScriptEndpoint):
             queryset = selectors.with_row_error_count(queryset)
         ops = list(queryset)
         counts, latest = counts_and_latest(request.user)
+        is_list = "since" in request.GET
+        # The page polls fast while its operations move; a list, while any does (one that its
+        # filter hides now may be one that it shows next).
+        active = any(op.state in State.active() for op in ops)
+        if is_list:
+            active = active or any(counts[state] for state in State.active())
         body = {
             "operations": [self.entry(request, op) for op in ops],
-            "active": any(op.state in State.active() for op in ops),
+            "active": active,
             "counts": counts,
             "latest": latest,
         }
         if detail and ops:
             body.update(detail_of(ops[0], request.GET))
-        if "since" in request.GET:
+        if is_list:
             try:
                 body["new_rows"] = self.new_rows(request, ids)
             except (IncorrectLookupParameters, SuspiciousOperation):

@@ -290,7 +290,20 @@ def test_live_view_sends_new_rows_only_of_what_the_user_may_see(client, user, ot
     assert theirs.pk in row_ids(body["new_rows"])  # view_operation: everyone's
     user.user_permissions.remove(Permission.objects.get(codename="view_operation"))
     client.force_login(user)
-    assert list_poll(client, since=0, shown=[])["new_rows"] == ""
+    body = list_poll(client, since=0, shown=[])
+    assert body["new_rows"] == ""
+    assert body["active"] is False  # nothing of theirs moves: the list polls slowly
+
+
+@pytest.mark.django_db
+def test_a_list_polls_fast_while_any_operation_moves_and_a_page_while_its_own_does(admin_client):
+    done = operation_in_state(S.COMPLETED)
+    assert list_poll(admin_client, since=done.pk, shown=[done])["active"] is False
+    queued = operation_in_state(S.QUEUED)
+    # Not on this (filtered) list, but moving: the list may show it next.
+    assert list_poll(admin_client, since=queued.pk, shown=[done], filters="state__exact=completed")["active"] is True
+    assert admin_client.get(LIVE, {"ids": done.pk, "detail": 1}).json()["active"] is False
+    assert admin_client.get(LIVE, {"ids": queued.pk, "detail": 1}).json()["active"] is True
 
 
 @pytest.mark.django_db
