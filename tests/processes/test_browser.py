@@ -500,3 +500,30 @@ def test_no_download_link_once_terminated(page, operator, workers, gate, tmp_pat
     expect(page.locator("#lt-console")).to_have_attribute("data-settled", "true")
     screenshot(page, tmp_path, "terminated-no-download")
     assert re.search(r"terminated", page.locator(".lt-events").inner_text())
+
+
+def test_a_hidden_list_does_not_poll_and_polls_at_once_when_shown_again(page, operator, tmp_path):
+    """Polls only while it is visible (document.visibilityState): none while hidden, one at once
+    when shown again, which brings what happened meanwhile."""
+    start_import(operator, csv_bytes(10))  # no worker: it stays queued, and the list polls fast
+    admin_login(page, operator, LIST)
+    polls = []
+    page.on("request", lambda request: polls.append(request.url) if "/live/?" in request.url else None)
+    page.wait_for_function("document.getElementById('lt-console').hasAttribute('data-polled')")
+    visibility = """state => {
+        Object.defineProperty(document, "visibilityState", { value: state, configurable: true });
+        document.dispatchEvent(new Event("visibilitychange"));
+    }"""
+    page.evaluate(visibility, "hidden")
+    page.wait_for_timeout(500)  # a poll already in flight may end
+    polls.clear()
+    op = start_import(operator, csv_bytes(10))
+    page.wait_for_timeout(3 * 1000)  # three fast polls' time, were the page polling
+    assert polls == [], polls
+    assert page.locator(f'#result_list [data-op="{op.pk}"]').count() == 0
+    with page.expect_request(lambda request: "/live/?" in request.url, timeout=1000):
+        page.evaluate(visibility, "visible")
+    expect(page.locator(f'#result_list [data-op="{op.pk}"][data-field="state"]')).to_have_attribute(
+        "data-state", "queued"
+    )
+    screenshot(page, tmp_path, "list-shown-again")
