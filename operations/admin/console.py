@@ -1,5 +1,5 @@
-"""The console's own views, beside the admin's list and change pages: the live figures that the
-pages poll, the buttons of an operation's page, the import page and its preview.
+"""The console's own views, beside the admin's list and change pages: the buttons of an
+operation's page, the import page and its preview (the live view the pages poll: live.py).
 
 OperationAdmin mounts them (`get_urls`) through `admin_site.admin_view`, which lets only active
 staff in, keeps the answers out of caches and checks the CSRF token of every POST; each view
@@ -22,7 +22,7 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
 from long_task_shared import humanize
 from operations import params, selectors, services
-from operations.admin.formatting import CONTROLS, event_row, figures, live_entry, record_figures
+from operations.admin.formatting import CONTROLS, figures
 from operations.errors import BadInput, OperationError
 from operations.models import Operation
 from operations.state_machine import Actor, allows
@@ -30,9 +30,10 @@ from operations.uploads import check_upload_size, take_files
 
 State = Operation.State
 
-# The live view answers for at most this many operations (a page of the list is 100).
-LIVE_MAX_IDS = 200
+# The pages poll the live view this often while something moves, and this often otherwise (a
+# page never stops following, except an operation's page once nothing can change any more).
 POLL_MILLISECONDS = 1000
+IDLE_POLL_MILLISECONDS = 5000
 # The import page previews the first bytes of the chosen file (console.js sends this many).
 PREVIEW_MAX_BYTES = 64 * 1024
 
@@ -45,7 +46,9 @@ def console_context(model_admin: ModelAdmin, request: HttpRequest) -> dict:
         "import_url": reverse("admin:operations_operation_import"),
         "preview_url": reverse("admin:operations_operation_import_preview"),
         "active_states": list(State.active()),
+        "final_states": list(State.final()),
         "poll_ms": POLL_MILLISECONDS,
+        "idle_poll_ms": IDLE_POLL_MILLISECONDS,
         "preview_bytes": PREVIEW_MAX_BYTES,
         "has_import_permission": model_admin.has_import_permission(request),
     }
@@ -78,29 +81,6 @@ class ScriptEndpoint(ConsoleView):
         response = JsonResponse({"message": f"{' or '.join(allowed)} only"}, status=405)
         response["Allow"] = ", ".join(allowed)
         return response
-
-
-class LiveView(ScriptEndpoint):
-    """GET `?ids=1,2,3[&detail=1]`: the live figures of these operations (those the user may
-    see), the counts by state, and with `detail` the run record and events of the one."""
-
-    http_method_names = ["get"]
-
-    def get(self, request: HttpRequest) -> JsonResponse:
-        if not self.model_admin.has_view_permission(request):
-            return JsonResponse({"message": "You do not have permission to view operations."}, status=403)
-        ids = [operation_id(part) for part in request.GET.get("ids", "").split(",")[:LIVE_MAX_IDS]]
-        ops = list(self.model_admin.get_queryset(request).filter(pk__in=[pk for pk in ids if pk]))
-        body = {
-            "operations": [live_entry(op) for op in ops],
-            "active": any(op.state in State.active() for op in ops),
-            "counts": selectors.operation_counts(user=request.user),
-        }
-        if request.GET.get("detail") and len(ops) == 1:
-            events = list(ops[0].events.all())
-            body["record"] = record_figures(ops[0], events)
-            body["events"] = [event_row(event) for event in events]
-        return JsonResponse(body)
 
 
 class ControlView(ConsoleView):
@@ -155,7 +135,10 @@ class ControlView(ConsoleView):
             message = f"Refused: database error, nothing changed ({error})."
             self.model_admin.message_user(request, message, messages.ERROR)
         else:
-            self.model_admin.message_user(request, control_message(verb, op), messages.SUCCESS)
+            # The message says what the operation is now: tagged with that state, so that the
+            # page (console.js) takes it away once the operation has moved on.
+            tag = f"lt-while-{op.state}"
+            self.model_admin.message_user(request, control_message(verb, op), messages.SUCCESS, extra_tags=tag)
 
 
 def control_message(verb: str, op: Operation) -> str:

@@ -7,12 +7,15 @@ from collections.abc import Iterable
 from django.utils import timezone
 
 from long_task_shared import humanize
-from operations import selectors
+from operations import access, selectors
 from operations.models import Operation, OperationEvent
 from operations.state_machine import allows
 
 # The buttons of an operation's page: verb -> the transition that decides whether it is offered.
 CONTROLS = {"pause": "pause", "resume": "resume", "terminate": "force_terminate"}
+NOT_YOURS = "For its owner, and for those who may control everyone's operations"
+# A failure's reason in a list's row (the whole of it: the operation's page).
+REASON_CHARS = 120
 
 
 def moment(at) -> str:
@@ -42,7 +45,24 @@ def figures(op: Operation) -> dict[str, str]:
         "started": moment(op.started_at),
         "finished_at": moment(op.finished_at),
         "updated": moment(op.updated_at),
+        "age": age(op.created_at),
+        "duration": humanize.duration(selectors.operation_run_record(op, []).duration_seconds),
+        "reason": failure_reason(op),
+        "file_title": f" \u00b7 {op.file_name}" if op.file_name else "",  # beside the page's title
     }
+
+
+def age(at) -> str:
+    """How long ago, in the one duration format ("3m05s ago")."""
+    return "-" if at is None else f"{humanize.duration(max((timezone.now() - at).total_seconds(), 0))} ago"
+
+
+def failure_reason(op: Operation) -> str:
+    """Why a failed operation failed, short enough for a list's row ("" unless failed)."""
+    if op.state != Operation.State.FAILED:
+        return ""
+    reason = op.error or "no reason recorded"
+    return reason if len(reason) <= REASON_CHARS else reason[: REASON_CHARS - 1] + "\u2026"
 
 
 def record_figures(op: Operation, events: Iterable[OperationEvent]) -> dict[str, str]:
@@ -81,3 +101,9 @@ def live_entry(op: Operation) -> dict:
         "active": op.state in Operation.State.active(),
         "allowed": allowed_controls(op),
     }
+
+
+def download_refusal(user, op: Operation) -> str:
+    """Why `user` cannot download the operation's file now ("": they can), as the API's
+    download would answer: no file (e.g. terminated), or not theirs to download."""
+    return selectors.download_refusal(op) or ("" if access.can_download(user, op) else NOT_YOURS)

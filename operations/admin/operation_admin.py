@@ -18,68 +18,44 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import flatten_fieldsets
 from django.db import DatabaseError
 from django.db.models import QuerySet
-from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
 from django.urls import path, reverse
 from django.utils.html import format_html
 
 from long_task_shared import humanize
 from operations import access, selectors, services
-from operations.admin import console
-from operations.admin.formatting import allowed_controls, event_row, figures, moment, record_figures
+from operations.admin import console, live
+from operations.admin.formatting import (
+    NOT_YOURS,
+    allowed_controls,
+    download_refusal,
+    event_row,
+    figures,
+    moment,
+    record_figures,
+)
+from operations.admin.live import ROW_ERRORS_SHOWN
 from operations.errors import OperationError
-from operations.models import Operation, RowError
+from operations.models import Operation
 from operations.state_machine import Actor
 
-ROW_ERRORS_SHOWN = 100
+__all__ = ["ROW_ERRORS_SHOWN", "OperationAdmin"]
+
 COLUMNS_SHOWN = 50
-
-
-# --- inlines -------------------------------------------------------------------------------
-
-
-class ReadOnlyInline(admin.TabularInline):
-    extra = 0
-    can_delete = False
-    show_change_link = False
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-
-class FirstRowErrorsFormSet(BaseInlineFormSet):
-    def get_queryset(self) -> QuerySet:
-        # Sliced here rather than in the inline's get_queryset, which the formset filters later;
-        # and kept, since each form looks its row up in it (a new slice would be a query a row).
-        if not hasattr(self, "_first_rows"):
-            self._first_rows = super().get_queryset()[:ROW_ERRORS_SHOWN]
-        return self._first_rows
-
-
-class RowErrorInline(ReadOnlyInline):
-    model = RowError
-    formset = FirstRowErrorsFormSet
-    fields = readonly_fields = ["line_number", "reason", "raw"]
-    verbose_name_plural = f"row errors (the first {ROW_ERRORS_SHOWN}, as loaded)"
 
 
 # --- the model admin -------------------------------------------------------------------------
 
 
 class OperationAdmin(admin.ModelAdmin):
-    # Narrow enough for a 1280-pixel screen beside the filters; times are on an operation's page.
-    list_display = ["id", "type_name", "state_badge", "owner", "progress", "speed_number", "eta"]
+    # What tells operations apart (file, type and owner; age and how long it ran; a failure's
+    # reason under its state) and how it goes, stacked in few columns so that the list is not cut
+    # on a laptop's screen beside the menus; the other times are on an operation's page.
+    list_display = ["id", "file_column", "state_badge", "progress", "speed_and_eta", "created_age"]
     list_filter = ["state", "op_type"]
     search_fields = ["id__exact", "owner__username", "file_name"]
     list_select_related = ["owner"]
     actions = ["pause", "resume", "terminate_force"]
-    inlines = [RowErrorInline]
     change_list_template = "admin/operations/operation/change_list.html"
     change_form_template = "admin/operations/operation/change_form.html"
     # The state and the counters are in the live panel above these (change_form.html); what is
@@ -121,8 +97,8 @@ class OperationAdmin(admin.ModelAdmin):
             op = selectors.with_row_error_count(self.get_queryset(request)).get(pk=int(object_id))
         except (Operation.DoesNotExist, ValueError, OverflowError):
             return None
-        # The page links the file only for whom the API's download serves it.
-        op.viewer_may_download = access.can_download(request.user, op)
+        # The page links the file only for whom the API's download serves it (download_refusal).
+        op.viewer = request.user
         return op
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -159,8 +135,29 @@ class OperationAdmin(admin.ModelAdmin):
 
     @admin.display(description="state", ordering="state")
     def state_badge(self, op: Operation) -> str:
-        html = '<span class="lt-state" data-op="{}" data-field="state" data-state="{}">{}</span>'
-        return format_html(html, op.pk, op.state, op.state)
+        """The state, and under it why a failed one failed (live: it appears when it fails)."""
+        html = (
+            '<span class="lt-state" data-op="{}" data-field="state" data-state="{}">{}</span>'
+            '<small class="lt-reason" data-op="{}" data-field="reason">{}</small>'
+        )
+        return format_html(html, op.pk, op.state, op.state, op.pk, figures(op)["reason"])
+
+    @admin.display(description="file", ordering="file_name")
+    def file_column(self, op: Operation) -> str:
+        """The file's name (cut to the column, whole in its title) over the type and the owner."""
+        html = '<span class="lt-file" title="{}">{}</span><small class="lt-sub">{} &middot; {}</small>'
+        owner = op.owner.get_username() if op.owner else "anonymous"
+        return format_html(html, op.file_name, op.file_name or "-", op.op_type, owner)
+
+    @admin.display(description="created", ordering="created_at")
+    def created_age(self, op: Operation) -> str:
+        """How long ago it was created (the time itself in the title), over how long it ran."""
+        html = (
+            '<span data-op="{}" data-field="age" title="{}">{}</span>'
+            '<small class="lt-sub">ran <span data-op="{}" data-field="duration">{}</span></small>'
+        )
+        text = figures(op)
+        return format_html(html, op.pk, moment(op.created_at), text["age"], op.pk, text["duration"])
 
     @admin.display(description="progress")
     def progress(self, op: Operation) -> str:
@@ -186,12 +183,11 @@ class OperationAdmin(admin.ModelAdmin):
         return self._live(op, "rate", figures(op)["rate"])
 
     @admin.display(description="rows/s")
-    def speed_number(self, op: Operation) -> str:
-        return self._live(op, "rate_number", figures(op)["rate_number"])
-
-    @admin.display(description="type", ordering="op_type")
-    def type_name(self, op: Operation) -> str:
-        return op.op_type
+    def speed_and_eta(self, op: Operation) -> str:
+        """The rate, over the time left at that rate."""
+        text = figures(op)
+        html = '<span data-op="{}" data-field="rate_number">{}</span><small class="lt-sub">ETA {}</small>'
+        return format_html(html, op.pk, text["rate_number"], self._live(op, "eta", text["eta"]))
 
     @admin.display(description="ETA")
     def eta(self, op: Operation) -> str:
@@ -234,14 +230,20 @@ class OperationAdmin(admin.ModelAdmin):
 
     @admin.display(description="file")
     def input_file(self, op: Operation) -> str:
-        """The stored file through the API's owner-checked download, never a media URL."""
-        refusal = selectors.download_refusal(op)
-        if refusal:
-            return refusal
-        if not getattr(op, "viewer_may_download", False):
-            return "For its owner, and for those who may control everyone's operations"
+        """The stored file through the API's owner-checked download, never a media URL; for
+        those who may download it, live (console.js): the link goes once there is no file (a
+        terminate deletes it) and the reason why takes its place."""
+        if not access.can_download(op.viewer, op):
+            return NOT_YOURS
+        refusal = download_refusal(op.viewer, op)
         url = reverse("operation-download", args=[op.pk])
-        return format_html('<a href="{}">{}</a>', url, op.file_name or "download")
+        html = (
+            '<a href="{}" data-op="{}" data-when="download"{}>{}</a>'
+            '<span data-op="{}" data-field="no_download" data-when="no-download"{}>{}</span>'
+        )
+        link_hidden, refusal_hidden = (" hidden", "") if refusal else ("", " hidden")
+        name = op.file_name or "download"
+        return format_html(html, url, op.pk, link_hidden, name, op.pk, refusal_hidden, refusal)
 
     # --- pages -----------------------------------------------------------------------------
 
@@ -254,16 +256,24 @@ class OperationAdmin(admin.ModelAdmin):
         return [
             mount("import/", console.ImportView, "operations_operation_import"),
             mount("import/preview/", console.PreviewView, "operations_operation_import_preview"),
-            mount("live/", console.LiveView, "operations_operation_live"),
+            mount("live/", live.LiveView, "operations_operation_live"),
             mount("<path:object_id>/control/<str:verb>/", console.ControlView, "operations_operation_control"),
             *super().get_urls(),
         ]
 
+    def get_changelist(self, request: HttpRequest, **kwargs):
+        # The live view asks for the list's filters, search and ordering, not for its page.
+        if getattr(request, "new_rows_only", False):
+            return live.NewRowsChangeList
+        return super().get_changelist(request, **kwargs)
+
     def changelist_view(self, request: HttpRequest, extra_context: dict | None = None):
-        counts = selectors.operation_counts(user=request.user)
+        counts, latest = live.counts_and_latest(request.user)
         context = {
             **console.console_context(self, request),
             "state_counts": list(counts.items()),
+            # The newest operation when the page loaded: the live view sends what came after.
+            "latest_id": latest,
             **(extra_context or {}),
         }
         return super().changelist_view(request, extra_context=context)
@@ -281,6 +291,10 @@ class OperationAdmin(admin.ModelAdmin):
                 text=figures(op),
                 record=record_figures(op, events),
                 events=[event_row(event) for event in events],
+                row_errors=list(op.row_errors.order_by("line_number")[:ROW_ERRORS_SHOWN]),
+                row_errors_shown=ROW_ERRORS_SHOWN,
+                may_download=access.can_download(request.user, op),
+                no_download=download_refusal(request.user, op),
                 percent=selectors.percent_done(op),
                 controls=list(allowed_controls(op).items()),
                 can_act=self.has_control_permission(request),

@@ -7,6 +7,8 @@ import re
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth.models import Permission
+from django.core.files.base import ContentFile
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -16,6 +18,7 @@ from django.utils import timezone
 from long_task_shared import humanize
 from operations import selectors
 from operations.admin.formatting import figures
+from operations.admin.live import NEW_ROWS_MAX
 from operations.admin.operation_admin import ROW_ERRORS_SHOWN
 from operations.models import Operation, OperationEvent, RowError
 from tests.support import csv_bytes, operation_in_state, upload_file
@@ -237,6 +240,180 @@ def test_live_view_is_for_staff_and_shows_only_what_they_may_see(client, user):
     assert client.get(LIVE, {"ids": op.pk}).status_code == 302
 
 
+def list_poll(client, *, since: int, shown: list[Operation], filters: str = "", **extra) -> dict:
+    """What a list page's script asks for: its rows' figures and the operations new since it loaded."""
+    query = {"ids": ",".join(str(op.pk) for op in shown), "since": since, "filters": filters, **extra}
+    response = client.get(LIVE, query)
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def row_ids(html: str) -> list[int]:
+    """The operations of rendered list rows, in order (each row names its operation once per live field)."""
+    body = html.partition("<tbody>")[2]
+    return [int(found) for found in re.findall(r'<tr>.*?data-op="(\d+)"', body, re.S)]
+
+
+@pytest.mark.django_db
+def test_live_view_sends_a_list_the_rows_of_operations_new_since_it_loaded(admin_client):
+    old = operation_in_state(S.RUNNING, file_name="old.csv")
+    since = admin_client.get(CHANGELIST).context["latest_id"]
+    assert since == old.pk
+    running = operation_in_state(S.RUNNING, file_name="new-running.csv")
+    paused = operation_in_state(S.PAUSED, file_name="new-paused.csv")
+
+    body = list_poll(admin_client, since=since, shown=[old])
+    # Newest first, rendered as the list renders its rows (checkbox, link, live fields).
+    assert row_ids(body["new_rows"]) == [paused.pk, running.pk]
+    assert 'name="_selected_action"' in body["new_rows"] and "new-paused.csv" in body["new_rows"]
+    assert body["latest"] == paused.pk and body["counts"][S.RUNNING] == 2
+
+    # The page's filters and search apply; what the page already shows is not new.
+    assert row_ids(list_poll(admin_client, since=since, shown=[old], filters="state__exact=running")["new_rows"]) == [
+        running.pk
+    ]
+    assert row_ids(list_poll(admin_client, since=since, shown=[old], filters="q=paused")["new_rows"]) == [paused.pk]
+    assert list_poll(admin_client, since=since, shown=[old, running, paused])["new_rows"] == ""
+    # The rows' links keep the list's filters, as the list's own do.
+    html = list_poll(admin_client, since=since, shown=[old], filters="state__exact=running")["new_rows"]
+    assert f"/{running.pk}/change/?_changelist_filters=state__exact%3Drunning" in html
+
+
+@pytest.mark.django_db
+def test_live_view_sends_new_rows_only_of_what_the_user_may_see(client, user, other_user):
+    user.is_staff = True
+    user.save()
+    user.user_permissions.add(*Permission.objects.filter(codename__in=["view_operation", "change_operation"]))
+    client.force_login(user)
+    theirs = operation_in_state(S.RUNNING, owner=other_user)
+    body = list_poll(client, since=0, shown=[])
+    assert theirs.pk in row_ids(body["new_rows"])  # view_operation: everyone's
+    user.user_permissions.remove(Permission.objects.get(codename="view_operation"))
+    client.force_login(user)
+    body = list_poll(client, since=0, shown=[])
+    assert body["new_rows"] == ""
+    assert body["active"] is False  # nothing of theirs moves: the list polls slowly
+
+
+@pytest.mark.django_db
+def test_a_list_polls_fast_while_any_operation_moves_and_a_page_while_its_own_does(admin_client):
+    done = operation_in_state(S.COMPLETED)
+    assert list_poll(admin_client, since=done.pk, shown=[done])["active"] is False
+    queued = operation_in_state(S.QUEUED)
+    # Not on this (filtered) list, but moving: the list may show it next.
+    assert list_poll(admin_client, since=queued.pk, shown=[done], filters="state__exact=completed")["active"] is True
+    assert admin_client.get(LIVE, {"ids": done.pk, "detail": 1}).json()["active"] is False
+    assert admin_client.get(LIVE, {"ids": queued.pk, "detail": 1}).json()["active"] is True
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("filters", ["no_such_field=1", "owner__password__startswith=a", "state__in=a,b&state__zz=1"])
+def test_live_view_answers_a_filter_the_list_does_not_have_in_json(admin_client, filters):
+    operation_in_state(S.RUNNING)
+    response = admin_client.get(LIVE, {"ids": "", "since": 0, "filters": filters})
+    assert response.status_code == 400
+    assert response.json() == {"message": "The list has no such filter"}
+
+
+@pytest.mark.django_db
+def test_live_view_follows_an_operations_page_row_errors_error_and_file(admin_client, media_root):
+    op = operation_in_state(S.RUNNING, file_name="people.csv")
+    op.file.save("people.csv", ContentFile(b"a,b\n1,2\n"))
+    RowError.objects.bulk_create(RowError(operation=op, line_number=n, reason=f"bad {n}") for n in (3, 9))
+
+    def poll(shown: int, after: int) -> dict:
+        query = {"ids": op.pk, "detail": 1, "errors_shown": shown, "errors_after": after}
+        return admin_client.get(LIVE, query).json()
+
+    body = poll(0, 0)
+    assert body["row_errors"] == {
+        "reset": False,
+        "count": 2,
+        "rows": [{"line": 3, "reason": "bad 3", "raw": ""}, {"line": 9, "reason": "bad 9", "raw": ""}],
+    }
+    entry = body["operations"][0]
+    assert entry["download"] is True and entry["text"]["no_download"] == "" and entry["error"] == ""
+    RowError.objects.create(operation=op, line_number=12, reason="bad 12")
+    assert [row["line"] for row in poll(2, 9)["row_errors"]["rows"]] == [12]  # only what came since
+
+    # Terminated: the rows and the file deleted; the page empties its table and drops the link.
+    RowError.objects.filter(operation=op).delete()
+    op.file.delete()
+    operation_in_state(S.TERMINATED, op_id=op.pk)
+    body = poll(3, 12)
+    assert body["row_errors"] == {"reset": True, "count": 0, "rows": []}
+    entry = body["operations"][0]
+    assert entry["download"] is False
+    assert entry["text"]["no_download"] == "This operation has no file to download"
+
+    operation_in_state(S.FAILED, op_id=op.pk, error="The file changed under the import")
+    entry = poll(0, 0)["operations"][0]
+    assert entry["error"] == entry["text"]["reason"] == "The file changed under the import"
+
+
+@pytest.mark.django_db
+def test_page_shows_at_most_the_first_row_errors_and_the_live_view_adds_up_to_them(admin_client):
+    op = operation_in_state(S.RUNNING)
+    RowError.objects.bulk_create(RowError(operation=op, line_number=n, reason="bad") for n in range(1, 151))
+    body = admin_client.get(LIVE, {"ids": op.pk, "detail": 1, "errors_shown": 90, "errors_after": 90}).json()
+    assert [row["line"] for row in body["row_errors"]["rows"]] == list(range(91, ROW_ERRORS_SHOWN + 1))
+    body = admin_client.get(LIVE, {"ids": op.pk, "detail": 1, "errors_shown": 100, "errors_after": 100}).json()
+    assert body["row_errors"]["rows"] == [] and body["row_errors"]["count"] == 150
+
+
+@pytest.mark.django_db
+def test_download_link_is_offered_only_with_a_file_the_user_may_download(client, admin_client, user, media_root):
+    op = operation_in_state(S.COMPLETED, owner=user, file_name="people.csv")
+    html = admin_client.get(change_url(op)).content.decode()
+    # No file: the card's link is there for the script, hidden, and the reason is said.
+    assert re.search(r'<span data-op="\d+" data-when="download" hidden>', html)
+    assert "This operation has no file to download" in html
+    op.file.save("people.csv", ContentFile(b"a,b\n1,2\n"))
+    html = admin_client.get(change_url(op)).content.decode()
+    assert re.search(r'<span data-op="\d+" data-when="download">', html)
+
+    watcher = type(user).objects.create_user("watcher", password="pw", is_staff=True)
+    watcher.user_permissions.add(Permission.objects.get(codename="view_operation"))
+    client.force_login(watcher)
+    html = client.get(change_url(op)).content.decode()
+    assert 'data-when="download"' not in html and "/download/" not in html  # never theirs to download
+    assert "For its owner, and for those who may control everyone" in html
+    entry = client.get(LIVE, {"ids": op.pk}).json()["operations"][0]
+    assert entry["download"] is False and entry["text"]["no_download"].startswith("For its owner")
+
+
+@pytest.mark.django_db
+def test_a_controls_message_is_tagged_with_the_state_it_describes(admin_client):
+    op = operation_in_state(S.RUNNING)
+    response = admin_client.post(control_url(op, "pause"), follow=True)
+    assert [message.tags for message in response.context["messages"]] == ["lt-while-pausing success"]
+    assert '<li class="lt-while-pausing success">' in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_page_has_no_history_button_beside_its_own_history(admin_client):
+    html = admin_client.get(change_url(operation_in_state(S.COMPLETED))).content.decode()
+    assert "historylink" not in html and "/history/" not in html
+    assert "<h2>History</h2>" in html
+
+
+@pytest.mark.django_db
+def test_list_shows_file_age_duration_and_why_a_failed_one_failed(admin_client, admin_user):
+    now = timezone.now()
+    ran = {"started_at": now - timedelta(seconds=65), "finished_at": now}
+    failed = operation_in_state(S.FAILED, owner=admin_user, file_name="people.csv", error="x" * 300, **ran)
+    Operation.objects.filter(pk=failed.pk).update(created_at=now - timedelta(minutes=3))
+    html = admin_client.get(CHANGELIST).content.decode()
+    for header in ("File", "Created"):
+        assert f">{header}</a>" in html, header
+    assert 'people.csv</span><small class="lt-sub">Upload &middot; admin</small>' in html
+    assert re.search(r'data-field="age" title="[\d: -]+">3m0\ds ago<', html)
+    assert f'ran <span data-op="{failed.pk}" data-field="duration">1m05s</span>' in html
+    reason = re.search(r'data-field="reason">([^<]*)<', html).group(1)
+    assert reason == "x" * 119 + "\u2026"
+    assert figures(failed)["reason"] == reason and figures(operation_in_state(S.RUNNING))["reason"] == ""
+
+
 # --- buttons -------------------------------------------------------------------------------
 
 
@@ -396,7 +573,7 @@ def test_row_error_count_is_read_with_the_counters(admin_client):
     RowError.objects.bulk_create(RowError(operation=op, line_number=n, reason="bad") for n in range(1, 301))
     html = admin_client.get(change_url(op)).content.decode()
     assert 'data-field="failed">300</span> (all of them' in html
-    assert html.count('<td class="field-reason">') == ROW_ERRORS_SHOWN
+    assert html.count("<tr data-line=") == ROW_ERRORS_SHOWN  # the first, in the card's table
 
 
 @pytest.mark.django_db
@@ -483,6 +660,33 @@ def test_changelist_and_live_view_queries_do_not_grow_with_the_operations(admin_
     print(f"queries: changelist {few[0]}, live view {few[1]} (3 and 120 operations)")
 
 
+# A poll of the live view: the session, the user, the operations asked for, the counts by state
+# with the newest id; a list's poll adds the new operations (their rows need nothing more).
+LIST_POLL_QUERIES = 5
+DETAIL_POLL_QUERIES = 6  # the operations (with their row errors' count), counts, events, row errors
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("shown", "new"), [(3, 0), (3, 3), (120, 0), (120, 80)])
+def test_a_lists_poll_is_a_constant_number_of_queries(admin_client, admin_user, django_assert_num_queries, shown, new):
+    def make(n: int) -> list[int]:
+        made = Operation.objects.bulk_create(
+            Operation(state=S.RUNNING, owner=admin_user, file_name=f"{i}.csv", file_size=100, position=i % 100)
+            for i in range(n)
+        )
+        return [op.pk for op in made]
+
+    ids = make(shown)
+    since = max(ids)
+    make(new)
+    admin_client.get(CHANGELIST)  # warm caches (content types, permissions) that a first request fills
+    query = {"ids": ",".join(map(str, ids)), "since": since, "filters": "state__exact=running&q=csv"}
+    with django_assert_num_queries(LIST_POLL_QUERIES):
+        body = admin_client.get(LIVE, query).json()
+    assert len(row_ids(body["new_rows"])) == min(new, NEW_ROWS_MAX)
+    assert len(body["operations"]) == shown
+
+
 @pytest.mark.django_db
 def test_change_page_queries_do_not_grow_with_the_row_errors_or_events(admin_client):
     def make(errors):
@@ -498,7 +702,7 @@ def test_change_page_queries_do_not_grow_with_the_row_errors_or_events(admin_cli
     queries = count_queries(admin_client, change_url(one)), count_queries(admin_client, change_url(many))
     assert queries[0] == queries[1], queries
     detail = [count_queries(admin_client, LIVE, {"ids": op.pk, "detail": 1}) for op in (one, many)]
-    assert detail[0] == detail[1], detail
+    assert detail[0] == detail[1] == DETAIL_POLL_QUERIES, detail
     print(f"queries: change page {queries[0]}, live view with detail {detail[0]} (1 and 300 row errors)")
 
 

@@ -1,6 +1,7 @@
 """The operator console in a real browser (SPEC §10): headless Chromium (Debian's `chromium`)
 driven by Playwright, against `manage.py runserver` and a real `process_tasks` worker on the
-test database. Each test saves a screenshot under its tmp_path and prints where.
+test database, the workers held by the gate (tests/gate.py) where a test watches or acts. Each
+test saves screenshots under its tmp_path and prints where.
 
 `make test PYTEST_ARGS="-m browser"` runs only these; without chromium they skip and say why
 (`.ci/run` installs it).
@@ -339,3 +340,190 @@ def test_front_door_and_an_import_started_from_the_api_docs(page, operator, work
     wait_for(lambda: Operation.objects.get(pk=op.pk).state == S.COMPLETED, what="the import started from the docs")
     assert Operation.objects.get(pk=op.pk).options == {"strict": False}  # the schema's default, not a sample
     assert UploadedRow.objects.filter(operation_id=op.pk).count() == 500
+
+
+# --- the console follows the work: a list takes in operations that start after it loaded, and
+# an operation's page follows its operation from the state it was opened in, with its buttons,
+# banners, row errors and links, all without a reload ----------------------------------------
+
+LIST = "/admin/operations/operation/"
+
+
+def change_page(op: Operation) -> str:
+    return f"{LIST}{op.pk}/change/"
+
+
+def mark_not_reloaded(page) -> None:
+    """A flag that a reload would lose: the page followed its operation by polling alone."""
+    page.evaluate("window.notReloaded = true")
+
+
+def not_reloaded(page) -> bool:
+    return page.evaluate("window.notReloaded") is True
+
+
+def state_badge(page, op: Operation):
+    return page.locator(f'.lt-run [data-op="{op.pk}"][data-field="state"]')
+
+
+def test_list_takes_in_operations_that_start_after_it_loaded(page, operator, workers, gate, tmp_path):
+    """Loaded with nothing active (it polls slowly then, and never stops), the list shows a new
+    operation at the top as it appears, follows it, and keeps its counts; with a filter, only the
+    operations that the filter shows."""
+    held = gate("committed")
+    workers.start(gate=held, **exact_chunks(500))
+    done = Operation.objects.create(state=S.COMPLETED, owner=operator, file_name="old.csv")
+    admin_login(page, operator, LIST)
+    mark_not_reloaded(page)
+    expect(page.locator('[data-count="running"]')).to_have_text("0")
+
+    first = start_import(operator, csv_bytes(3000))
+    held.wait_held(first.pk)
+    top = page.locator("#result_list tbody tr").first
+    expect(top.locator(f'[data-op="{first.pk}"][data-field="state"]')).to_have_attribute("data-state", "running")
+    expect(page.locator('[data-count="running"]')).to_have_text("1")
+    assert page.locator("#result_list tbody tr").count() == 2
+    expect(page.locator("#changelist-form .paginator")).to_contain_text("2 operations")
+    assert page.locator(f'#result_list tbody tr:nth-child(2) [data-op="{done.pk}"]').count() > 0
+    # The row is the list's own: its checkbox, its link, its live figures.
+    expect(top.locator("input.action-select")).to_have_value(str(first.pk))
+    expect(top.locator(f'a[href*="/operation/{first.pk}/change/"]')).to_have_count(1)
+    held.pass_through(first.pk, "committed", 1)
+    expect(top.locator('[data-field="counts"]')).to_contain_text("1,000 imported")
+    assert not_reloaded(page)
+    screenshot(page, tmp_path, "list-new-operation")
+
+    # Filtered to the queued ones: an operation that starts shows up; the other filters' do not.
+    page.goto(f"{LIST}?state__exact=queued")
+    mark_not_reloaded(page)
+    queued = start_import(operator, csv_bytes(10))  # waits: the only worker is held on `first`
+    registered = services.operation_register(op_type="Upload", actor=Actor.for_user(operator), data={})
+    expect(page.locator(f'#result_list [data-op="{queued.pk}"][data-field="state"]')).to_have_attribute(
+        "data-state", "queued"
+    )
+    expect(page.locator('[data-count="registered"]')).to_have_text("1")
+    assert page.locator(f'#result_list [data-op="{registered.pk}"]').count() == 0
+    expect(page.locator("#changelist-form .paginator")).to_contain_text("1 operation")
+    assert not_reloaded(page)
+    screenshot(page, tmp_path, "list-filtered-new-operation")
+    held.open_all()
+
+
+def test_page_opened_while_registered_follows_its_operation_and_pauses_it(page, operator, workers, gate, tmp_path):
+    """Opened while registered (Pause disabled), the page follows its operation to running and
+    Pause works; the "is pausing" banner goes once the worker has paused."""
+    held = gate("committed")
+    workers.start(gate=held, **exact_chunks(500))
+    actor = Actor.for_user(operator)
+    op = services.operation_register(op_type="Upload", actor=actor, data={})
+    admin_login(page, operator, change_page(op))
+    expect(state_badge(page, op)).to_have_attribute("data-state", "registered")
+    expect(page.locator('button[data-verb="pause"]')).to_be_disabled()
+    expect(page.locator(".lt-run [data-when=download]")).to_be_hidden()
+    mark_not_reloaded(page)
+    screenshot(page, tmp_path, "page-registered")
+
+    services.operation_start(op_id=op.pk, actor=actor, data={}, files={"file": upload_file(csv_bytes(3000))})
+    held.wait_held(op.pk)
+    expect(state_badge(page, op)).to_have_attribute("data-state", "running")
+    expect(page.locator('button[data-verb="pause"]')).to_be_enabled()
+    expect(page.locator(".lt-run [data-when=download]")).to_be_visible()
+    expect(page.locator(".lt-title")).to_contain_text(f"Upload #{op.pk} \u00b7 data.csv")
+    wait_for(lambda: number(page, "imported") == 500, what="the first chunk on the page")
+    assert not_reloaded(page)
+    screenshot(page, tmp_path, "page-followed-to-running")
+
+    page.click('button[data-verb="pause"]')
+    expect(page.locator(".messagelist")).to_contain_text(f"Pause requested: #{op.pk} is pausing")
+    expect(state_badge(page, op)).to_have_attribute("data-state", "pausing")
+    mark_not_reloaded(page)
+    screenshot(page, tmp_path, "page-pausing-banner")
+    held.open_all()
+    expect(state_badge(page, op)).to_have_attribute("data-state", "paused")
+    expect(page.locator(".messagelist")).to_have_count(0)  # no stale "is pausing"
+    expect(page.locator('button[data-verb="resume"]')).to_be_enabled()
+    expect(page.locator('button[data-verb="pause"]')).to_be_disabled()
+    expect(page.locator(".object-tools")).to_have_count(0)  # no History button beside the card's own
+    assert not_reloaded(page)
+    screenshot(page, tmp_path, "page-paused-no-banner")
+
+
+def test_row_errors_appear_on_the_page_as_they_are_recorded(page, operator, workers, gate, tmp_path):
+    """The row-errors table grows with the import (a bad row at lines 5, 1,000, 2,000, 3,000)
+    without a reload."""
+    held = gate("committed")
+    workers.start(gate=held, **exact_chunks(500))
+    op = start_import(operator, with_bad_rows(3000))
+    held.wait_held(op.pk)
+    admin_login(page, operator, change_page(op))
+    mark_not_reloaded(page)
+    rows = page.locator("[data-row-errors] tr")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("expected 4 fields, found 3")
+
+    held.pass_through(op.pk, "committed", 2)  # lines 501 to 1,500: the bad line 1,000
+    expect(rows).to_have_count(2)
+    expect(rows.nth(1).locator("td").first).to_have_text("1000")
+    screenshot(page, tmp_path, "row-errors-growing")
+    held.open_all()
+    expect(state_badge(page, op)).to_have_attribute("data-state", "completed", timeout=60_000)
+    expect(rows).to_have_count(4)
+    assert [rows.nth(i).locator("td").first.inner_text() for i in range(4)] == ["5", "1000", "2000", "3000"]
+    assert number(page, "failed") == 4
+    assert not_reloaded(page)
+    screenshot(page, tmp_path, "row-errors-complete")
+
+
+def test_no_download_link_once_terminated(page, operator, workers, gate, tmp_path):
+    """Terminated from elsewhere (the API, say) while its page is open: the page follows to
+    terminated, drops the download link and the row errors, and says why there is no file."""
+    held = gate("committed")
+    workers.start(gate=held, **exact_chunks(500))
+    op = start_import(operator, with_bad_rows(3000))
+    held.wait_held(op.pk)
+    admin_login(page, operator, change_page(op))
+    mark_not_reloaded(page)
+    expect(page.locator(".lt-run a", has_text="Download the file")).to_be_visible()
+    expect(page.locator("[data-row-errors] tr")).to_have_count(1)
+
+    services.operation_terminate(op_id=op.pk, actor=Actor.for_user(operator), force=True)
+    held.open_all()
+    expect(state_badge(page, op)).to_have_attribute("data-state", "terminated", timeout=30_000)
+    expect(page.locator(".lt-run a", has_text="Download the file")).to_be_hidden()
+    expect(page.locator(".field-input_file a")).to_be_hidden()
+    expect(page.locator(".field-input_file")).to_contain_text("This operation has no file to download")
+    expect(page.locator("[data-row-errors] tr")).to_have_count(0)
+    for verb in ("pause", "resume", "terminate"):
+        expect(page.locator(f'button[data-verb="{verb}"]')).to_be_disabled()
+    assert not_reloaded(page)
+    # Terminated is final: the page has stopped polling.
+    expect(page.locator("#lt-console")).to_have_attribute("data-settled", "true")
+    screenshot(page, tmp_path, "terminated-no-download")
+    assert re.search(r"terminated", page.locator(".lt-events").inner_text())
+
+
+def test_a_hidden_list_does_not_poll_and_polls_at_once_when_shown_again(page, operator, tmp_path):
+    """Polls only while it is visible (document.visibilityState): none while hidden, one at once
+    when shown again, which brings what happened meanwhile."""
+    start_import(operator, csv_bytes(10))  # no worker: it stays queued, and the list polls fast
+    admin_login(page, operator, LIST)
+    polls = []
+    page.on("request", lambda request: polls.append(request.url) if "/live/?" in request.url else None)
+    page.wait_for_function("document.getElementById('lt-console').hasAttribute('data-polled')")
+    visibility = """state => {
+        Object.defineProperty(document, "visibilityState", { value: state, configurable: true });
+        document.dispatchEvent(new Event("visibilitychange"));
+    }"""
+    page.evaluate(visibility, "hidden")
+    page.wait_for_timeout(500)  # a poll already in flight may end
+    polls.clear()
+    op = start_import(operator, csv_bytes(10))
+    page.wait_for_timeout(3 * 1000)  # three fast polls' time, were the page polling
+    assert polls == [], polls
+    assert page.locator(f'#result_list [data-op="{op.pk}"]').count() == 0
+    with page.expect_request(lambda request: "/live/?" in request.url, timeout=1000):
+        page.evaluate(visibility, "visible")
+    expect(page.locator(f'#result_list [data-op="{op.pk}"][data-field="state"]')).to_have_attribute(
+        "data-state", "queued"
+    )
+    screenshot(page, tmp_path, "list-shown-again")

@@ -9,100 +9,222 @@
   }
 
   // --- live pages ---------------------------------------------------------------------------
+  // One request a poll (live.py): every second while something moves, every few seconds when
+  // nothing does, never while the page is hidden; a list never stops, an operation's page only
+  // once its operation is in a final state (nothing can change any more).
 
   function startLive(root) {
     var url = root.getAttribute("data-live-url");
-    var every = parseInt(root.getAttribute("data-poll-ms"), 10) || 1000;
-    var active = root.getAttribute("data-active-states").split(",");
+    var fast = parseInt(root.getAttribute("data-poll-ms"), 10) || 1000;
+    var idle = parseInt(root.getAttribute("data-idle-poll-ms"), 10) || 5000;
+    var finals = (root.getAttribute("data-final-states") || "").split(",");
     var detail = root.getAttribute("data-detail");
+    var since = root.getAttribute("data-since");
+    var timer = null;
+    var inFlight = false;
+    var stopped = false;
 
     function ids() {
       var seen = {};
-      each("[data-op]", function (el) { seen[el.getAttribute("data-op")] = true; });
-      return Object.keys(seen);
+      var order = [];
+      each("[data-op]", function (el) {
+        var id = el.getAttribute("data-op");
+        if (!seen[id]) { seen[id] = true; order.push(id); }
+      });
+      return order.slice(0, 200); // the newest first: new rows go to the top
     }
 
-    function anyActive() {
-      var found = false;
-      each('[data-op][data-field="state"]', function (el) {
-        if (active.indexOf(el.getAttribute("data-state")) >= 0) found = true;
-      });
-      return found;
+    function setText(el, text) {
+      if (el.textContent !== text) el.textContent = text;
+    }
+
+    function applyField(el, field, op) {
+      if (field === "bar") {
+        el.hidden = op.percent === null;
+        if (op.percent !== null) el.value = op.percent;
+      } else if (field === "state") {
+        setText(el, op.state);
+        el.setAttribute("data-state", op.state);
+      } else if (field === "error") {
+        setText(el, op.error);
+        el.hidden = !op.error;
+      } else if (field && op.text[field] !== undefined) {
+        setText(el, op.text[field]);
+      }
     }
 
     function apply(op) {
       each('[data-op="' + op.op_id + '"]', function (el) {
-        var field = el.getAttribute("data-field");
         var verb = el.getAttribute("data-verb");
-        if (verb) {
-          el.disabled = !op.allowed[verb];
-        } else if (field === "bar") {
-          if (op.percent === null) {
-            el.hidden = true;
-          } else {
-            el.hidden = false;
-            el.value = op.percent;
-          }
-        } else if (field === "state") {
-          el.textContent = op.state;
-          el.setAttribute("data-state", op.state);
-        } else if (field && op.text[field] !== undefined) {
-          el.textContent = op.text[field];
-        }
+        var when = el.getAttribute("data-when");
+        if (verb) el.disabled = !op.allowed[verb];
+        if (when === "download") el.hidden = !op.download;
+        if (when === "no-download") el.hidden = op.download;
+        applyField(el, el.getAttribute("data-field"), op);
       });
+    }
+
+    // A message that said what the operation was ("… is pausing") goes once it has moved on.
+    function dropStaleMessages(state) {
+      each(".messagelist li", function (li) {
+        var tags = li.className.split(/\s+/).filter(function (c) { return c.indexOf("lt-while-") === 0; });
+        if (tags.length && tags.indexOf("lt-while-" + state) < 0) li.parentNode.removeChild(li);
+      });
+      var list = document.querySelector(".messagelist");
+      if (list && !list.children.length) list.parentNode.removeChild(list);
     }
 
     function applyCounts(counts) {
       each("[data-count]", function (el) {
         var state = el.getAttribute("data-count");
-        if (counts[state] !== undefined) el.textContent = counts[state];
+        if (counts[state] !== undefined) setText(el, String(counts[state]));
       });
+    }
+
+    function row(cells) {
+      var tr = document.createElement("tr");
+      cells.forEach(function (value) {
+        var td = document.createElement("td");
+        td.textContent = value;
+        tr.appendChild(td);
+      });
+      return tr;
     }
 
     function applyRecord(body) {
       if (body.record) {
-        each("[data-record]", function (el) {
-          el.textContent = body.record[el.getAttribute("data-record")];
-        });
+        each("[data-record]", function (el) { setText(el, body.record[el.getAttribute("data-record")]); });
       }
       var tbody = document.querySelector("[data-events]");
-      if (tbody && body.events) {
+      if (tbody && body.events && tbody.children.length !== body.events.length) {
         while (tbody.firstChild) tbody.removeChild(tbody.firstChild);
         body.events.forEach(function (event) {
-          var row = document.createElement("tr");
-          ["at", "actor", "from_state", "to_state", "detail"].forEach(function (key) {
-            var cell = document.createElement("td");
-            cell.textContent = event[key];
-            row.appendChild(cell);
-          });
-          tbody.appendChild(row);
+          tbody.appendChild(row([event.at, event.actor, event.from_state, event.to_state, event.detail]));
         });
       }
     }
 
+    // The row errors: those recorded since the last poll are added (up to the page's limit);
+    // a terminate deletes them all, and the table empties.
+    function errorsTable() { return document.querySelector("[data-row-errors]"); }
+
+    function errorsQuery() {
+      var tbody = errorsTable();
+      if (!tbody) return "";
+      var last = tbody.lastElementChild;
+      return "&errors_shown=" + tbody.children.length + "&errors_after=" + (last ? last.getAttribute("data-line") : 0);
+    }
+
+    function applyRowErrors(found) {
+      var tbody = errorsTable();
+      if (!tbody || !found) return;
+      if (found.reset) while (tbody.firstChild) tbody.removeChild(tbody.firstChild);
+      var room = parseInt(tbody.getAttribute("data-row-errors"), 10) - tbody.children.length;
+      found.rows.slice(0, Math.max(room, 0)).forEach(function (error) {
+        var tr = row([String(error.line), error.reason, ""]);
+        var code = document.createElement("code");
+        code.textContent = error.raw;
+        tr.lastChild.appendChild(code);
+        tr.setAttribute("data-line", String(error.line));
+        tbody.appendChild(tr);
+      });
+    }
+
+    // The list's own count ("12 operations" under it) grows with the rows added.
+    function addToCount(added) {
+      var paginator = document.querySelector("#changelist-form .paginator");
+      var one = root.getAttribute("data-noun-one");
+      var many = root.getAttribute("data-noun-many");
+      if (!paginator || !added) return;
+      var pattern = new RegExp("(\\d+) (" + many + "|" + one + ")\\b");
+      Array.prototype.forEach.call(paginator.childNodes, function (node) {
+        var found = node.nodeType === 3 && node.textContent.match(pattern);
+        if (!found) return;
+        var n = parseInt(found[1], 10) + added;
+        node.textContent = node.textContent.replace(found[0], n + " " + (n === 1 ? one : many));
+      });
+    }
+
+    // A list: the rows of new operations (rendered by the server as the list renders its own)
+    // go to the top; an empty list gets the table they came in.
+    function applyNewRows(html) {
+      if (!html) return false;
+      var holder = document.createElement("template");
+      holder.innerHTML = html;
+      var tbody = document.querySelector("#result_list tbody");
+      var form = document.getElementById("changelist-form");
+      var table = holder.content.querySelector(".results");
+      var added = 0;
+      if (!tbody && form && table) {
+        each("tbody tr", function (tr) { tr.classList.add("lt-new"); added += 1; }, table);
+        form.insertBefore(table, form.querySelector(".paginator"));
+        addToCount(added);
+        return true;
+      }
+      if (!tbody) { window.location.reload(); return true; }
+      var rows = Array.prototype.slice.call(holder.content.querySelectorAll("tbody tr"));
+      rows.reverse().forEach(function (tr) {
+        var id = tr.querySelector("[data-op]");
+        if (id && tbody.querySelector('[data-op="' + id.getAttribute("data-op") + '"]')) return;
+        tr.classList.add("lt-new");
+        tbody.insertBefore(tr, tbody.firstChild);
+        added += 1;
+      });
+      addToCount(added);
+      return true;
+    }
+
+    function query() {
+      var q = "?ids=" + ids().join(",");
+      if (detail) q += "&detail=1" + errorsQuery();
+      if (since !== null) q += "&since=" + since + "&filters=" + encodeURIComponent(window.location.search.replace(/^\?/, ""));
+      return q;
+    }
+
+    function schedule(ms) {
+      window.clearTimeout(timer);
+      timer = null;
+      if (stopped || document.visibilityState === "hidden") return;
+      timer = window.setTimeout(poll, ms);
+    }
+
+    function settle(body) {
+      var op = detail && body.operations[0];
+      if (op && finals.indexOf(op.state) >= 0) {
+        stopped = true;
+        root.setAttribute("data-settled", "true");
+      }
+    }
+
     function poll() {
-      var query = "?ids=" + ids().join(",") + (detail ? "&detail=1" : "");
-      fetch(url + query, { headers: { Accept: "application/json" }, credentials: "same-origin" })
+      if (inFlight) return;
+      inFlight = true;
+      fetch(url + query(), { headers: { Accept: "application/json" }, credentials: "same-origin" })
         .then(function (response) {
           if (!response.ok) throw new Error("live: HTTP " + response.status);
           return response.json();
         })
         .then(function (body) {
           body.operations.forEach(apply);
+          if (detail && body.operations.length) dropStaleMessages(body.operations[0].state);
           applyCounts(body.counts);
           applyRecord(body);
+          applyRowErrors(body.row_errors);
+          var grew = applyNewRows(body.new_rows);
           root.setAttribute("data-polled", String(Date.now()));
-          // Poll only while something moves; a settled page is static.
-          if (body.active) window.setTimeout(poll, every);
-          else root.setAttribute("data-settled", "true");
+          inFlight = false;
+          settle(body);
+          schedule(body.active || grew ? fast : idle);
         })
         .catch(function () {
-          window.setTimeout(poll, every * 5); // the server restarting, say: try again later
+          inFlight = false;
+          schedule(idle); // the server restarting, say: try again later
         });
     }
 
-    if (anyActive()) window.setTimeout(poll, every);
-    else root.setAttribute("data-settled", "true");
+    // Hidden: the timer is cleared (schedule); shown again: a poll at once.
+    document.addEventListener("visibilitychange", function () { schedule(0); });
+    schedule(fast);
   }
 
   // --- the import form: the upload with a progress bar ----------------------------------------
