@@ -150,3 +150,19 @@ def test_reasons_name_the_value_and_why():
     assert convert.explain(text, "abcd") == "is longer than 3 characters"
     assert convert.quoted("x" * 100) == '"' + "x" * 60 + '…"'
     assert datetime and uuid  # the strategies' types
+
+
+def test_the_quick_email_check_repeats_what_djangos_validator_does():
+    """The conversion accepts an address whose two parts match EmailValidator's own patterns
+    without calling it (operations/targets/convert.py): that is the same verdict only while the
+    validator's check is exactly those two matches. A Django upgrade that changes it fails here
+    (docs/performance.md, "Private APIs kept")."""
+    import inspect
+
+    from django.core.validators import EmailValidator
+
+    call = inspect.getsource(EmailValidator.__call__)
+    domain = inspect.getsource(EmailValidator.validate_domain_part)
+    assert "self.user_regex.match(user_part)" in call, call
+    assert 'value.rsplit("@", 1)' in call and "len(value) > 320" in call, call
+    assert "self.domain_regex.match(domain_part)" in domain, domain
