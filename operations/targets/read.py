@@ -15,6 +15,7 @@ import json
 import uuid
 from collections.abc import Iterator, Mapping
 
+from operations import results
 from operations.targets.declare import LINE_FIELD, OPERATION_FIELD, Plan, Target
 
 PAGE_ROWS = 2000
@@ -64,17 +65,12 @@ class ImportedRows:
         return [(row[0], dict(zip(self.header, row[1:], strict=True))) for row in query]
 
     def pages(self, *, after: int = 0, limit: int | None = None) -> Iterator[list[Row]]:
-        left = limit
-        while left is None or left > 0:
-            want = PAGE_ROWS if left is None else min(PAGE_ROWS, left)
-            page = self.rows_after(after=after, limit=want)
-            if page:
-                yield page
-            if len(page) < want:
-                return
-            after = page[-1][0]
-            if left is not None:
-                left -= len(page)
+        """Page by page from `after`, at most `limit` rows in all (as results.pages walks)."""
+
+        def read(*, operation_id: int, after: int, limit: int) -> list[Row]:
+            return self.rows_after(after=after, limit=limit)
+
+        return results.pages(read, operation_id=self.operation_id, after=after, limit=limit, page_rows=PAGE_ROWS)
 
     def export(self, *, fmt: str, after: int = 0, limit: int | None = None) -> Iterator[bytes]:
         """Every row as "csv" (the mapped header first) or "jsonl" ({"line_number", "data"})."""
