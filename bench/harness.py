@@ -17,6 +17,7 @@ What it measures, and why:
   way a neighbour's test suite runs), during every measured side: a slow machine on purpose.
 """
 
+import contextlib
 import http.client
 import json
 import os
@@ -381,8 +382,15 @@ class Harness:
 
     def spawn(self, command: list[str], name: str, env: dict | None = None) -> subprocess.Popen:
         log = open(self.workdir / f"{name}-{len(self.processes)}.log", "wb")  # noqa: SIM115
+        # A group of its own, killed whole at teardown: gunicorn's uvicorn workers do not notice
+        # that their master was killed, and would outlive the bench.
         process = subprocess.Popen(
-            command, cwd=ROOT, env={**self.env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT
+            command,
+            cwd=ROOT,
+            env={**self.env, **(env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         self.processes.append(process)
         return process
@@ -428,9 +436,9 @@ class Harness:
 
     def teardown(self) -> None:
         for process in self.processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
         # The data (150 MB at FULL size) goes; the processes' logs stay for a look.
         for path in self.workdir.iterdir():
             if path.suffix != ".log":
