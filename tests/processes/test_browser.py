@@ -448,15 +448,22 @@ def test_page_opened_while_registered_follows_its_operation_and_pauses_it(page, 
     screenshot(page, tmp_path, "page-paused-no-banner")
 
 
-def test_row_errors_appear_on_the_page_as_they_are_recorded(page, operator, workers, gate, tmp_path):
-    """The row-errors table grows with the import (a bad row at lines 5, 1,000, 2,000, 3,000)
-    without a reload."""
+def open_page_of_a_held_import(page, operator, workers, gate):
+    """An import of 3,000 rows with bad rows at 5, 1,000, 2,000 and 3,000, its worker held after
+    its first chunk of 500, and its page open (marked, to tell a reload)."""
     held = gate("committed")
     workers.start(gate=held, **exact_chunks(500))
     op = start_import(operator, with_bad_rows(3000))
     held.wait_held(op.pk)
     admin_login(page, operator, change_page(op))
     mark_not_reloaded(page)
+    return op, held
+
+
+def test_row_errors_appear_on_the_page_as_they_are_recorded(page, operator, workers, gate, tmp_path):
+    """The row-errors table grows with the import (a bad row at lines 5, 1,000, 2,000, 3,000)
+    without a reload."""
+    op, held = open_page_of_a_held_import(page, operator, workers, gate)
     rows = page.locator("[data-row-errors] tr")
     expect(rows).to_have_count(1)
     expect(rows.first).to_contain_text("expected 4 fields, found 3")
@@ -477,12 +484,7 @@ def test_row_errors_appear_on_the_page_as_they_are_recorded(page, operator, work
 def test_no_download_link_once_terminated(page, operator, workers, gate, tmp_path):
     """Terminated from elsewhere (the API, say) while its page is open: the page follows to
     terminated, drops the download link and the row errors, and says why there is no file."""
-    held = gate("committed")
-    workers.start(gate=held, **exact_chunks(500))
-    op = start_import(operator, with_bad_rows(3000))
-    held.wait_held(op.pk)
-    admin_login(page, operator, change_page(op))
-    mark_not_reloaded(page)
+    op, held = open_page_of_a_held_import(page, operator, workers, gate)
     expect(page.locator(".lt-run a", has_text="Download the file")).to_be_visible()
     expect(page.locator("[data-row-errors] tr")).to_have_count(1)
 
