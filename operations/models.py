@@ -188,3 +188,33 @@ class LoginCounter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key}: {self.count} until {self.window_ends}"
+
+
+class WorkerProcess(models.Model):
+    """A live `process_tasks` worker, as it last reported itself (operations.heartbeats): the
+    console's workers table. Rows of workers silent for long are pruned."""
+
+    worker_id = models.CharField(max_length=128, primary_key=True, help_text="As in leases and events.")
+    host = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    last_seen = models.DateTimeField(db_index=True)
+    # What it works on as it last said; its lease (on the operation) says whether it still holds it.
+    operation = models.ForeignKey(Operation, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    def __str__(self) -> str:
+        return f"worker {self.worker_id} (pid {self.pid} on {self.host})"
+
+
+class ThroughputSample(models.Model):
+    """Rows a worker processed for an operation over a few seconds, for the throughput chart;
+    `minute` (since the epoch) is what the chart groups by. Pruned after a couple of hours."""
+
+    minute = models.BigIntegerField(db_index=True)
+    rows = models.BigIntegerField()
+    seconds = models.FloatField()
+    worker_id = models.CharField(max_length=128)
+    operation = models.ForeignKey(Operation, on_delete=models.CASCADE, related_name="+")
+
+    def __str__(self) -> str:
+        return f"{self.rows} rows in {self.seconds:.1f}s at minute {self.minute}"

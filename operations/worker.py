@@ -26,10 +26,10 @@ import threading
 import time
 
 from django.conf import settings
-from django.db import Error, InterfaceError, OperationalError, connection, transaction
+from django.db import DatabaseError, Error, InterfaceError, OperationalError, connection, transaction
 from django.dispatch import Signal
 
-from operations import leases, selectors
+from operations import heartbeats, leases, selectors
 from operations.errors import LeaseLost, OperationError
 from operations.models import Operation
 from operations.operation_types import registry
@@ -128,7 +128,21 @@ def work_operation(op_id: int) -> None:
     if op is None:
         return
     logger.info("operation %s: %s claimed it in state %s", op_id, me, op.state)
-    Runner(op, me).run()
+    beat = heartbeats.for_worker(me)
+    _report(beat.holding, op)
+    try:
+        Runner(op, me).run()
+    finally:
+        _report(beat.done, op)
+
+
+def _report(report, op: Operation) -> None:
+    """A heartbeat outside a chunk: what the dashboard shows, never a reason to stop working."""
+    try:
+        report(op)
+    except DatabaseError as exc:
+        logger.warning("operation %s: heartbeat not recorded: %s", op.pk, exc)
+        connection.close()
 
 
 def recover_stalled() -> int:
@@ -151,6 +165,7 @@ class Runner:
         self.op_type = registry.get(op.op_type)
         self.sizer = ChunkSizer(target=settings.LONG_TASK_CHUNK_SECONDS, maximum=settings.LONG_TASK_CHUNK_ROWS)
         self.db_failures = 0
+        self.heartbeat = heartbeats.for_worker(worker)
 
     def run(self) -> None:
         while True:
@@ -240,6 +255,7 @@ class Runner:
                             worker_id=self.worker,
                             fields={**progress.checkpoint, "rows_per_second": rate},
                         )
+                        self.heartbeat.progressed(self.op, chunk.units)
                         if progress.finished and not progress.error:
                             leases.operation_complete(op_id=self.op.pk, worker_id=self.worker)
                 except LeaseLost:
@@ -279,6 +295,7 @@ class Runner:
                     state=State.TERMINATING,
                     fields={"rollback_position": rolled_back_to},
                 )
+                self.heartbeat.progressed(self.op, 0)  # seen; a rollback's deletions are no throughput
             self.db_failures = 0
             sizer.observe(rolled_back_to - before, time.monotonic() - started)
             rollback_chunk_committed.send(Runner, op=self.op, position=rolled_back_to)

@@ -4,6 +4,8 @@ Pause / Resume / Terminate on an operation's page, and the bulk actions.
 - `operation_admin`: the ModelAdmin (list, page, permissions, actions), which mounts
 - `console`: the console's own views (the live JSON that the pages poll, the buttons, the
   import page and its preview);
+- `dashboard`: the landing page (the admin's index, and `/` once logged in), with its chart
+  (`chart`) and its live view;
 - `formatting`: every figure as text, once, for the pages and the live view alike
   (static/operations/console.js only copies the text it is given).
 
@@ -18,4 +20,5 @@ from operations.models import Operation
 admin.site.site_header = "long_task operator console"
 admin.site.site_title = "long_task"
 admin.site.index_title = "Operations and users"
+admin.site.index_template = "admin/operations/dashboard.html"
 admin.site.register(Operation, OperationAdmin)

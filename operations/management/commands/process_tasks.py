@@ -19,10 +19,11 @@ from django.conf import settings
 from django.core.checks import Tags
 from django.db import close_old_connections
 
-from operations import retention, tasks, worker
+from operations import heartbeats, retention, tasks, worker
 
 logger = logging.getLogger("operations.worker")
 PRUNE_SECONDS = 3600
+HEARTBEAT_PRUNE_SECONDS = 60
 
 
 class Command(BackgroundTasksCommand):
@@ -55,9 +56,31 @@ class Command(BackgroundTasksCommand):
         queue = options.get("queue")
         autodiscover()
         logger.info("worker %s: started", worker.worker_id())
+        beat = heartbeats.for_worker(worker.worker_id())
+        self._report(beat.started)
+        try:
+            self._loop(duration=duration, sleep=sleep, queue=queue, beat=beat)
+        finally:
+            self._report(beat.stopped)
+        logger.info("worker %s: stopped", worker.worker_id())
+
+    @staticmethod
+    def _report(report) -> None:
+        """The dashboard's record of this worker: never a reason to stop working."""
+        try:
+            report()
+        except Exception:
+            logger.warning("worker %s: heartbeat not recorded", worker.worker_id(), exc_info=True)
+            close_old_connections()
+
+    def _loop(self, *, duration: float, sleep: float, queue, beat: heartbeats.Heartbeat) -> None:
         started = time.monotonic()
-        last_recovery = last_prune = last_sweep = 0.0
+        last_recovery = last_prune = last_sweep = last_heartbeat_prune = 0.0
         while not worker.stop_requested() and (duration <= 0 or time.monotonic() - started <= duration):
+            self._report(beat.idle)
+            if time.monotonic() - last_heartbeat_prune >= HEARTBEAT_PRUNE_SECONDS:
+                last_heartbeat_prune = time.monotonic()
+                self._report(heartbeats.prune)
             if time.monotonic() - last_recovery >= settings.LONG_TASK_RECOVERY_SECONDS:
                 last_recovery = time.monotonic()
                 try:
@@ -80,5 +103,4 @@ class Command(BackgroundTasksCommand):
                 ran = False
             if not ran:
                 close_old_connections()
-                worker.wait_for_stop(sleep)
-        logger.info("worker %s: stopped", worker.worker_id())
+                worker.wait_for_stop(min(sleep, heartbeats.HEARTBEAT_SECONDS))

@@ -1,0 +1,130 @@
+"""The dashboard in a real browser (headless Chromium, as tests/processes/test_browser.py): its
+chart and its workers table with a real `process_tasks` worker holding an operation, held by the
+gate at a chunk boundary, and the page following the worker's next chunk without a reload.
+
+With LONG_TASK_DOCS_SCREENSHOTS=1 it also writes docs/console-dashboard.png (1366 px wide).
+"""
+
+import math
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from operations import heartbeats
+from operations.models import Operation, ThroughputSample
+from tests.processes.test_browser import (  # noqa: F401 (fixtures)
+    admin_login,
+    browser,
+    operator,  # noqa: F811
+    screenshot,
+    server,
+    start_import,
+    with_bad_rows,
+)
+from tests.support import exact_chunks, operation_in_state, wait_for
+
+pytestmark = [pytest.mark.browser, pytest.mark.processes, pytest.mark.django_db(transaction=True)]
+S = Operation.State
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+# A worker's id as the workers table shows it, of a worker that was killed (not in the table).
+GONE_WORKER = "5f3a9c0e1b2d"
+
+
+@pytest.fixture
+def wide_page(browser, server):  # noqa: F811
+    context = browser.new_context(base_url=server, viewport={"width": 1366, "height": 900})
+    context.set_default_timeout(15_000)
+    yield context.new_page()
+    context.close()
+
+
+def earlier_imports() -> None:
+    """The last hour's earlier work, as workers would have sampled it: an import that ran from
+    50 to 20 minutes ago, and one that failed."""
+    done = operation_in_state(S.COMPLETED, file_name="customers-2026-11.csv", total_lines=2_400_000)
+    minute = heartbeats.current_minute()
+    ThroughputSample.objects.bulk_create(
+        ThroughputSample(
+            minute=minute - ago,
+            rows=int(60 * (70_000 + 9_000 * math.sin(ago / 3))),
+            seconds=60,
+            worker_id=GONE_WORKER,
+            operation=done,
+        )
+        for ago in range(20, 51)
+    )
+    operation_in_state(
+        S.FAILED,
+        file_name="orders-export.csv",
+        lines_finished=333,
+        lines_failed=333,
+        error="strict import: line 334: expected 12 fields, found 11",
+    )
+
+
+def test_the_dashboard_shows_the_chart_and_a_real_worker_holding_an_import(
+    wide_page,
+    operator,  # noqa: F811
+    workers,
+    gate,
+    tmp_path,  # noqa: F811
+):
+    page = wide_page
+    held = gate("committed")
+    # A long lease: held at the gate, the worker's lease stays alive (not stalled).
+    process = workers.start(gate=held, lease_seconds=600, **exact_chunks(500))
+    worker_id = workers.worker_id(process)
+    earlier_imports()
+    op = start_import(operator, with_bad_rows(6000))
+    Operation.objects.filter(pk=op.pk).update(file_name="people.csv")
+    held.wait_held(op.pk)
+    # An operation whose worker was killed: its lease ran out, nobody holds it (seeded once the
+    # real worker is held, so that its recovery sweep does not take it over).
+    stalled = operation_in_state(
+        S.RUNNING,
+        lease_owner=GONE_WORKER,
+        expired=True,
+        file_name="invoices.csv",
+        lines_finished=41_500,
+        total_lines=120_000,
+        position=4_000_000,
+        file_size=11_500_000,
+    )
+
+    admin_login(page, operator)
+    panel = page.locator("#lt-dashboard")
+    worker_row = panel.locator(f'tr[data-worker="{worker_id}"]')
+    wait_for(lambda: "line 500" in worker_row.inner_text(), what="the worker's first checkpoint")
+    row_text = worker_row.inner_text()
+    assert f"#{op.pk}" in row_text and "people.csv" in row_text and str(process.pid) in row_text
+    assert re.search(r"in \d+m\d\ds|in \d+s", row_text), row_text  # its lease, alive
+    assert "lt-stalled" not in (worker_row.get_attribute("class") or "")
+    gone = panel.locator(f'tr[data-worker="{GONE_WORKER}"]')
+    assert "lt-stalled" in gone.get_attribute("class") and f"#{stalled.pk}" in gone.inner_text()
+    assert "stalled: expired" in gone.inner_text()
+    # The chart: the earlier import's minutes and this one's, each with its rate.
+    titles = panel.locator("svg.lt-chart rect.lt-hover title").all_text_contents()
+    assert len(titles) == 60
+    assert any(re.search(r"\b[6-7]\d,\d{3} rows/s", t) for t in titles), titles
+    assert titles[-1] != titles[-1].split(" \u00b7 ")[0] + " \u00b7 0 rows/s", titles[-1]
+    expect_running = panel.locator(f'.lt-running tr[data-dash-op="{op.pk}"]')
+    assert "running" in expect_running.inner_text()
+    assert "strict import: line 334" in panel.locator(".lt-failures").inner_text()
+
+    # Live: the next chunk shows without a reload (the poll renders the panel again).
+    page.evaluate("window.notReloaded = true")
+    held.pass_through(op.pk, "committed", 1)
+    wait_for(lambda: "line 1,000" in worker_row.inner_text(), what="the next checkpoint on the page")
+    assert page.evaluate("window.notReloaded") is True
+    screenshot(page, tmp_path, "dashboard")
+    if os.environ.get("LONG_TASK_DOCS_SCREENSHOTS"):
+        page.screenshot(path=DOCS / "console-dashboard.png", full_page=True)
+
+    # `/` is the same dashboard for the logged-in operator.
+    page.goto("/")
+    assert page.locator(f'#lt-dashboard tr[data-worker="{worker_id}"]').count() == 1
+    held.open_all()
+    wait_for(lambda: Operation.objects.get(pk=op.pk).state == S.COMPLETED, what="the import completed", timeout=60)
+    wait_for(lambda: "idle" in page.locator(f'tr[data-worker="{worker_id}"]').inner_text(), what="the worker idle")
