@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db.models import BooleanField, Case, ExpressionWrapper, IntegerField, Max, Q, Sum, Value, When
 from django.db.models.functions import Now
 
-from operations import access, selectors
+from operations import access, heartbeats, selectors
 from operations.models import Operation, ThroughputSample, WorkerProcess
 
 State = Operation.State
@@ -71,7 +71,8 @@ def _workers() -> list[WorkerProcess]:
         "silent": ExpressionWrapper(Q(last_seen__lt=silent_since), output_field=BooleanField()),
         "lease_expired": ExpressionWrapper(Q(operation__lease_expires_at__lt=Now()), output_field=BooleanField()),
     }
-    rows = WorkerProcess.objects.select_related("operation").annotate(**flags)
+    forgotten = Now() - timedelta(seconds=heartbeats.FORGET_SECONDS)
+    rows = WorkerProcess.objects.filter(last_seen__gte=forgotten).select_related("operation").annotate(**flags)
     return list(rows.order_by("host", "pid", "worker_id")[:WORKERS_SHOWN])
 
 

@@ -90,6 +90,14 @@ def test_a_stalled_lease_is_marked_and_a_silent_worker_greyed(admin_client):
     assert "2 alive" in html and "2 stalled" in html  # w-silent is not alive
 
 
+def test_a_worker_silent_for_longer_than_it_is_remembered_is_not_listed(admin_client):
+    long_ago = timezone.now() - timedelta(seconds=heartbeats.FORGET_SECONDS + 1)
+    WorkerProcess.objects.create(worker_id="w-old", host="h", pid=1, started_at=long_ago, last_seen=long_ago)
+    worker("w-recent", silent=True)
+    html = admin_client.get(INDEX).content.decode()
+    assert 'data-worker="w-recent"' in html and 'data-worker="w-old"' not in html
+
+
 def test_an_operation_that_its_worker_no_longer_holds_is_not_a_stalled_lease(admin_client):
     op = held_by("w-new", expired=False)
     worker("w-old", op)  # it said it held op, which another worker took over since

@@ -125,6 +125,7 @@ def test_the_dashboard_shows_the_chart_and_a_real_worker_holding_an_import(
     # `/` is the same dashboard for the logged-in operator.
     page.goto("/")
     assert page.locator(f'#lt-dashboard tr[data-worker="{worker_id}"]').count() == 1
+    screenshot(page, tmp_path, "front-page")
     held.open_all()
     wait_for(lambda: Operation.objects.get(pk=op.pk).state == S.COMPLETED, what="the import completed", timeout=60)
     wait_for(lambda: "idle" in page.locator(f'tr[data-worker="{worker_id}"]').inner_text(), what="the worker idle")
