@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 import pytest
+from django.db.models import Sum
 
 from operations import heartbeats
 from operations.models import Operation, ThroughputSample
@@ -30,6 +31,7 @@ S = Operation.State
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 # A worker's id as the workers table shows it, of a worker that was killed (not in the table).
 GONE_WORKER = "5f3a9c0e1b2d"
+ROWS = 6000
 
 
 @pytest.fixture
@@ -77,7 +79,8 @@ def test_the_dashboard_shows_the_chart_and_a_real_worker_holding_an_import(
     process = workers.start(gate=held, lease_seconds=600, **exact_chunks(500))
     worker_id = workers.worker_id(process)
     earlier_imports()
-    op = start_import(operator, with_bad_rows(6000))
+    seeded = ThroughputSample.objects.aggregate(rows=Sum("rows"))["rows"]
+    op = start_import(operator, with_bad_rows(ROWS))
     Operation.objects.filter(pk=op.pk).update(file_name="people.csv")
     held.wait_held(op.pk)
     # An operation whose worker was killed: its lease ran out, nobody holds it (seeded once the
@@ -124,8 +127,16 @@ def test_the_dashboard_shows_the_chart_and_a_real_worker_holding_an_import(
 
     # `/` is the same dashboard for the logged-in operator.
     page.goto("/")
+    page.evaluate("window.notReloaded = true")
     assert page.locator(f'#lt-dashboard tr[data-worker="{worker_id}"]').count() == 1
     screenshot(page, tmp_path, "front-page")
     held.open_all()
     wait_for(lambda: Operation.objects.get(pk=op.pk).state == S.COMPLETED, what="the import completed", timeout=60)
+    # The chart follows too: every row of the import is in the last hour's count, without a reload.
+    wait_for(lambda: hour_rows(page) == seeded + ROWS, what="the import's rows in the chart's count")
     wait_for(lambda: "idle" in page.locator(f'tr[data-worker="{worker_id}"]').inner_text(), what="the worker idle")
+    assert page.evaluate("window.notReloaded") is True
+
+
+def hour_rows(page) -> int:
+    return int(page.locator("#lt-dashboard [data-dash=hour-rows]").inner_text().replace(",", ""))
