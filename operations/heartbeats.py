@@ -4,9 +4,11 @@ since when), when it was last seen, which operation it works on, and how many ro
 
 Cheap by design: a worker writes at most once every HEARTBEAT_SECONDS while it works (one
 UPDATE of its own row and one INSERT of a sample, inside the chunk's transaction that commits
-anyway) and as often while idle (its loop's sleep); times are the database's clock, as leases'
-are. Rows of workers silent for FORGET_SECONDS, and samples older than SAMPLES_KEPT_SECONDS,
-are pruned by the workers themselves (`prune`, from their idle loop).
+anyway) and as often while idle (its loop's sleep). When it started and was last seen are the
+database's clock, as leases' expiries are; a sample's minute is the worker's own clock, which
+at a minute's resolution need not agree with the others to the second. Rows of workers silent
+for FORGET_SECONDS, and samples older than SAMPLES_KEPT_SECONDS, are pruned by the workers
+themselves (`prune`, from their idle loop).
 """
 
 import os
