@@ -210,11 +210,11 @@ def test_live_view_gives_the_status_and_its_figures_of_the_operations_asked_for(
     entry = by_id[running.pk]
     assert entry["state"] == S.RUNNING and entry["eta_seconds"] == 60.0  # the API's seconds, as is
     assert entry["text"]["eta"] == "1m00s" == humanize.duration(60)  # and in the one human format
-    assert entry["text"]["counts"] == "958 imported, 42 failed"
+    assert entry["text"]["counts"] == "958 imported, 42 rejected"
     assert entry["text"]["rate"] == "50 rows/s"
     assert entry["active"] is True
     assert entry["allowed"] == {"pause": True, "resume": False, "terminate": True}
-    assert by_id[done.pk]["text"]["counts"] == "299,958 imported, 42 failed of 300,000"
+    assert by_id[done.pk]["text"]["counts"] == "299,958 imported, 42 rejected of 300,000"
     assert by_id[done.pk]["active"] is False
     assert body["active"] is True
     assert body["counts"][S.RUNNING] == 1 and body["counts"][S.PAUSED] == 1 and body["counts"][S.FAILED] == 0
