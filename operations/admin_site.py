@@ -7,8 +7,8 @@ page lists it whole)."""
 from django.contrib import admin
 from django.http import HttpRequest
 
-# Apps an operator does not work with: the task queue's tables, the API tokens.
-SYSTEM_APPS = ("background_task", "authtoken")
+# Apps an operator does not work with, and what they are: the task queue's tables, the API tokens.
+SYSTEM_APPS = {"background_task": "Task queue", "authtoken": "API tokens"}
 FIRST_APPS = ("operations",)
 
 
@@ -23,7 +23,7 @@ def operator_app_list(app_list: list[dict], *, superuser: bool) -> list[dict]:
     system = [
         {
             **app,
-            "name": f"System \u00b7 {app['name']}",
+            "name": f"System \u00b7 {SYSTEM_APPS[app['app_label']]}",
             "models": [{**model, "add_url": None} for model in app["models"]],
         }
         for app in app_list
