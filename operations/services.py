@@ -57,7 +57,8 @@ def operation_start(*, op_id: int, actor: Actor, data: Mapping, files: Mapping) 
     try:
         fields = kind.prepare_input(op, data=data, files=files)
     except OperationError as refusal:
-        _record_refusal(op_id, actor=actor, refusal=refusal)
+        if refusal.status_code < 500:  # the input's fault, not the server's (a store away: 503)
+            _record_refusal(op_id, actor=actor, refusal=refusal)
         raise
     try:
         with transaction.atomic():
