@@ -191,7 +191,7 @@ def test_import_watch_pause_and_resume_from_the_admin(page, operator, workers, g
     assert second > first and bar_second > bar_first, (first, second, bar_first, bar_second)
     assert page.evaluate("window.notReloaded") is True
     screenshot(page, tmp_path, "2-running")
-    page.screenshot(path=tmp_path / "2-running-top.png")  # the first screen (docs/console.png)
+    page.screenshot(path=tmp_path / "2-running-top.png")  # the first screen
 
     # Pause: the request answers "pausing"; the poller shows the worker's acknowledgement.
     page.click('button[data-verb="pause"]')
@@ -552,6 +552,16 @@ OVERFLOWING = """() => {
 }"""
 
 
+# The elements of the first selector whose box overlaps one of the second's.
+OVERLAPPING = """([these, those]) => {
+    const boxes = [...document.querySelectorAll(those)].map(el => el.getBoundingClientRect());
+    return [...document.querySelectorAll(these)].filter(el => {
+        const a = el.getBoundingClientRect();
+        return boxes.some(b => a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom);
+    }).map(el => el.textContent.trim());
+}"""
+
+
 def operations_to_tell_apart(user) -> dict[str, Operation]:
     """A list's worth: a failed import with its reason, a long file name, a paused one, a
     completed one, one being terminated, a registered one."""
@@ -623,6 +633,7 @@ def test_the_list_and_a_page_hold_at_1366_px_with_badges_on_one_line(page, opera
         "els => els.map(el => el.getBoundingClientRect().height / parseFloat(getComputedStyle(el).fontSize))",
     )
     assert len(badges) == len(ops) + 1 and max(badges) < 2, badges  # one line each (two: ~2.4 font sizes)
+    assert not page.evaluate(OVERLAPPING, [".lt-counts a", ".object-tools a"])
     page.screenshot(path=tmp_path / "list-laptop.png")
     print(f"screenshot: {tmp_path / 'list-laptop.png'}")
 
