@@ -386,6 +386,12 @@ def test_list_takes_in_operations_that_start_after_it_loaded(page, operator, wor
     expect(page.locator('[data-count="running"]')).to_have_text("1")
     assert page.locator("#result_list tbody tr").count() == 2
     expect(page.locator("#changelist-form .paginator")).to_contain_text("2 operations")
+    # The actions take it in: counted, and selected by "select all".
+    expect(page.locator("span.action-counter")).to_have_text("0 of 2 selected")
+    page.check("#action-toggle")
+    expect(page.locator("span.action-counter")).to_have_text("2 of 2 selected")
+    assert page.locator("tr input.action-select:checked").count() == 2
+    page.uncheck("#action-toggle")
     assert page.locator(f'#result_list tbody tr:nth-child(2) [data-op="{done.pk}"]').count() > 0
     # The row is the list's own: its checkbox, its link, its live figures.
     expect(top.locator("input.action-select")).to_have_value(str(first.pk))
