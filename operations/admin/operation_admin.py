@@ -51,7 +51,6 @@ class OperationAdmin(PageFields, admin.ModelAdmin):
     search_fields = ["id__exact", "owner__username", "file_name"]
     list_select_related = ["owner"]
     actions = ["pause", "resume", "terminate_force"]
-
     change_list_template = "admin/operations/operation/change_list.html"
     change_form_template = "admin/operations/operation/change_form.html"
     fieldsets = FIELDSETS
