@@ -12,11 +12,28 @@ from rich.table import Table
 from long_task_client.api import Api, ApiError, Unreachable
 from long_task_client.display import PlainDisplay, for_output, percent_text
 from long_task_client.following import ACK_WAIT_SECONDS, follow, pause_and_report
-from long_task_client.output import UsageError, out, say_error, when
+from long_task_client.output import UsageError, now_iso, out, say_error, seconds_between, when
 from long_task_shared import humanize, outcome
 
 STATES = ["registered", "queued", "running", "pausing", "paused", "completed", "failed", "terminating", "terminated"]
-LIST_COLUMNS = ["id", "type", "state", "percent", "rows", "rejected", "rows/s", "eta", "updated"]
+LIST_COLUMNS = [
+    "id",
+    "type",
+    "file",
+    "state",
+    "percent",
+    "rows",
+    "rejected",
+    "rows/s",
+    "eta",
+    "created",
+    "ran",
+    "reason",
+]
+LEFT_ALIGNED = {"type", "file", "state", "created", "reason"}
+# A list's line cuts a long file name and a failure's reason (`status ID` shows the whole reason).
+FILE_CHARS = 30
+REASON_CHARS = 60
 
 
 def upload_options(args) -> dict:
@@ -128,34 +145,59 @@ def cmd_terminate(api: Api, args) -> int:
     return outcome.COMPLETED
 
 
+def list_row(op: dict, *, for_terminal: bool) -> list[str]:
+    """An operation's line in `list`: what tells it apart (file, age, how long it ran, why it
+    failed) and how it goes. On a terminal the created time is an age; for scripts, the time."""
+    reason = humanize.shorten(op.get("error") or "no reason recorded", REASON_CHARS) if op["state"] == "failed" else ""
+    file_name = op.get("file_name") or "-"
+    created = humanize.ago(seconds_between(op["created_at"], now_iso())) if for_terminal else when(op["created_at"])
+    figures = [
+        percent_text(op) or "-",
+        humanize.count(op["lines_finished"]),
+        humanize.count(op["lines_failed"]),
+        humanize.count(op["rows_per_second"]),
+        humanize.duration(op["eta_seconds"]),
+    ]
+    ran = humanize.duration(op.get("duration_seconds"))
+    if for_terminal:
+        return [
+            str(op["op_id"]),
+            op["op_type"],
+            humanize.shorten(file_name, FILE_CHARS),
+            op["state"],
+            *figures,
+            created,
+            ran,
+            reason,
+        ]
+    # Tab-separated: the first nine fields as they always were, then the new ones.
+    return [
+        str(op["op_id"]),
+        op["op_type"],
+        op["state"],
+        *figures,
+        when(op["updated_at"]),
+        " ".join(file_name.split()),
+        created,
+        ran,
+        reason,
+    ]
+
+
 def cmd_list(api: Api, args) -> int:
     ops = list(api.operations(state=args.state, limit=args.limit))
     if args.json:
         out(json.dumps(ops, indent=2))
         return outcome.COMPLETED
-    rows = [
-        [
-            str(op["op_id"]),
-            op["op_type"],
-            op["state"],
-            percent_text(op) or "-",
-            humanize.count(op["lines_finished"]),
-            humanize.count(op["lines_failed"]),
-            humanize.count(op["rows_per_second"]),
-            humanize.duration(op["eta_seconds"]),
-            when(op["updated_at"]),
-        ]
-        for op in ops
-    ]
     console = Console(highlight=False)
     if console.is_terminal:
         table = Table(*LIST_COLUMNS, box=None, header_style="bold")
         for column in table.columns:
-            column.justify = "left" if column.header in ("type", "state", "updated") else "right"
-        for row in rows:
-            table.add_row(*row)
-        console.print(table if rows else "no operations")
+            column.justify = "left" if column.header in LEFT_ALIGNED else "right"
+        for op in ops:
+            table.add_row(*list_row(op, for_terminal=True))
+        console.print(table if ops else "no operations")
     else:  # for scripts: tab-separated, no header (as gh does)
-        for row in rows:
-            out("\t".join(row))
+        for op in ops:
+            out("\t".join(list_row(op, for_terminal=False)))
     return outcome.COMPLETED

@@ -3,7 +3,7 @@ in the local zone. Counts, sizes and durations go through `long_task_shared.huma
 format of the client, `manage.py op_status` and the admin."""
 
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 
 
 class UsageError(Exception):
@@ -29,3 +29,8 @@ def seconds_between(start: str | None, end: str | None) -> float | None:
     if not (start and end):
         return None
     return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+
+
+def now_iso() -> str:
+    """Now, as the API writes its timestamps (to compare with them)."""
+    return datetime.now(UTC).isoformat()

@@ -14,6 +14,17 @@ def duration(seconds: float | None) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
+def ago(seconds: float | None) -> str:
+    """`12s ago`, `3m05s ago`, `1h49m ago` (a time in the past, as an age); `-` for unknown."""
+    return "-" if seconds is None else f"{duration(max(seconds, 0))} ago"
+
+
+def shorten(text: str, limit: int) -> str:
+    """`text` on one line, cut to `limit` characters with an ellipsis."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
 def count(number: int | float | None) -> str:
     """`1,234,567`; `-` for unknown."""
     return "-" if number is None else f"{round(number):,}"

@@ -93,6 +93,25 @@ def operation_status(op: Operation) -> dict:
     }
 
 
+def operation_list_entry(op: Operation) -> dict:
+    """An operation in a list (the REST list, `long-task list`): its status object and what
+    tells it apart from the others, its file's name and how long it ran (start to finish, or
+    to now while it is unfinished); a failed one's reason is the status object's `error`."""
+    return {
+        **operation_status(op),
+        "file_name": op.file_name,
+        "duration_seconds": duration_seconds(op),
+    }
+
+
+def duration_seconds(op: Operation, *, now: datetime | None = None) -> float | None:
+    """Wall time from its start to its finish (to `now` until it finishes); None before it starts."""
+    if op.started_at is None:
+        return None
+    end = op.finished_at or now or timezone.now()
+    return round(max((end - op.started_at).total_seconds(), 0.0), 1)
+
+
 def percent_done(op: Operation) -> float | None:
     if op.state == State.COMPLETED:
         return 100.0

@@ -11,7 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from operations import queue
-from operations.errors import BadInput, QuotaExceeded
+from operations.errors import BadInput, OperationError, QuotaExceeded
 from operations.models import Operation
 from operations.operation_types import registry
 from operations.state_machine import Actor, allows, ensure_allowed, lock, record, transition
@@ -54,7 +54,12 @@ def operation_start(*, op_id: int, actor: Actor, data: Mapping, files: Mapping) 
             return _resume(op, actor=actor, data=data, files=files), True
         ensure_allowed("start", op)
     kind = registry.get(op.op_type)
-    fields = kind.prepare_input(op, data=data, files=files)
+    try:
+        fields = kind.prepare_input(op, data=data, files=files)
+    except OperationError as refusal:
+        if refusal.status_code < 500:  # the input's fault, not the server's (a store away: 503)
+            _record_refusal(op_id, actor=actor, refusal=refusal)
+        raise
     try:
         with transaction.atomic():
             op = lock(op_id, user=actor.user)
@@ -64,6 +69,15 @@ def operation_start(*, op_id: int, actor: Actor, data: Mapping, files: Mapping) 
         kind.discard_input(fields)
         raise
     return op, False
+
+
+def _record_refusal(op_id: int, *, actor: Actor, refusal: OperationError) -> None:
+    """Say in the operation's history why its input was refused (a client then withdraws it,
+    and its history would otherwise not say why it ended)."""
+    with transaction.atomic():
+        op = lock(op_id, user=actor.user)
+        if op.state == State.REGISTERED:
+            record(op, from_state=op.state, actor=actor, detail=f"input refused: {refusal.message}")
 
 
 def operation_pause(*, op_id: int, actor: Actor) -> Operation:

@@ -7,7 +7,14 @@ Pause / Resume / Terminate on an operation's page, and the bulk actions.
 - `dashboard`: the landing page (the admin's index, and `/` once logged in), with its chart
   (`chart`) and its live view;
 - `formatting`: every figure as text, once, for the pages and the live view alike
-  (static/operations/console.js only copies the text it is given).
+  (static/operations/console.js only copies the text it is given);
+- `page_fields`: the read-only fields of an operation's page, in words; `filters`: the list's
+  created filter (days and a range of days).
+
+The site itself is `operations.admin_site.ConsoleSite` (outside this package: Django imports the
+site's class when `admin.site` is first used, which may be while another app's admin module is
+being loaded, and it must not import this package then), which puts the operations first in the list of applications
+and the machinery under "System".
 
 Django's admin autodiscovery imports this package, which registers the ModelAdmin.
 """

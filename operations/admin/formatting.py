@@ -28,7 +28,7 @@ def figures(op: Operation) -> dict[str, str]:
     percent = selectors.percent_done(op)
     rate = selectors.rows_per_second(op)
     imported, failed = humanize.count(selectors.lines_imported(op)), humanize.count(op.lines_failed)
-    counts = f"{imported} imported, {failed} failed"
+    counts = f"{imported} imported, {failed} rejected"
     if op.total_lines is not None:
         counts += f" of {humanize.count(op.total_lines)}"
     return {
@@ -45,6 +45,7 @@ def figures(op: Operation) -> dict[str, str]:
         "started": moment(op.started_at),
         "finished_at": moment(op.finished_at),
         "updated": moment(op.updated_at),
+        "created": moment(op.created_at),
         "age": age(op.created_at),
         "duration": humanize.duration(selectors.operation_run_record(op, []).duration_seconds),
         "reason": failure_reason(op),
@@ -54,15 +55,29 @@ def figures(op: Operation) -> dict[str, str]:
 
 def age(at) -> str:
     """How long ago, in the one duration format ("3m05s ago")."""
-    return "-" if at is None else f"{humanize.duration(max((timezone.now() - at).total_seconds(), 0))} ago"
+    return humanize.ago(None if at is None else (timezone.now() - at).total_seconds())
 
 
 def failure_reason(op: Operation) -> str:
     """Why a failed operation failed, short enough for a list's row ("" unless failed)."""
     if op.state != Operation.State.FAILED:
         return ""
-    reason = op.error or "no reason recorded"
-    return reason if len(reason) <= REASON_CHARS else reason[: REASON_CHARS - 1] + "\u2026"
+    return humanize.shorten(op.error or "no reason recorded", REASON_CHARS)
+
+
+def options_text(options: dict) -> str:
+    """Options as words: `strict: no · target: contacts · mapping: Full Name → name`."""
+
+    def value(item) -> str:
+        if isinstance(item, bool):
+            return "yes" if item else "no"
+        if isinstance(item, dict):
+            return ", ".join(f"{key} \u2192 {value(inner)}" for key, inner in item.items())
+        if isinstance(item, list | tuple):
+            return ", ".join(value(inner) for inner in item)
+        return "-" if item is None or item == "" else str(item)
+
+    return " \u00b7 ".join(f"{key}: {value(item)}" for key, item in (options or {}).items()) or "none"
 
 
 def record_figures(op: Operation, events: Iterable[OperationEvent]) -> dict[str, str]:

@@ -19,69 +19,41 @@ from django.contrib.admin.utils import flatten_fieldsets
 from django.db import DatabaseError
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.urls import path, reverse
+from django.urls import path
 from django.utils.html import format_html
 
-from long_task_shared import humanize
 from operations import access, selectors, services
-from operations.admin import console, live
-from operations.admin.formatting import (
-    NOT_YOURS,
-    allowed_controls,
-    download_refusal,
-    event_row,
-    figures,
-    moment,
-    record_figures,
-)
+from operations.admin import console, live, page_fields
+from operations.admin.filters import CreatedFilter
+from operations.admin.formatting import allowed_controls, download_refusal, event_row, figures, moment, record_figures
 from operations.admin.live import ROW_ERRORS_SHOWN
+from operations.admin.page_fields import FIELDSETS, PageFields
 from operations.errors import OperationError
 from operations.models import Operation
 from operations.state_machine import Actor
 
 __all__ = ["ROW_ERRORS_SHOWN", "OperationAdmin"]
 
-COLUMNS_SHOWN = 50
+
+def page_title(op: Operation) -> str:
+    return f"{op.op_type} #{op.pk}" + (f" \u00b7 {op.file_name}" if op.file_name else "")
 
 
 # --- the model admin -------------------------------------------------------------------------
 
 
-class OperationAdmin(admin.ModelAdmin):
+class OperationAdmin(PageFields, admin.ModelAdmin):
     # What tells operations apart (file, type and owner; age and how long it ran; a failure's
     # reason under its state) and how it goes, stacked in few columns so that the list is not cut
     # on a laptop's screen beside the menus; the other times are on an operation's page.
     list_display = ["id", "file_column", "state_badge", "progress", "speed_and_eta", "created_age"]
-    list_filter = ["state", "op_type"]
+    list_filter = ["state", "op_type", ("created_at", CreatedFilter)]
     search_fields = ["id__exact", "owner__username", "file_name"]
     list_select_related = ["owner"]
     actions = ["pause", "resume", "terminate_force"]
     change_list_template = "admin/operations/operation/change_list.html"
     change_form_template = "admin/operations/operation/change_form.html"
-    # The state and the counters are in the live panel above these (change_form.html); what is
-    # here either stays put or is live too, so that the page never shows two different numbers.
-    fieldsets = [
-        (None, {"fields": ["op_type", "owner", "options", "error"]}),
-        ("Progress", {"fields": ["progress", "speed", "eta", "row_error_count"]}),
-        ("Input", {"fields": ["input_file", "file_name", "file_size", "file_sha256", "header"]}),
-        ("Times", {"fields": ["created", "started", "finished", "updated"]}),
-        (
-            "Checkpoint and lease (as loaded)",
-            {
-                "classes": ["collapse"],
-                "fields": [
-                    "lines_finished",
-                    "lines_failed",
-                    "total_lines",
-                    "position",
-                    "checkpoint",
-                    "rollback_position",
-                    "lease_owner",
-                    "lease_expires_at",
-                ],
-            },
-        ),
-    ]
+    fieldsets = FIELDSETS
     # Everything: the state machine and the worker own state, lease, checkpoint and counters.
     readonly_fields = flatten_fieldsets(fieldsets)
 
@@ -131,7 +103,7 @@ class OperationAdmin(admin.ModelAdmin):
 
     @staticmethod
     def _live(op: Operation, field: str, text: str) -> str:
-        return format_html('<span data-op="{}" data-field="{}">{}</span>', op.pk, field, text)
+        return page_fields.live(op, field, text)
 
     @admin.display(description="state", ordering="state")
     def state_badge(self, op: Operation) -> str:
@@ -179,71 +151,11 @@ class OperationAdmin(admin.ModelAdmin):
         )
 
     @admin.display(description="rows/s")
-    def speed(self, op: Operation) -> str:
-        return self._live(op, "rate", figures(op)["rate"])
-
-    @admin.display(description="rows/s")
     def speed_and_eta(self, op: Operation) -> str:
         """The rate, over the time left at that rate."""
         text = figures(op)
         html = '<span data-op="{}" data-field="rate_number">{}</span><small class="lt-sub">ETA {}</small>'
         return format_html(html, op.pk, text["rate_number"], self._live(op, "eta", text["eta"]))
-
-    @admin.display(description="ETA")
-    def eta(self, op: Operation) -> str:
-        return self._live(op, "eta", figures(op)["eta"])
-
-    @admin.display(description="updated", ordering="updated_at")
-    def updated(self, op: Operation) -> str:
-        return self._live(op, "updated", moment(op.updated_at))
-
-    @admin.display(description="created")
-    def created(self, op: Operation) -> str:
-        return moment(op.created_at)
-
-    @admin.display(description="started")
-    def started(self, op: Operation) -> str:
-        return self._live(op, "started", moment(op.started_at))
-
-    @admin.display(description="finished")
-    def finished(self, op: Operation) -> str:
-        return self._live(op, "finished_at", moment(op.finished_at))
-
-    @admin.display(description="header")
-    def header(self, op: Operation) -> str:
-        """The column names, the first COLUMNS_SHOWN of a wide header."""
-        columns = op.columns or []
-        shown = ", ".join(columns[:COLUMNS_SHOWN])
-        if len(columns) > COLUMNS_SHOWN:
-            shown += f", ... ({len(columns):,} columns)"
-        return shown or "-"
-
-    @admin.display(description="row errors")
-    def row_error_count(self, op: Operation) -> str:
-        count = getattr(op, "row_error_count", None)
-        if count is None:
-            count = op.row_errors.count()
-        url = reverse("operation-row-errors", args=[op.pk]) + "?format=csv"
-        # Live as `failed`: the counter that this count agrees with.
-        live_count = self._live(op, "failed", humanize.count(count))
-        return format_html('{} (all of them: <a href="{}">CSV</a>)', live_count, url)
-
-    @admin.display(description="file")
-    def input_file(self, op: Operation) -> str:
-        """The stored file through the API's owner-checked download, never a media URL; for
-        those who may download it, live (console.js): the link goes once there is no file (a
-        terminate deletes it) and the reason why takes its place."""
-        if not access.can_download(op.viewer, op):
-            return NOT_YOURS
-        refusal = download_refusal(op.viewer, op)
-        url = reverse("operation-download", args=[op.pk])
-        html = (
-            '<a href="{}" data-op="{}" data-when="download"{}>{}</a>'
-            '<span data-op="{}" data-field="no_download" data-when="no-download"{}>{}</span>'
-        )
-        link_hidden, refusal_hidden = (" hidden", "") if refusal else ("", " hidden")
-        name = op.file_name or "download"
-        return format_html(html, url, op.pk, link_hidden, name, op.pk, refusal_hidden, refusal)
 
     # --- pages -----------------------------------------------------------------------------
 
@@ -274,6 +186,8 @@ class OperationAdmin(admin.ModelAdmin):
             "state_counts": list(counts.items()),
             # The newest operation when the page loaded: the live view sends what came after.
             "latest_id": latest,
+            # What the page is, not the admin's "Select operation to change".
+            "title": "Operations",
             **(extra_context or {}),
         }
         return super().changelist_view(request, extra_context=context)
@@ -285,8 +199,10 @@ class OperationAdmin(admin.ModelAdmin):
             events = list(op.events.all())
             context.update(
                 console.console_context(self, request),
-                # Without the state, which the live badge shows (str(op) would go stale).
-                subtitle=f"{op.op_type} #{op.pk}",
+                # What the page is ("Upload #8 · people.csv"), not "View operation"; without
+                # the state, which the live badge shows (str(op) would go stale).
+                title=page_title(op),
+                subtitle=None,
                 op=op,
                 text=figures(op),
                 record=record_figures(op, events),
@@ -307,7 +223,7 @@ class OperationAdmin(admin.ModelAdmin):
     def pause(self, request: HttpRequest, queryset: QuerySet) -> None:
         self._apply(request, queryset, "Paused", services.operation_pause)
 
-    @admin.action(description="Resume", permissions=["control"])
+    @admin.action(description="Resume (paused or failed)", permissions=["control"])
     def resume(self, request: HttpRequest, queryset: QuerySet) -> None:
         self._apply(request, queryset, "Resumed", services.operation_resume)
 

@@ -45,6 +45,23 @@ class OperationSerializer(serializers.ModelSerializer):
         return selectors.operation_status(op)
 
 
+class OperationListSerializer(OperationSerializer):
+    """An operation in the list: the status object, and what tells operations apart (the
+    file's name, how long it ran; `created_at` and `error` are the status object's)."""
+
+    file_name = serializers.CharField(read_only=True, help_text="The client's file name, empty without a file.")
+    duration_seconds = serializers.FloatField(
+        read_only=True, allow_null=True, help_text="From its start to its finish, or to now while unfinished."
+    )
+
+    class Meta(OperationSerializer.Meta):
+        fields = [*OperationSerializer.Meta.fields, "file_name", "duration_seconds"]
+        read_only_fields = fields
+
+    def to_representation(self, op: Operation) -> dict:
+        return selectors.operation_list_entry(op)
+
+
 class RegisterSerializer(serializers.Serializer):
     op_type = serializers.CharField(required=False, default="Upload")
     strict = serializers.BooleanField(required=False, help_text="Fail at the first bad CSV row.")

@@ -26,6 +26,7 @@ from operations.api import parsing, results, waiting
 from operations.api.serializers import (
     EventSerializer,
     MessageSerializer,
+    OperationListSerializer,
     OperationSerializer,
     RegisterSerializer,
     RowErrorSerializer,
@@ -289,6 +290,9 @@ class OperationViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
     def _op_id(self) -> int:
         return parsing.op_id({"op_id": self.kwargs["pk"]})
+
+    def get_serializer_class(self):
+        return OperationListSerializer if self.action == "list" else OperationSerializer
 
     @extend_schema(parameters=[STATE_FILTER, TYPE_FILTER])
     def list(self, request, *args, **kwargs):

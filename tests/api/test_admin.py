@@ -57,7 +57,7 @@ def test_changelist_shows_state_owner_progress_and_speed(admin_client, ops_in_ev
     assert html.count("<progress") == len(ops_in_every_state)
     assert 'value="100.0"' in html  # completed
     assert 'value="40.0"' in html  # the others: 400 of 1000 bytes
-    assert "38 imported, 2 failed" in html  # imported = finished - failed
+    assert "38 imported, 2 rejected" in html  # imported = finished - failed
     assert "123" in html  # rows/s of the running and pausing ones
     for label in S.labels:
         assert f">{label}<" in html

@@ -7,12 +7,14 @@ status codes, bodies and messages; the state machine has its own tests. No worke
 import io
 import json
 import time
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
 from django.conf import settings
 from django.db import OperationalError
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from operations import queue
@@ -43,6 +45,8 @@ STATUS_FIELDS = {
     "finished_at",
     "updated_at",
 }
+# What a list adds to each status object, to tell operations apart.
+LIST_FIELDS = {"file_name", "duration_seconds"}
 MISSING = {"message": "Operation ID Invalid"}
 ENCODINGS = ["json", "multipart", "form"]
 
@@ -833,7 +837,7 @@ def test_rest_list_is_paginated(api, user):
     assert "page=2" in body["next"]
     ids = [item["op_id"] for item in body["results"]]
     assert ids == sorted(ids, reverse=True)  # newest first
-    assert set(body["results"][0]) == STATUS_FIELDS
+    assert set(body["results"][0]) == STATUS_FIELDS | LIST_FIELDS
 
     second = api.get("/api/operations/", {"page": 2})
     assert second.status_code == 200
@@ -843,6 +847,40 @@ def test_rest_list_is_paginated(api, user):
     beyond = api.get("/api/operations/", {"page": 3})
     assert beyond.status_code == 404
     assert beyond.json() == {"message": "Invalid page."}
+
+
+def test_rest_list_names_the_file_how_long_it_ran_and_why_it_failed(api, user):
+    now = timezone.now()
+    failed = operation_in_state(
+        S.FAILED,
+        owner=user,
+        file_name="people.csv",
+        error="line 7: expected 4 fields, found 3",
+        started_at=now - timedelta(seconds=65),
+        finished_at=now,
+    )
+    running = operation_in_state(S.RUNNING, owner=user, file_name="big.csv", started_at=now - timedelta(seconds=30))
+    fresh = operation_in_state(S.REGISTERED, owner=user)
+    by_id = {item["op_id"]: item for item in api.get("/api/operations/").json()["results"]}
+    assert (by_id[failed.pk]["file_name"], by_id[failed.pk]["duration_seconds"]) == ("people.csv", 65.0)
+    assert by_id[failed.pk]["error"] == "line 7: expected 4 fields, found 3" and by_id[failed.pk]["created_at"]
+    assert by_id[running.pk]["file_name"] == "big.csv" and 30.0 <= by_id[running.pk]["duration_seconds"] < 90
+    assert (by_id[fresh.pk]["file_name"], by_id[fresh.pk]["duration_seconds"]) == ("", None)
+    # The status object stays SPEC §5's.
+    assert set(api.get(f"/api/operations/{failed.pk}/").json()) == STATUS_FIELDS
+
+
+@pytest.mark.parametrize(("content", "message"), [(b"", "The file is empty"), (b"a,b\n\xff\n", "not UTF-8")])
+def test_a_refused_upload_says_why_in_the_operations_history(api, register, content, message):
+    op_id = register()
+    response = api.post("/upload/", {"op_id": op_id, "file": upload_file(content)}, format="multipart")
+    assert response.status_code == 400
+    assert api.post("/terminate/", {"op_id": op_id}).json()["state"] == S.TERMINATED  # the client withdraws it
+    events = api.get(f"/api/operations/{op_id}/events/").json()["results"]
+    refused = [event for event in events if event["detail"].startswith("input refused: ")]
+    assert len(refused) == 1 and message in refused[0]["detail"], events
+    assert (refused[0]["from_state"], refused[0]["to_state"]) == (S.REGISTERED, S.REGISTERED)
+    assert events[-1]["to_state"] == S.TERMINATED
 
 
 def test_rest_list_filters(api, op_in):

@@ -4,9 +4,11 @@ import io
 import os
 import subprocess
 import sys
+from datetime import timedelta
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 
 from long_task_shared import humanize
 from operations.models import Operation
@@ -25,8 +27,11 @@ def table(output: str) -> dict[str, list[str]]:
     """The rows of the printed table by id (cells split on whitespace)."""
     lines = output.strip().splitlines()
     header = lines[0].split()
-    assert header == ["id", "type", "state", "owner", "percent", "finished", "failed", "rows/s", "eta", "updated"]
-    # The updated column is "date time": two cells.
+    assert header == [
+        *["id", "type", "state", "owner", "percent", "finished", "failed", "rows/s", "eta"],
+        *["created", "ran", "file", "reason"],
+    ]
+    # The created column is an age, "3m05s ago": two cells.
     return {cells[0]: cells for cells in (line.split() for line in lines[1:]) if cells[0].isdigit()}
 
 
@@ -62,6 +67,27 @@ def test_prints_the_figures_of_each_operation(user):
     assert rows[str(done.pk)][:9] == [str(done.pk), "Upload", "completed", "-", "100.0%", "4,000", "0", "-", "-"]
     assert rows[str(fresh.pk)][3:9] == ["-", "-", "0", "0", "-", "-"]
     assert list(rows) == [str(fresh.pk), str(done.pk), str(running.pk)]  # most recent first
+
+
+@pytest.mark.django_db
+def test_names_the_file_its_age_how_long_it_ran_and_why_it_failed():
+    now = timezone.now()
+    failed = Operation.objects.create(
+        state=S.FAILED,
+        file_name="people.csv",
+        error="line 7: expected 4 fields, found 3\n" + "x" * 100,
+        started_at=now - timedelta(seconds=65),
+        finished_at=now,
+    )
+    Operation.objects.filter(pk=failed.pk).update(created_at=now - timedelta(minutes=3))
+    fresh = Operation.objects.create(state=S.REGISTERED)
+    rows = table(op_status())
+    # created "3m00s ago" (two cells), ran, file, then the reason's words.
+    assert rows[str(failed.pk)][9:13] == ["3m00s", "ago", "1m05s", "people.csv"]
+    reason = " ".join(rows[str(failed.pk)][13:])
+    assert reason.startswith("line 7: expected 4 fields, found 3 xxx") and reason.endswith("\u2026")
+    assert len(reason) == 60
+    assert rows[str(fresh.pk)][9:] == ["0s", "ago", "-", "-"]  # no reason unless failed
 
 
 @pytest.mark.django_db

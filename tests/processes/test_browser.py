@@ -11,10 +11,12 @@ import os
 import re
 import shutil
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.conf import global_settings
+from django.utils import timezone
 
 from operations import services
 from operations.models import Operation, RowError, UploadedRow
@@ -189,7 +191,7 @@ def test_import_watch_pause_and_resume_from_the_admin(page, operator, workers, g
     assert second > first and bar_second > bar_first, (first, second, bar_first, bar_second)
     assert page.evaluate("window.notReloaded") is True
     screenshot(page, tmp_path, "2-running")
-    page.screenshot(path=tmp_path / "2-running-top.png")  # the first screen (docs/console.png)
+    page.screenshot(path=tmp_path / "2-running-top.png")  # the first screen
 
     # Pause: the request answers "pausing"; the poller shows the worker's acknowledgement.
     page.click('button[data-verb="pause"]')
@@ -384,6 +386,12 @@ def test_list_takes_in_operations_that_start_after_it_loaded(page, operator, wor
     expect(page.locator('[data-count="running"]')).to_have_text("1")
     assert page.locator("#result_list tbody tr").count() == 2
     expect(page.locator("#changelist-form .paginator")).to_contain_text("2 operations")
+    # The actions take it in: counted, and selected by "select all".
+    expect(page.locator("span.action-counter")).to_have_text("0 of 2 selected")
+    page.check("#action-toggle")
+    expect(page.locator("span.action-counter")).to_have_text("2 of 2 selected")
+    assert page.locator("tr input.action-select:checked").count() == 2
+    page.uncheck("#action-toggle")
     assert page.locator(f'#result_list tbody tr:nth-child(2) [data-op="{done.pk}"]').count() > 0
     # The row is the list's own: its checkbox, its link, its live figures.
     expect(top.locator("input.action-select")).to_have_value(str(first.pk))
@@ -529,3 +537,174 @@ def test_a_hidden_list_does_not_poll_and_polls_at_once_when_shown_again(page, op
         "data-state", "queued"
     )
     screenshot(page, tmp_path, "list-shown-again")
+
+
+# --- an operator's tool: titles, the created filter, bulk resume, a layout that holds at a
+# laptop's 1366 px and at a phone's 390 px ----------------------------------------------------
+
+LAPTOP = {"width": 1366, "height": 900}
+PHONE = {"width": 390, "height": 844}
+
+# Every element of the page that ends beyond the window's right edge (or starts left of it):
+# what a reader would have to scroll sideways to see, or could not see at all.
+OVERFLOWING = """() => {
+    const width = document.documentElement.clientWidth;
+    const out = [];
+    for (const el of document.querySelectorAll("#content *")) {
+        const box = el.getBoundingClientRect();
+        if (box.width && (box.right > width + 1 || box.left < -1)) out.push(el.tagName + "." + el.className);
+    }
+    return {width, scrollWidth: document.documentElement.scrollWidth, out: out.slice(0, 10)};
+}"""
+
+
+# The elements of the first selector whose box overlaps one of the second's.
+OVERLAPPING = """([these, those]) => {
+    const boxes = [...document.querySelectorAll(those)].map(el => el.getBoundingClientRect());
+    return [...document.querySelectorAll(these)].filter(el => {
+        const a = el.getBoundingClientRect();
+        return boxes.some(b => a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom);
+    }).map(el => el.textContent.trim());
+}"""
+
+
+def operations_to_tell_apart(user) -> dict[str, Operation]:
+    """A list's worth: a failed import with its reason, a long file name, a paused one, a
+    completed one, one being terminated, a registered one."""
+    made = {}
+    for state, name, error in [
+        (S.COMPLETED, "customers-2026-export-from-the-old-crm-system.csv", ""),
+        (S.FAILED, "people.csv", "line 7,501: database error: could not extend file: No space left on device"),
+        (S.PAUSED, "orders.csv", ""),
+        (S.TERMINATING, "mistake.csv", ""),
+        (S.REGISTERED, "", ""),
+    ]:
+        made[state] = Operation.objects.create(
+            state=state,
+            owner=user,
+            file_name=name,
+            file_size=52_104_321 if name else None,
+            position=26_000_000 if name else 0,
+            lines_finished={S.FAILED: 996, S.REGISTERED: 0}.get(state, 250_000),
+            lines_failed=0 if state == S.REGISTERED else 4,
+            error=error,
+            options={"strict": False},
+            started_at=None if state == S.REGISTERED else timezone.now() - timedelta(minutes=12),
+            finished_at=timezone.now() - timedelta(minutes=2) if state in (S.COMPLETED, S.FAILED) else None,
+        )
+        Operation.objects.filter(pk=made[state].pk).update(created_at=timezone.now() - timedelta(minutes=13))
+    return made
+
+
+def assert_nothing_cut_off(page: "Page") -> None:
+    found = page.evaluate(OVERFLOWING)
+    assert found["scrollWidth"] <= found["width"] and not found["out"], found
+
+
+def test_the_list_on_a_phone_shows_every_column_without_cutting_any(page, operator, tmp_path):
+    """390 px wide: the rows become cards; nothing is cut off or scrolled sideways, and each
+    operation still shows its file, state (and why it failed), progress, rate and age."""
+    ops = operations_to_tell_apart(operator)
+    page.set_viewport_size(PHONE)
+    admin_login(page, operator, LIST)
+    assert page.title() == "Operations | long_task"
+    page.wait_for_function("document.getElementById('lt-console').hasAttribute('data-polled')")
+    assert_nothing_cut_off(page)
+    failed = page.locator(f'#result_list tr:has([data-op="{ops[S.FAILED].pk}"])')
+    for text in ("people.csv", "failed", "No space left on device", "992 imported", "ago"):
+        expect(failed).to_contain_text(text)
+        assert failed.get_by_text(text).first.is_visible(), text
+    screenshot(page, tmp_path, "list-phone")
+
+
+def test_the_list_and_a_page_hold_at_1366_px_with_badges_on_one_line(page, operator, workers, gate, tmp_path):
+    """A laptop's screen: with an import running beside operations in every other kind of
+    state, the list and the import's page fit the window, state badges each on one line; the
+    page says what it is, its size and options in words. (Its screenshots are docs/'s.)"""
+    ops = operations_to_tell_apart(operator)
+    held = gate("committed")
+    workers.start(gate=held, **exact_chunks(500))
+    actor = Actor.for_user(operator)
+    running = services.operation_register(op_type="Upload", actor=actor, data={"strict": "false"})
+    files = {"file": upload_file(with_bad_rows(3000), "people.csv")}
+    services.operation_start(op_id=running.pk, actor=actor, data={}, files=files)
+    held.wait_held(running.pk)
+    held.pass_through(running.pk, "committed", 2)  # 1,500 rows: the bad lines 5 and 1,000
+    page.set_viewport_size(LAPTOP)
+    admin_login(page, operator, LIST)
+    expect(page.locator(f'[data-op="{running.pk}"][data-field="counts"]')).to_contain_text("1,498 imported")
+    assert_nothing_cut_off(page)
+    badges = page.eval_on_selector_all(
+        "#result_list .lt-state",
+        "els => els.map(el => el.getBoundingClientRect().height / parseFloat(getComputedStyle(el).fontSize))",
+    )
+    assert len(badges) == len(ops) + 1 and max(badges) < 2, badges  # one line each (two: ~2.4 font sizes)
+    assert not page.evaluate(OVERLAPPING, [".lt-counts a", ".object-tools a"])
+    page.screenshot(path=tmp_path / "list-laptop.png")
+    print(f"screenshot: {tmp_path / 'list-laptop.png'}")
+
+    page.goto(change_page(running))
+    assert page.title() == f"Upload #{running.pk} \u00b7 people.csv | long_task"
+    expect(page.locator("h1")).to_have_text(f"Upload #{running.pk} \u00b7 people.csv")
+    expect(page.locator(".field-size")).to_contain_text("150.5 kB")
+    expect(page.locator(".field-options_shown")).to_contain_text("strict: no")
+    expect(page.locator("[data-row-errors] tr")).to_have_count(2)
+    assert_nothing_cut_off(page)
+    page.screenshot(path=tmp_path / "page-laptop.png")
+    print(f"screenshot: {tmp_path / 'page-laptop.png'}")
+    page.goto(change_page(ops[S.FAILED]))
+    expect(page.locator(".field-size")).to_contain_text("52.1 MB")
+    expect(page.locator(".lt-run .errornote")).to_contain_text("No space left on device")
+    assert_nothing_cut_off(page)
+    held.open_all()
+
+
+def test_the_created_filter_narrows_the_list_by_day_and_by_range(page, operator, tmp_path):
+    Operation.objects.create(state=S.COMPLETED, owner=operator, file_name="today.csv")
+    old = Operation.objects.create(state=S.COMPLETED, owner=operator, file_name="old.csv")
+    Operation.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=20))
+    page.set_viewport_size(LAPTOP)
+    admin_login(page, operator, LIST)
+    rows = page.locator("#result_list tbody tr")
+    expect(rows).to_have_count(2)
+    page.click("#changelist-filter >> text=Today")
+    page.wait_for_url(re.compile(r"created_at__gte="))
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("today.csv")
+
+    page.goto(LIST)
+    ago = str(timezone.localdate() - timedelta(days=25))
+    page.fill('.lt-date-range input[name="created_from"]', ago)
+    page.fill('.lt-date-range input[name="created_to"]', str(timezone.localdate() - timedelta(days=10)))
+    page.click(".lt-date-range button")
+    page.wait_for_url(re.compile(r"created_from=" + ago))
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("old.csv")
+    expect(page.locator('.lt-date-range input[name="created_from"]')).to_have_value(ago)
+    screenshot(page, tmp_path, "list-created-range")
+
+
+def test_bulk_resume_of_the_failed_operations(page, operator, tmp_path):
+    """Filter the failed ones, select all, Resume: each goes through the state machine (queued,
+    from its checkpoint), and the list says so."""
+    failed = [
+        Operation.objects.create(state=S.FAILED, owner=operator, file_name=f"{n}.csv", error="lost", lines_finished=500)
+        for n in range(3)
+    ]
+    Operation.objects.create(state=S.COMPLETED, owner=operator)
+    page.set_viewport_size(LAPTOP)
+    admin_login(page, operator, f"{LIST}?state__exact=failed")
+    expect(page.locator("#result_list tbody tr")).to_have_count(3)
+    page.check("#action-toggle")
+    page.select_option('select[name="action"]', "resume")
+    page.click('button[name="index"]')
+    expected = ", ".join(f"#{op.pk} is queued" for op in failed)
+    expect(page.locator(".messagelist")).to_contain_text(f"Resumed: {expected}.")
+    assert (
+        list(Operation.objects.filter(pk__in=[op.pk for op in failed]).values_list("state", flat=True))
+        == [S.QUEUED] * 3
+    )
+    assert Operation.objects.get(pk=failed[0].pk).lines_finished == 500
+    page.goto(LIST)
+    expect(page.locator('[data-count="queued"]')).to_have_text("3")
+    screenshot(page, tmp_path, "bulk-resumed")

@@ -3,6 +3,7 @@ it ends. Following, the Ctrl-Cs, export and download; the live server is tests/p
 
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -157,6 +158,69 @@ def test_status_in_words_and_as_json(fake, capsys):
     assert "42.5%, 1,500 rows done, 2 rejected" in text and "250,000 rows/s, ETA 3m05s" in text
     assert cli.main(["status", "7", "--url", "http://server", "--json"]) == 0  # options after the command too
     assert json.loads(capsys.readouterr().out) == status_object()
+
+
+def list_of(*ops: dict) -> httpx.Response:
+    return answer(200, {"count": len(ops), "next": None, "previous": None, "results": list(ops)})
+
+
+LISTED = [
+    status_object(9, file_name="people.csv", duration_seconds=12.0, created_at="2026-11-29T10:00:00Z"),
+    status_object(
+        8,
+        state="failed",
+        file_name="a\tname with spaces.csv",
+        duration_seconds=185.0,
+        error="line 7: expected 4 fields, found 3\n" + "x" * 100,
+        rows_per_second=None,
+        eta_seconds=None,
+    ),
+]
+
+
+def test_list_for_scripts_keeps_its_fields_and_adds_file_created_ran_and_reason(fake, capsys):
+    fake.answers[("GET", "/api/operations/")] = list_of(*LISTED)
+    assert long_task("list") == 0
+    running, failed = (line.split("\t") for line in capsys.readouterr().out.splitlines())
+    assert running[:9] == ["9", "Upload", "running", "42.5%", "1,500", "2", "250,000", "3m05s", running[8]]
+    assert running[9:] == ["people.csv", running[10], "12s", ""]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", running[10])  # the time, for a script
+    assert failed[2] == "failed" and failed[9] == "a name with spaces.csv" and failed[11] == "3m05s"
+    assert failed[12].startswith("line 7: expected 4 fields, found 3 xxx") and failed[12].endswith("\u2026")
+    assert len(failed[12]) == 60
+
+
+def test_list_on_a_terminal_shows_an_age_and_the_reason(fake, capsys, monkeypatch):
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    monkeypatch.setenv("COLUMNS", "250")
+    fake.answers[("GET", "/api/operations/")] = list_of(*LISTED)
+    assert long_task("list") == 0
+    text = re.sub(r"\x1b\[[0-9;]*m", "", capsys.readouterr().out)
+    header, running, failed = text.splitlines()
+    assert header.split() == [
+        "id",
+        "type",
+        "file",
+        "state",
+        "percent",
+        "rows",
+        "rejected",
+        "rows/s",
+        "eta",
+        "created",
+        "ran",
+        "reason",
+    ]
+    assert re.search(r"people\.csv +running .* \d+h\d\dm ago +12s *$", running), running
+    assert "failed" in failed and "3m05s" in failed and "line 7: expected 4 fields" in failed
+
+
+def test_list_from_a_server_without_the_new_fields(fake, capsys):
+    """An older server's list has no file_name nor duration_seconds: `-` for them."""
+    fake.answers[("GET", "/api/operations/")] = list_of(status_object(9))
+    assert long_task("list") == 0
+    fields = capsys.readouterr().out.rstrip("\n").split("\t")
+    assert (fields[9], fields[11], fields[12]) == ("-", "-", "")
 
 
 def test_output_into_a_closed_pipe_ends_quietly(fake, monkeypatch, tmp_path):

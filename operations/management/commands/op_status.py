@@ -14,9 +14,17 @@ from long_task_shared import humanize, outcome
 from operations import selectors
 from operations.models import Operation
 
-COLUMNS = ["id", "type", "state", "owner", "percent", "finished", "failed", "rows/s", "eta", "updated"]
+COLUMNS = [
+    *["id", "type", "state", "owner", "percent", "finished", "failed", "rows/s", "eta"],
+    *["created", "ran", "file", "reason"],
+]
 # Numbers read better right-aligned.
-RIGHT_ALIGNED = {"id", "percent", "finished", "failed", "rows/s", "eta"}
+RIGHT_ALIGNED = {"id", "percent", "finished", "failed", "rows/s", "eta", "created", "ran"}
+# What changes with the clock alone: a follow prints a plain line only when the others change.
+CLOCK_COLUMNS = {"created", "ran"}
+# A row cuts a long file name and a failure's reason (the admin's page shows them whole).
+FILE_CHARS = 30
+REASON_CHARS = 60
 CLEAR_SCREEN = "\033[H\033[2J"
 
 
@@ -26,6 +34,10 @@ def format_time(moment: datetime | None) -> str:
 
 def operation_row(op: Operation) -> list[str]:
     percent, rate = selectors.percent_done(op), selectors.rows_per_second(op)
+    now = timezone.now()
+    reason = (
+        humanize.shorten(op.error or "no reason recorded", REASON_CHARS) if op.state == Operation.State.FAILED else ""
+    )
     return [
         str(op.pk),
         op.op_type,
@@ -36,8 +48,15 @@ def operation_row(op: Operation) -> list[str]:
         humanize.count(op.lines_failed),
         humanize.count(rate),
         humanize.duration(selectors.eta_seconds(op)),
-        format_time(op.updated_at),
+        humanize.ago((now - op.created_at).total_seconds()),
+        humanize.duration(selectors.duration_seconds(op, now=now)),
+        humanize.shorten(op.file_name, FILE_CHARS) or "-",
+        reason,
     ]
+
+
+def without_clock(row: list[str]) -> list[str]:
+    return [cell for name, cell in zip(COLUMNS, row, strict=True) if name not in CLOCK_COLUMNS]
 
 
 def render_table(rows: list[list[str]]) -> str:
@@ -127,10 +146,10 @@ class Command(BaseCommand):
                     self.stdout.write(CLEAR_SCREEN, ending="")
                     self.stdout.write(f"{format_time(timezone.now())}  (every {interval:g}s, Ctrl-C stops)")
                     self.stdout.write(render_table([row]))
-                elif row[:-1] != shown:  # plain lines: the header once, then a row when it changed
+                elif without_clock(row) != shown:  # plain lines: the header once, then a row when it changed
                     lines = render_table([row]).splitlines()
                     self.stdout.write("\n".join(lines if shown is None else lines[-1:]))
-                    shown = row[:-1]
+                    shown = without_clock(row)
                 self.stdout.flush()
                 code = outcome.exit_code(op.state)
                 if code is not None:

@@ -145,6 +145,20 @@
       });
     }
 
+    // The admin's actions (actions.js) count and select-all the rows that were there when the
+    // page loaded: with new rows, it starts again over all of them, and counts them.
+    function refreshActions() {
+      var boxes = document.querySelectorAll("tr input.action-select");
+      var counter = document.querySelector("span.action-counter");
+      var ready = window.Actions && document.getElementById("action-toggle") &&
+        document.querySelector("#changelist-form button[name=index]");
+      if (!ready || !boxes.length) return;
+      if (counter) counter.setAttribute("data-actions-icnt", String(boxes.length));
+      window.Actions(boxes);
+      var checked = Array.prototype.filter.call(boxes, function (box) { return box.checked; }).length;
+      if (counter) counter.textContent = checked + " of " + boxes.length + " selected";
+    }
+
     // A list: the rows of new operations (rendered by the server as the list renders its own)
     // go to the top; an empty list gets the table they came in.
     function applyNewRows(html) {
@@ -171,6 +185,7 @@
         added += 1;
       });
       addToCount(added);
+      if (added) refreshActions();
       return true;
     }
 
