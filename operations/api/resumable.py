@@ -9,7 +9,6 @@ upload in place of a file.
 """
 
 import contextlib
-import uuid
 from collections.abc import Mapping
 
 from django.urls import reverse
@@ -125,15 +124,6 @@ class UploadView(TusEndpoint):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-def upload_id_of(reference: str) -> uuid.UUID:
-    """An upload's id from `upload=`: the id, or the URL that ends with it."""
-    last = str(reference).strip().rstrip("/").rsplit("/", 1)[-1]
-    try:
-        return uuid.UUID(last)
-    except ValueError:
-        raise BadInput("upload must be the id or the URL of a finished upload (see /api/uploads/)") from None
-
-
 class PiecedFile:
     """A finished resumable upload, as the file of a start or a resume (what the Upload type
     reads of a request's file). Its stored file is handed over (`keep_stored`), not copied."""
@@ -164,7 +154,7 @@ def start_files(request, data: Mapping):
     if request.FILES.get("file") is not None:
         raise BadInput("Send the file or upload=, not both")
     try:
-        upload = tus.upload_take(upload_id=upload_id_of(reference), user=request.user)
+        upload = tus.upload_take(upload_id=tus.upload_id_of(reference), user=request.user)
     except NotFound:
         raise NotFound("No such upload of yours: upload must name one of your finished uploads") from None
     piece = PiecedFile(upload)

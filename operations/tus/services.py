@@ -21,7 +21,8 @@ from django.db.models import Q, Sum
 from django.utils import timezone
 
 from operations import quotas, storage
-from operations.errors import Conflict, NotFound, OperationError, QuotaExceeded, TooLarge
+from operations.errors import BadInput, Conflict, NotFound, OperationError, QuotaExceeded, TooLarge
+from operations.models import Operation
 from operations.storage import resumable
 from operations.tus import pieces, protocol
 from operations.tus.models import ResumableUpload
@@ -99,6 +100,31 @@ def upload_create(*, user, length: int, metadata: str) -> ResumableUpload:
     except BaseException:
         resumable.discard(stored)
         raise
+
+
+def upload_id_of(reference) -> uuid.UUID:
+    """An upload's id from a parameter: the id, or the URL that ends with it."""
+    last = str(reference).strip().rstrip("/").rsplit("/", 1)[-1]
+    try:
+        return uuid.UUID(last)
+    except ValueError:
+        raise BadInput("upload must be the id or the URL of one of your uploads (see /api/uploads/)") from None
+
+
+def upload_progress(upload_id: str) -> dict | None:
+    """What the status of an operation waiting for this upload shows of it (None: gone)."""
+    upload = ResumableUpload.objects.filter(pk=upload_id).only("offset", "length", "completed_at").first()
+    if upload is None:
+        return None
+    return {"id": upload_id, "bytes_received": upload.offset, "bytes_total": upload.length, "finished": upload.finished}
+
+
+def _tell_waiting_operations(upload: ResumableUpload) -> None:
+    """A registered operation that waits for this upload has a new status (its progress): its
+    `updated_at`, hence its ETag, changes, and long polls of it wake."""
+    Operation.objects.filter(state=Operation.State.REGISTERED, options__upload=str(upload.pk)).update(
+        updated_at=timezone.now()
+    )
 
 
 def upload_get(*, upload_id, user) -> ResumableUpload:
@@ -194,6 +220,7 @@ def _append(hold: Hold, upload: ResumableUpload, *, body, content_length, checks
         received.writer.rollback()
         raise
     received.writer.settle()
+    _tell_waiting_operations(upload)
 
 
 def _finish(hold: Hold, upload: ResumableUpload) -> None:
@@ -204,7 +231,9 @@ def _finish(hold: Hold, upload: ResumableUpload) -> None:
     with storage.open_for_reading(stored.name, block_size=HASH_BLOCK_BYTES, read_ahead=True) as stored_file:
         while block := stored_file.read(HASH_BLOCK_BYTES):
             sha256.update(block)
+            hold.keep_alive()
     hold.record(sha256=sha256.hexdigest(), completed_at=timezone.now(), tail_name="", parts=[])
+    _tell_waiting_operations(upload)
 
 
 def upload_delete(*, upload_id, user) -> None:

@@ -389,3 +389,30 @@ def test_a_resume_from_an_upload_follows_the_same_file_rule(api, start_upload, c
     assert response.status_code == 202, response.content
     assert list(ResumableUpload.objects.values_list("pk", flat=True)) == [upload_of(other).pk]
     assert run(op_id).state == S.COMPLETED
+
+
+def test_an_operation_registered_with_its_upload_shows_the_bytes_arriving(api, other_user):
+    content = csv_bytes(100)
+    url = tc.created(api, len(content))
+    response = api.post("/register/", {"upload": url}, format="json")
+    assert response.status_code == 201, response.content
+    op_id = response.json()["op_id"]
+    before = api.get(f"/api/operations/{op_id}/")
+    assert before.json()["upload"] == {
+        "id": str(upload_of(url).pk),
+        "bytes_received": 0,
+        "bytes_total": len(content),
+        "finished": False,
+    }
+    tc.send(api, url, content, piece_bytes=1000, pieces=1)
+    after = api.get(f"/api/operations/{op_id}/", HTTP_IF_NONE_MATCH=before["ETag"])
+    assert after.status_code == 200
+    assert (after.json()["state"], after.json()["upload"]["bytes_received"]) == ("registered", 1000)
+    tc.send(api, url, content, piece_bytes=1000, start=1000)
+    assert api.get(f"/api/operations/{op_id}/").json()["upload"]["finished"] is True
+    started = api.post(f"/api/operations/{op_id}/start/", {"upload": url}, format="json")
+    assert started.status_code == 202, started.content
+    assert "upload" not in started.json()
+    assert run(op_id).lines_finished == 100
+    foreign = tc.created(token_client(other_user), 10)
+    assert api.post("/register/", {"upload": foreign}, format="json").status_code == 404
