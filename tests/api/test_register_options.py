@@ -16,7 +16,8 @@ def test_an_unknown_option_is_refused_by_name(api, body_format):
 def test_every_unknown_option_is_named(api):
     response = api.post("/register/", {"strict": True, "zeta": 1, "alpha": 2}, format="json")
     assert response.status_code == 400
-    assert response.json()["message"] == "Upload has no option alpha, zeta (its options: mapping, strict, target, upload)"
+    expected = "Upload has no option alpha, zeta (its options: mapping, strict, target, upload)"
+    assert response.json()["message"] == expected
 
 
 def test_an_export_names_its_own_options(api):
