@@ -42,7 +42,7 @@ class TusEndpoint(APIView):
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)  # authenticated, allowed, throttled
-        if request.method != "OPTIONS":
+        if request.method not in ("OPTIONS", "GET"):  # GET is ours (JSON), not the protocol's
             protocol.check_version(request.headers)
 
     def finalize_response(self, request, response, *args, **kwargs):
@@ -69,9 +69,12 @@ class UploadsView(TusEndpoint):
         length = protocol.non_negative(request.headers, "Upload-Length")
         metadata = request.headers.get("Upload-Metadata", "")
         upload = tus.upload_create(user=request.user, length=length, metadata=metadata)
-        location = request.build_absolute_uri(reverse("resumable-upload", args=[upload.pk]))
+        # Location is a path, which tus clients resolve against the URL they posted to: right
+        # behind a proxy that does not pass the Host the client used (as build_absolute_uri needs).
+        location = reverse("resumable-upload", args=[upload.pk])
         headers = {"Location": location, "Upload-Offset": "0", **_expires(upload)}
-        return Response({"id": str(upload.pk), "url": location}, status=status.HTTP_201_CREATED, headers=headers)
+        body = {"id": str(upload.pk), "url": request.build_absolute_uri(location)}
+        return Response(body, status=status.HTTP_201_CREATED, headers=headers)
 
 
 @extend_schema(exclude=True)

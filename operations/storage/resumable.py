@@ -16,44 +16,17 @@ take over as it is (no copy).
 
 import contextlib
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 from django.core.files.storage import FileSystemStorage
 
 from operations import storage
 from operations.errors import BadInput
+from operations.storage.stored_pieces import PieceWriter, StoredPieces
+
+__all__ = ["PieceWriter", "StoredPieces", "begin", "discard", "finish", "writer"]
 
 NOT_SUPPORTED = "Resumable uploads need the local disk or S3 as the file store"
-
-
-@dataclass(frozen=True)
-class StoredPieces:
-    """Where the pieces of one file are: `size` bytes under `name` (S3: in the parts of the
-    multipart upload `multipart_id`, and the tail object `tail_name`)."""
-
-    name: str
-    size: int = 0
-    multipart_id: str = ""
-    parts: list[dict] = field(default_factory=list)
-    tail_name: str = ""
-
-
-class PieceWriter:
-    """Appends one piece: `write` its bytes, then `commit()` (the new StoredPieces; the old
-    ones are still valid until `settle` is called once the new ones are recorded) or
-    `rollback()` (nothing of the piece stays)."""
-
-    def write(self, data: bytes) -> None:
-        raise NotImplementedError
-
-    def commit(self) -> StoredPieces:
-        raise NotImplementedError
-
-    def rollback(self) -> None:
-        raise NotImplementedError
-
-    def settle(self) -> None:
-        """The committed pieces are recorded: drop what only the old ones needed."""
 
 
 def _s3():

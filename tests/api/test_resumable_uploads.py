@@ -79,9 +79,10 @@ def test_create_answers_201_with_a_location_and_head_gives_the_offset(api, store
     response = tc.create(api, 1000, name="people.csv")
     assert response.status_code == 201, response.content
     assert response["Tus-Resumable"] == "1.0.0"
-    assert response["Location"].startswith("http://testserver/api/uploads/")
+    assert response["Location"] == f"/api/uploads/{response.json()['id']}/"
+    assert response.json()["url"] == f"http://testserver{response['Location']}"
     assert response["Upload-Expires"].endswith("GMT")
-    url = response["Location"].split("testserver", 1)[1]
+    url = response["Location"]
     head = tc.head(api, url)
     assert head.status_code == 200
     assert (head["Upload-Offset"], head["Upload-Length"], head["Cache-Control"]) == ("0", "1000", "no-store")
@@ -416,3 +417,10 @@ def test_an_operation_registered_with_its_upload_shows_the_bytes_arriving(api, o
     assert run(op_id).lines_finished == 100
     foreign = tc.created(token_client(other_user), 10)
     assert api.post("/register/", {"upload": foreign}, format="json").status_code == 404
+
+
+def test_get_tells_where_an_upload_stands_as_json(api):
+    url = tc.created(api, 8, name="a.csv")
+    tc.patch(api, url, 0, b"a,b\n")
+    body = api.get(url).json()
+    assert (body["file_name"], body["offset"], body["length"], body["finished"]) == ("a.csv", 4, 8, False)
