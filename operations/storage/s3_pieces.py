@@ -13,9 +13,9 @@ from dataclasses import replace
 from django.conf import settings
 
 from operations.storage.multipart import _View
-from operations.storage.stored_pieces import PieceWriter, StoredPieces
 from operations.storage.s3 import S3Store, _delete
 from operations.storage.s3_client import S3Objects, content_type
+from operations.storage.stored_pieces import PieceWriter, StoredPieces
 
 logger = logging.getLogger(__name__)
 
