@@ -424,3 +424,15 @@ def test_get_tells_where_an_upload_stands_as_json(api):
     tc.patch(api, url, 0, b"a,b\n")
     body = api.get(url).json()
     assert (body["file_name"], body["offset"], body["length"], body["finished"]) == ("a.csv", 4, 8, False)
+
+
+def test_a_piece_while_another_request_holds_the_upload_is_a_423_until_its_hold_runs_out(api):
+    url = tc.created(api, 8)
+    held = ResumableUpload.objects.filter(pk=upload_of(url).pk)
+    held.update(busy_token="another-request", busy_until=timezone.now() + timedelta(seconds=30))
+    response = tc.patch(api, url, 0, b"a,b\n")
+    assert response.status_code == 423
+    assert tc.offset(api, url) == 0
+    held.update(busy_until=timezone.now() - timedelta(seconds=1))  # its process died
+    assert tc.patch(api, url, 0, b"a,b\n").status_code == 204
+    assert upload_of(url).busy_token == ""
