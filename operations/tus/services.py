@@ -247,6 +247,13 @@ def upload_take(*, upload_id, user) -> ResumableUpload:
     """A finished upload of the caller, to start an operation with (404 for none, 409 while
     unfinished). `take_over` then hands its file over."""
     upload = upload_get(upload_id=upload_id, user=user)
+    if not upload.finished and upload.offset == upload.length:
+        # Every byte came but finishing failed (the store did not answer): finish it now.
+        hold = Hold(upload)
+        try:
+            _finish(hold, upload)
+        finally:
+            hold.release()
     if not upload.finished:
         raise Conflict(
             f"The upload has {upload.offset} of {upload.length} bytes: send the rest first "

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from operations import retention
+from operations import storage as tus_storage
 from operations.models import Operation, ResumableUpload
 from operations.tus import protocol as tus_protocol
 from operations.tus import services as tus
@@ -436,3 +437,19 @@ def test_a_piece_while_another_request_holds_the_upload_is_a_423_until_its_hold_
     held.update(busy_until=timezone.now() - timedelta(seconds=1))  # its process died
     assert tc.patch(api, url, 0, b"a,b\n").status_code == 204
     assert upload_of(url).busy_token == ""
+
+
+def test_an_upload_whose_finish_failed_is_finished_by_the_start(api, register, store, monkeypatch):
+    content = b"a,b\n1,2\n"
+    url = tc.created(api, len(content))
+
+    def store_away(*args, **kwargs):
+        raise tus_storage.StorageUnavailable()
+
+    with monkeypatch.context() as patched:
+        patched.setattr(tus.resumable, "finish", store_away)
+        assert tc.patch(api, url, 0, content).status_code == 503
+    assert (tc.offset(api, url), upload_of(url).finished) == (len(content), False)
+    response = api.post("/upload/", {"op_id": register(), "upload": url})
+    assert response.status_code == 202, response.content
+    assert run(Operation.objects.get().pk).lines_finished == 1
