@@ -3,11 +3,11 @@ operation. Only the request that holds an upload (`busy_token` until `busy_until
 conditional UPDATE and kept alive while its body arrives) writes its bytes: a second PATCH on
 the same upload meanwhile is refused (423) rather than interleaved.
 
-The SHA-256 of the whole file is computed once, when the last piece has arrived, by reading the
-stored file back (`_finish`). A running hash cannot be kept between pieces: hashlib's objects
-can neither be pickled nor rebuilt from a saved state, pieces may reach any web process, and a
-resumable SHA-256 would mean a pure-Python one (far too slow) or reaching into OpenSSL's
-structures. Reading back costs one pass over the file, on local disk mostly from the page cache.
+The SHA-256 of the whole file is computed as the pieces arrive while they come to the same
+process (`running_hash`), or else, when the last piece has arrived, by reading the stored file
+back (`_finish`): a hash cannot be kept in the database between pieces (hashlib's objects can
+neither be pickled nor rebuilt from a saved state; a resumable SHA-256 would mean a pure-Python
+one, far too slow, or reaching into OpenSSL's structures), and pieces may reach any web process.
 """
 
 import hashlib
@@ -24,7 +24,7 @@ from operations import quotas, storage
 from operations.errors import BadInput, Conflict, NotFound, OperationError, QuotaExceeded, TooLarge
 from operations.models import Operation
 from operations.storage import resumable
-from operations.tus import pieces, protocol
+from operations.tus import pieces, protocol, running_hash
 from operations.tus.models import ResumableUpload
 
 # How long a PATCH holds its upload without a sign of life (blocks arriving).
@@ -198,6 +198,7 @@ def _check_offset(upload: ResumableUpload, offset: int) -> None:
 
 
 def _append(hold: Hold, upload: ResumableUpload, *, body, content_length, checksum) -> None:
+    running = running_hash.take(upload.pk, upload.offset)
     received = pieces.receive(
         body=body,
         pieces=_stored(upload),
@@ -206,6 +207,7 @@ def _append(hold: Hold, upload: ResumableUpload, *, body, content_length, checks
         text_pending=bytes(upload.text_pending or b""),
         checksum=checksum,
         keep_alive=hold.keep_alive,
+        running_hash=running,
     )
     stored = received.pieces
     try:
@@ -220,18 +222,22 @@ def _append(hold: Hold, upload: ResumableUpload, *, body, content_length, checks
         received.writer.rollback()
         raise
     received.writer.settle()
+    running_hash.keep(upload.pk, stored.size, running)
     _tell_waiting_operations(upload)
 
 
 def _finish(hold: Hold, upload: ResumableUpload) -> None:
-    """The last byte is in: one file in the store, and its SHA-256 (read back: see above)."""
+    """The last byte is in: one file in the store, and its SHA-256 (running, or read back: see
+    above)."""
     stored = _stored(upload)
     resumable.finish(stored)
-    sha256 = hashlib.sha256()
-    with storage.open_for_reading(stored.name, block_size=HASH_BLOCK_BYTES, read_ahead=True) as stored_file:
-        while block := stored_file.read(HASH_BLOCK_BYTES):
-            sha256.update(block)
-            hold.keep_alive()
+    sha256 = running_hash.take(upload.pk, upload.length)
+    if sha256 is None:
+        sha256 = hashlib.sha256()
+        with storage.open_for_reading(stored.name, block_size=HASH_BLOCK_BYTES, read_ahead=True) as stored_file:
+            while block := stored_file.read(HASH_BLOCK_BYTES):
+                sha256.update(block)
+                hold.keep_alive()
     hold.record(sha256=sha256.hexdigest(), completed_at=timezone.now(), tail_name="", parts=[])
     _tell_waiting_operations(upload)
 
@@ -239,6 +245,7 @@ def _finish(hold: Hold, upload: ResumableUpload) -> None:
 def upload_delete(*, upload_id, user) -> None:
     """Termination: the record first (a PATCH in flight then stops), then the stored bytes."""
     upload = upload_get(upload_id=upload_id, user=user)
+    running_hash.forget(upload.pk)
     if ResumableUpload.objects.filter(pk=upload.pk).delete()[0]:
         resumable.discard(_stored(upload))
 

@@ -15,6 +15,7 @@ from operations import retention
 from operations import storage as tus_storage
 from operations.models import Operation, ResumableUpload
 from operations.tus import protocol as tus_protocol
+from operations.tus import running_hash
 from operations.tus import services as tus
 from tests.api import tus_client as tc
 from tests.api.test_upload_type import rich_csv, rows_of, run
@@ -453,3 +454,16 @@ def test_an_upload_whose_finish_failed_is_finished_by_the_start(api, register, s
     response = api.post("/upload/", {"op_id": register(), "upload": url})
     assert response.status_code == 202, response.content
     assert run(Operation.objects.get().pk).lines_finished == 1
+
+
+@pytest.mark.parametrize("same_process", [True, False])
+def test_the_sha256_is_the_files_whether_pieces_come_to_one_process_or_not(api, store, monkeypatch, same_process):
+    content = big_csv()
+    url = tc.created(api, len(content))
+    at = tc.send(api, url, content, piece_bytes=3 * MiB, pieces=2)
+    if same_process:  # the hash ran along: the file is not read back
+        monkeypatch.setattr(tus.storage, "open_for_reading", None)
+    else:  # the next pieces came to another process
+        running_hash.forget(upload_of(url).pk)
+    tc.send(api, url, content, piece_bytes=3 * MiB, start=at)
+    assert upload_of(url).sha256 == hashlib.sha256(content).hexdigest()
