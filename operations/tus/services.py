@@ -199,16 +199,21 @@ def _check_offset(upload: ResumableUpload, offset: int) -> None:
 
 def _append(hold: Hold, upload: ResumableUpload, *, body, content_length, checksum) -> None:
     running = running_hash.take(upload.pk, upload.offset)
-    received = pieces.receive(
-        body=body,
-        pieces=_stored(upload),
-        length=upload.length,
-        content_length=content_length,
-        text_pending=bytes(upload.text_pending or b""),
-        checksum=checksum,
-        keep_alive=hold.keep_alive,
-        running_hash=running,
-    )
+    try:
+        received = pieces.receive(
+            body=body,
+            pieces=_stored(upload),
+            length=upload.length,
+            content_length=content_length,
+            text_pending=bytes(upload.text_pending or b""),
+            checksum=checksum,
+            keep_alive=hold.keep_alive,
+            running_hash=running,
+        )
+    except resumable.StoredBytesLost:
+        if ResumableUpload.objects.filter(pk=upload.pk).delete()[0]:
+            resumable.discard(_stored(upload))
+        raise Gone("The stored bytes of this upload were lost (the server stopped): start a new upload") from None
     stored = received.pieces
     try:
         hold.record(

@@ -467,3 +467,15 @@ def test_the_sha256_is_the_files_whether_pieces_come_to_one_process_or_not(api, 
         running_hash.forget(upload_of(url).pk)
     tc.send(api, url, content, piece_bytes=3 * MiB, start=at)
     assert upload_of(url).sha256 == hashlib.sha256(content).hexdigest()
+
+
+def test_pieces_lost_by_a_stopped_machine_make_the_upload_gone_not_filled_with_zeros(api):
+    url = tc.created(api, 12)
+    tc.patch(api, url, 0, b"a,b\n1,2\n")
+    path = Path(settings.MEDIA_ROOT) / upload_of(url).stored_name
+    path.write_bytes(b"a,b\n")  # what reached the disk before the machine stopped
+    response = tc.patch(api, url, 8, b"3,4\n")
+    assert response.status_code == 410
+    assert "lost" in response.json()["message"]
+    assert tc.head(api, url).status_code == 404
+    assert not path.exists()
