@@ -218,3 +218,7 @@ class ThroughputSample(models.Model):
 
     def __str__(self) -> str:
         return f"{self.rows} rows in {self.seconds:.1f}s at minute {self.minute}"
+
+
+# Resumable uploads have their own home (operations/tus/); imported here so that the app has them.
+from operations.tus.models import ResumableUpload  # noqa: E402, F401

@@ -22,7 +22,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from operations import access, params, selectors, services, storage, uploads
-from operations.api import parsing, results, waiting
+from operations.api import parsing, results, resumable, waiting
 from operations.api.serializers import (
     EventSerializer,
     MessageSerializer,
@@ -53,6 +53,10 @@ LINES_FIELD = serializers.IntegerField(
     required=False, allow_null=True, default=None, help_text="On a resume: must equal lines_finished."
 )
 STRICT_FIELD = serializers.BooleanField(required=False, default=False, help_text="Fail at the first bad CSV row.")
+UPLOAD_FIELD = serializers.CharField(
+    required=False,
+    help_text="In place of file: the id or URL of a finished resumable upload (tus, /api/uploads/).",
+)
 
 
 def _status(op: Operation) -> dict:
@@ -74,9 +78,8 @@ def register_operation(request, data: Mapping) -> Response:
 
 def start_operation(request, op_id: int, data: Mapping) -> Response:
     """Start a registered operation with its input, or resume a paused or failed one."""
-    op, resumed = services.operation_start(
-        op_id=op_id, actor=Actor.for_user(request.user), data=data, files=request.FILES
-    )
+    with resumable.start_files(request, data) as files:
+        op, resumed = services.operation_start(op_id=op_id, actor=Actor.for_user(request.user), data=data, files=files)
     message = f"{op.op_type.lower()} {'resumed' if resumed else 'started'}"
     return Response({"message": message, **_status(op)}, status=status.HTTP_202_ACCEPTED)
 
@@ -90,7 +93,8 @@ def pause_operation(request, op_id: int, data: Mapping) -> Response:
 
 def resume_operation(request, op_id: int, data: Mapping) -> Response:
     """`lines`, a re-sent file and `strict` mean the same on /resume/ as on /upload/."""
-    op = services.operation_resume(op_id=op_id, actor=Actor.for_user(request.user), data=data, files=request.FILES)
+    with resumable.start_files(request, data) as files:
+        op = services.operation_resume(op_id=op_id, actor=Actor.for_user(request.user), data=data, files=files)
     return Response({"success": True, **_status(op)}, status=status.HTTP_202_ACCEPTED)
 
 
@@ -170,7 +174,8 @@ def _seed_schema(name: str, description: str, fields: dict, ok: int, *, multipar
     "Upload",
     "Upload: start a registered upload with its file, or resume a paused one.",
     {
-        "file": BinaryFileField(),
+        "file": BinaryFileField(required=False),
+        "upload": UPLOAD_FIELD,
         "lines": LINES_FIELD,
         "strict": STRICT_FIELD,
     },
@@ -315,7 +320,8 @@ class OperationViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
             "multipart/form-data": inline_serializer(
                 "StartInput",
                 {
-                    "file": BinaryFileField(),
+                    "file": BinaryFileField(required=False),
+                    "upload": UPLOAD_FIELD,
                     "lines": LINES_FIELD,
                     "strict": STRICT_FIELD,
                 },
