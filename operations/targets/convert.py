@@ -19,7 +19,6 @@ import decimal
 import io
 import json
 import math
-import re
 import uuid
 from collections.abc import Callable, Sequence
 
@@ -29,18 +28,14 @@ from django.db import connection, models
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
+from operations.targets.emails import quick_check
+
 _iso_date = datetime.date.fromisoformat
 
 RAW_TEXT_LIMIT = 500
 VALUE_IN_REASON = 60
 PG_NULL = "\\N"
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-# An e-mail address's user part in its common form, a dot-atom of ASCII letters, digits and the
-# specials: EmailValidator's user pattern accepts it (that pattern also takes other letters, under
-# re.IGNORECASE, and quoted parts), and a case-sensitive pattern matches it quicker.
-_ATOM = r"[-!#$%&'*+/=?^_`{}|~0-9A-Za-z]+"
-_dot_atom = re.compile(rf"{_ATOM}(?:\.{_ATOM})*").fullmatch
-DOMAINS_KEPT = 10_000  # the e-mail domains whose verdict a conversion remembers
 TRUE_WORDS = frozenset({"1", "t", "true", "y", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "f", "false", "n", "no", "off"})
 
@@ -192,7 +187,7 @@ def cell_converter(field: models.Field, *, required: bool) -> Callable[[str], ob
     postgresql = connection.vendor == "postgresql"
     out = (_postgresql_out(kind, field) if postgresql else _other_out(kind, field)) or _same
     max_length, low, high, others = _checks(field, kind)
-    checks = [_fast(validator) for validator in others]
+    checks = [quick_check(validator) for validator in others]
     if field.choices:
         checks.append(_one_of(frozenset(value for value, _ in field.flatchoices)))
     empty = _empty_value(field, required=required, text=kind in _TEXT_TYPES, out=out, postgresql=postgresql)
@@ -292,37 +287,6 @@ def _one_of(choices: frozenset) -> Callable[[object], None]:
     def check(value) -> None:
         if value not in choices:
             raise Invalid(f"is not one of: {', '.join(map(str, sorted(choices, key=str)))}")
-
-    return check
-
-
-def _fast(validator) -> Callable[[object], None]:
-    """`validator`, or for Django's EmailValidator a quicker check with the same verdict: an
-    address whose two parts match the validator's own patterns is what it accepts; any other
-    goes to the validator itself (internationalized domains, IP literals, refusals). The
-    patterns are read once here: each use of them through the validator costs a lazy object's
-    indirection, which made the validation half of a contacts row's conversion. A user part
-    that is a plain dot-atom is matched by a simpler pattern first, and the domain's verdict is
-    remembered: a file's addresses share a few domains, whose pattern took most of the rest."""
-    if type(validator) is not django_validators.EmailValidator:
-        return validator
-    user_match, domain_match = validator.user_regex.match, validator.domain_regex.match
-    domains: dict[str, bool] = {}
-
-    def domain_ok(domain: str) -> bool:
-        if len(domains) >= DOMAINS_KEPT:
-            domains.clear()
-        ok = domains[domain] = domain_match(domain) is not None
-        return ok
-
-    def check(value: str) -> None:
-        if "@" in value and len(value) <= 320:
-            user, domain = value.rsplit("@", 1)
-            if _dot_atom(user) or user_match(user):
-                ok = domains.get(domain)
-                if ok or (ok is None and domain_ok(domain)):
-                    return
-        validator(value)
 
     return check
 

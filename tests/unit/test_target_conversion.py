@@ -154,7 +154,7 @@ def test_reasons_name_the_value_and_why():
 
 def test_the_quick_email_check_repeats_what_djangos_validator_does():
     """The conversion accepts an address whose two parts match EmailValidator's own patterns
-    without calling it (operations/targets/convert.py): that is the same verdict only while the
+    without calling it (operations/targets/emails.py): that is the same verdict only while the
     validator's check is exactly those two matches. A Django upgrade that changes it fails here
     (docs/performance.md, "Private APIs kept")."""
     import inspect
