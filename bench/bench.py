@@ -99,6 +99,12 @@ def main() -> int:
     parser.add_argument("--full", action="store_true", help="1,000,000 rows (default 100,000)")
     parser.add_argument("--rows", type=int)
     parser.add_argument("--small-rows", type=int, help="the small file of the memory comparison")
+    parser.add_argument(
+        "--import-export-rows",
+        type=int,
+        default=100_000,
+        help="the file of django-import-export's comparison (at most --rows)",
+    )
     parser.add_argument("--samples", type=int, help="pauses measured")
     parser.add_argument("--clients", type=int, default=4, help="status pollers in target 5")
     parser.add_argument("--repeats", type=int, default=5, help="ABBA repetitions of each comparison")

@@ -5,7 +5,8 @@
     Python and writes them in one transaction (COPY on PostgreSQL, executemany on SQLite), the
     rejected rows counted alike by both (the bench stops if they differ); the worker's peak RSS
     <= 80 MiB, the big file's within 5 MiB of the small one's; pause p99 <= 100 ms.
-12. typed import vs django-import-export: the same model, a file of at most 100,000 rows, through
+12. typed import vs django-import-export: the same model, a file of 100,000 rows
+    (--import-export-rows; at most --rows), through
     `ModelResource.import_data` in bulk mode, set up for speed as its documentation advises
     (`use_bulk`, `skip_diff`, `skip_html_diff`, `force_init_instance`) and to reject what ours
     rejects (`clean_model_instances`: the model's validation, unique e-mail included; a score
@@ -31,7 +32,6 @@ TABLE = "contacts_contact"
 HEADER = ["name", "email", "phone", "city", "signup_date", "score"]
 BAD_EVERY = 100
 DUPLICATE_DISTANCE = 1_050
-IMPORT_EXPORT_ROWS = 100_000
 CITIES = ["Paris", "Berlin", "Lisbon", "Oslo", "Rome", "Vienna", "Prague", "Dublin"]
 
 
@@ -177,12 +177,12 @@ BASELINES = {"raw_typed_load": raw_typed_load, "import_export_load": import_expo
 
 def typed_files(h: Harness) -> None:
     """The contacts files (once a bench): the big and the small file's sizes, and the one for
-    django-import-export (the big file, if it has no more than IMPORT_EXPORT_ROWS rows)."""
+    django-import-export (--import-export-rows; the big file if that is as many or more)."""
     if hasattr(h, "typed_big"):
         return
     h.typed_big = write_contacts_csv(h.workdir / "contacts-big.csv", h.args.rows)
     h.typed_small = write_contacts_csv(h.workdir / "contacts-small.csv", h.args.small_rows)
-    h.import_export_rows = min(h.args.rows, IMPORT_EXPORT_ROWS)
+    h.import_export_rows = min(h.args.rows, h.args.import_export_rows)
     if h.import_export_rows == h.args.rows:
         h.typed_import_export = h.typed_big
     else:
@@ -298,7 +298,7 @@ def typed_import(h: Harness) -> None:
 
 
 def typed_vs_import_export(h: Harness) -> None:
-    """Target 12: the typed import of a file of at most IMPORT_EXPORT_ROWS rows, next to
+    """Target 12: the typed import of a file of --import-export-rows rows, next to
     django-import-export's `import_data` of the same file (3 ABBA at most: it is slow)."""
     typed_files(h)
     worker = typed_worker(h)
