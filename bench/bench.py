@@ -10,7 +10,8 @@ On PostgreSQL the database "<name>_bench" is dropped and created again; on SQLit
 file is used. The data is generated (name,phone,email,city, about 75 bytes a row).
 
 The harness (processes, CPU accounting, ABBA alternation, statistics, the table) is
-bench/harness.py; the targets and their baselines are bench/targets.py.
+bench/harness.py; the targets and their baselines are bench/targets.py, and those of an import
+into a target table (`--targets typed_import typed_vs_import_export`) bench/typed_import.py.
 """
 
 import argparse
@@ -25,6 +26,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
 import targets  # noqa: E402
+import typed_import  # noqa: E402
+
+TARGETS = [*targets.TARGETS, *typed_import.TARGETS]
+BASELINES = {**targets.BASELINES, **typed_import.BASELINES}
 
 # What `long-task follow` does by default (long_task_client/cli.py, not imported: a client
 # process starts in a few milliseconds without httpx and rich): --interval, and LONG_POLL_SECONDS.
@@ -87,13 +92,19 @@ def main() -> int:
         follow_status(int(sys.argv[2]), sys.argv[3], int(sys.argv[4]))
         return 0
     if sys.argv[1:2] == ["--baseline"]:
-        harness.baseline_main(sys.argv[2], json.loads(sys.argv[3]), targets.BASELINES)
+        harness.baseline_main(sys.argv[2], json.loads(sys.argv[3]), BASELINES)
         return 0
-    names = [target.__name__ for target in targets.TARGETS]
+    names = [target.__name__ for target in TARGETS]
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--full", action="store_true", help="1,000,000 rows (default 100,000)")
     parser.add_argument("--rows", type=int)
     parser.add_argument("--small-rows", type=int, help="the small file of the memory comparison")
+    parser.add_argument(
+        "--import-export-rows",
+        type=int,
+        default=100_000,
+        help="the file of django-import-export's comparison (at most --rows)",
+    )
     parser.add_argument("--samples", type=int, help="pauses measured")
     parser.add_argument("--clients", type=int, default=4, help="status pollers in target 5")
     parser.add_argument("--repeats", type=int, default=5, help="ABBA repetitions of each comparison")
@@ -108,7 +119,7 @@ def main() -> int:
     bench = harness.Harness(args)
     try:
         bench.setup()
-        for target in targets.TARGETS:
+        for target in TARGETS:
             if target.__name__ in args.targets:
                 started = time.monotonic()
                 target(bench)

@@ -118,6 +118,7 @@ class Measurement:
     units: int
     seconds: float
     cpu: dict[str, float] = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)  # what a side counted besides (rows it rejected, say)
 
     @property
     def rate(self) -> float:
@@ -456,11 +457,11 @@ class Harness:
         assert status == 201, body
         return body["op_id"]
 
-    def started(self, path: Path, client: "Client | None" = None) -> tuple[int, float]:
-        """Register an operation and upload `path` (through `client`'s web server, by default
-        the bench's): (op_id, upload seconds)."""
+    def started(self, path: Path, client: "Client | None" = None, **options) -> tuple[int, float]:
+        """Register an operation (with `options`: `target="contacts"`, say) and upload `path`
+        (through `client`'s web server, by default the bench's): (op_id, upload seconds)."""
         client = client or self.client
-        status, body, _ = client.call("register")
+        status, body, _ = client.call("register", **options)
         assert status == 201, body
         return body["op_id"], client.upload(body["op_id"], path)
 
@@ -549,12 +550,12 @@ class Harness:
         if run.returncode != 0:
             raise RuntimeError(f"baseline {name} failed: {run.stderr[-2000:]}")
         result = json.loads(run.stdout.strip().splitlines()[-1])
-        return Measurement(units=result["units"], seconds=result["seconds"], cpu=result["cpu"])
+        return Measurement(units=result["units"], seconds=result["seconds"], cpu=result["cpu"], extra=result["extra"])
 
-    def alternate(self, first: Callable[[], None], second: Callable[[], None]) -> None:
-        """Run `first` and `second` `repeats` times each, in the order ABBA ABBA...: a fixed order
-        would hand one side the better minutes."""
-        for repeat in range(self.args.repeats):
+    def alternate(self, first: Callable[[], None], second: Callable[[], None], *, repeats: int | None = None) -> None:
+        """Run `first` and `second` `repeats` times each (default: --repeats), in the order ABBA
+        ABBA...: a fixed order would hand one side the better minutes."""
+        for repeat in range(repeats or self.args.repeats):
             for measure in (first, second) if repeat % 2 == 0 else (second, first):
                 measure()
 
@@ -568,19 +569,20 @@ class Harness:
         goal: float,
         on: str = "cpu",
         unit: str = "rows/s",
+        repeats: int | None = None,
     ) -> tuple[list[Measurement], list[Measurement]]:
-        """Alternate `ours` and `baseline` (ABBA), then add a row: both sides' median (min-max)
-        rate and CPU per 1,000 rows, and the median of the paired ratios. It passes when the
-        ratio named by `on` ("cpu", or "wall" where CPU is not what the target is about)
-        reaches `goal`."""
+        """Alternate `ours` and `baseline` (ABBA, `repeats` times; default --repeats), then add
+        a row: both sides' median (min-max) rate and CPU per 1,000 rows, and the median of the
+        paired ratios. It passes when the ratio named by `on` ("cpu", or "wall" where CPU is
+        not what the target is about) reaches `goal`."""
         mine: list[Measurement] = []
         theirs: list[Measurement] = []
-        self.alternate(lambda: mine.append(ours()), lambda: theirs.append(baseline()))
+        self.alternate(lambda: mine.append(ours()), lambda: theirs.append(baseline()), repeats=repeats)
         cpu, wall = paired_ratios(mine, theirs)
         judged = cpu if on == "cpu" and cpu else wall
         self.add(
             Row(
-                target=f"{target} ({self.args.repeats} ABBA)",
+                target=f"{target} ({len(mine)} ABBA)",
                 ours=describe(mine, unit),
                 baseline=f"{describe(theirs, unit)}, {baseline_name}",
                 cpu_ratio=spread(cpu, "{:.2f}") if cpu else "",
@@ -601,10 +603,11 @@ class Harness:
         print(table(self.rows), flush=True)
 
 
-def baseline_main(name: str, kwargs: dict, baselines: dict[str, Callable[..., int]]) -> None:
+def baseline_main(name: str, kwargs: dict, baselines: dict[str, Callable[..., int | dict]]) -> None:
     """In the baseline's own process: set up Django (for the same connection settings as the
     worker), take the worker's niceness, run the baseline and print its measurement as JSON:
-    its units, wall seconds, and the CPU seconds of this process and of its backend."""
+    its units, wall seconds, the CPU seconds of this process and of its backend, and what else
+    it counted (a baseline returns its units, or a dict of "units" and those figures)."""
     import django
 
     django.setup()
@@ -621,9 +624,11 @@ def baseline_main(name: str, kwargs: dict, baselines: dict[str, Callable[..., in
     pids = {"process": os.getpid()} | ({"backend": backend} if backend else {})
     meter = CpuMeter(pids)
     started = time.perf_counter()
-    units = baselines[name](**kwargs)
+    result = baselines[name](**kwargs)
     seconds = time.perf_counter() - started
-    print(json.dumps({"units": units, "seconds": seconds, "cpu": meter.stop()}))
+    extra = dict(result) if isinstance(result, dict) else {"units": result}
+    units = extra.pop("units")
+    print(json.dumps({"units": units, "seconds": seconds, "cpu": meter.stop(), "extra": extra}))
 
 
 def peak_rss_mib(pid: int) -> float:

@@ -1,6 +1,8 @@
 """Chaos: several `process_tasks` workers, tens of operations, random pause / resume /
 terminate requests, and SIGKILL or SIGTERM of random workers at random instants, each replaced.
-At the end every operation is checked row by row, and the committed chunks of every operation
+Every second operation imports into the `contacts` target's table (SPEC §13), the others into
+UploadedRow. At the end every operation is checked row by row in its table, the contacts the
+application wrote before are checked untouched, and the committed chunks of every operation
 are checked for two workers at once. Prints a table.
 
     make chaos                                    # SQLite, about two minutes
@@ -38,11 +40,16 @@ class ChaosConfig:
     chunk_seconds: float = 0.01
     lease_seconds: float = 2.0
     bad_every: int = 97  # every 97th data row has a field too few (a row error)
+    # Every `target_every`-th operation imports into the contacts target (0: none), its own
+    # e-mail addresses, with cells that do not convert and keys repeated in its file.
+    target_every: int = 2
+    application_contacts: int = 50  # contacts the application wrote before: no import may touch them
 
 
 @dataclass
 class ChaosReport:
     operations: int = 0
+    target_operations: int = 0
     kills: int = 0
     sigterms: int = 0
     pauses: int = 0
@@ -50,21 +57,25 @@ class ChaosReport:
     terminates: int = 0
     final_states: dict = field(default_factory=dict)
     rows_checked: int = 0
+    target_rows_checked: int = 0
     lost_rows: int = 0
     extra_rows: int = 0
     duplicate_rows: int = 0
     overlaps: int = 0
+    application_rows_changed: int = 0
     chunks: int = 0
     problems: list = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
-        return not (self.lost_rows or self.extra_rows or self.duplicate_rows or self.overlaps or self.problems)
+        wrong = self.lost_rows or self.extra_rows or self.duplicate_rows or self.overlaps
+        return not (wrong or self.application_rows_changed or self.problems)
 
     def table(self) -> str:
         states = ", ".join(f"{state} {count}" for state, count in sorted(self.final_states.items()))
         rows = [
             ("operations", f"{self.operations} ({states})"),
+            ("of which into contacts", self.target_operations),
             ("worker kills (SIGKILL)", self.kills),
             ("worker stops (SIGTERM)", self.sigterms),
             ("pauses", self.pauses),
@@ -72,10 +83,12 @@ class ChaosReport:
             ("terminates", self.terminates),
             ("committed chunks", self.chunks),
             ("rows checked", self.rows_checked),
+            ("of which in contacts", self.target_rows_checked),
             ("lost rows", self.lost_rows),
             ("duplicate rows", self.duplicate_rows),
             ("extra rows", self.extra_rows),
             ("overlaps", self.overlaps),
+            ("application contacts changed", self.application_rows_changed),
         ]
         width = max(len(name) for name, _ in rows)
         lines = [f"{name:<{width}}  {value}" for name, value in rows]
@@ -93,6 +106,62 @@ def chaos_csv(rows: int, bad_every: int) -> tuple[bytes, set[int]]:
     return "".join(lines).encode(), bad
 
 
+@dataclass
+class ChaosFile:
+    """What one operation imports: the file, the lines an import stores, the lines it rejects,
+    and into which target (None: UploadedRow)."""
+
+    content: bytes
+    accepted: list[int]
+    bad_lines: set[int]
+    target: str | None = None
+
+
+def upload_file_of(config: ChaosConfig) -> ChaosFile:
+    content, bad_lines = chaos_csv(config.rows, config.bad_every)
+    accepted = [n for n in range(1, config.rows + 1) if n not in bad_lines]
+    return ChaosFile(content, accepted, bad_lines)
+
+
+def contacts_file_of(config: ChaosConfig, index: int) -> ChaosFile:
+    """The chaos file for the contacts target, with addresses of its own (`op<index>`): besides
+    the rows with a field too few, every 89th row has no name (required) and every 83rd repeats
+    the address of the row before (a unique violation within the file). The lines stored and
+    rejected are worked out row by row beside it, as the table must end up."""
+    content, short_rows = chaos_csv(config.rows, config.bad_every)
+    lines = content.decode().replace("@example.com", f"@op{index}.example.com").splitlines(keepends=True)
+    stored_emails: set[str] = set()
+    accepted, bad = [], set(short_rows)
+    for n in range(1, config.rows + 1):
+        fields = lines[n].rstrip("\n").split(",")
+        if n % 89 == 0:
+            fields[0] = ""
+        elif n % 83 == 0:
+            fields[2] = lines[n - 1].rstrip("\n").split(",")[2]
+        lines[n] = ",".join(fields) + "\n"
+        if n in short_rows or not fields[0] or fields[2] in stored_emails:
+            bad.add(n)
+        else:
+            stored_emails.add(fields[2])
+            accepted.append(n)
+    return ChaosFile("".join(lines).encode(), accepted, bad, target="contacts")
+
+
+def application_contacts(count: int) -> list[tuple]:
+    """Contacts the application writes itself (no import): made before the chaos, the same after."""
+    from contacts.models import Contact
+
+    Contact.objects.bulk_create(Contact(name=f"app {n}", email=f"app{n}@example.org") for n in range(count))
+    return contacts_of_application()
+
+
+def contacts_of_application() -> list[tuple]:
+    from contacts.models import Contact
+
+    rows = Contact.objects.filter(import_operation__isnull=True).order_by("pk")
+    return list(rows.values_list("pk", "name", "email", "phone", "city", "signup_date", "score"))
+
+
 def run_chaos(config: ChaosConfig, workers, client, *, log=print) -> ChaosReport:
     """Run the chaos with `workers` (a tests.support.Workers) and `client` (an authenticated
     APIClient), then check everything. The database must be empty of operations."""
@@ -101,7 +170,12 @@ def run_chaos(config: ChaosConfig, workers, client, *, log=print) -> ChaosReport
 
     rng = random.Random(config.seed)
     report = ChaosReport(operations=config.ops)
-    content, bad_lines = chaos_csv(config.rows, config.bad_every)
+    files = [
+        contacts_file_of(config, i) if config.target_every and i % config.target_every == 1 else upload_file_of(config)
+        for i in range(config.ops)
+    ]
+    report.target_operations = sum(file.target is not None for file in files)
+    before = application_contacts(config.application_contacts)
 
     def start_worker():
         return workers.start(
@@ -111,7 +185,7 @@ def run_chaos(config: ChaosConfig, workers, client, *, log=print) -> ChaosReport
         )
 
     live = [start_worker() for _ in range(config.workers)]
-    op_ids = [_started_upload(client, content) for _ in range(config.ops)]
+    op_ids = [_started_upload(client, file) for file in files]
     deadline = time.monotonic() + config.seconds
     while time.monotonic() < deadline:
         _random_action(rng, client, op_ids, live, start_worker, report)
@@ -121,9 +195,10 @@ def run_chaos(config: ChaosConfig, workers, client, *, log=print) -> ChaosReport
     _settle(op_ids, report)
     _stop(live)
 
-    accepted = [n for n in range(1, config.rows + 1) if n not in bad_lines]
+    file_of = dict(zip(op_ids, files, strict=True))
     for op in Operation.objects.filter(pk__in=op_ids):
-        _check_operation(op, config, accepted, bad_lines, report)
+        _check_operation(op, config, file_of[op.pk], report)
+    _check_other_contacts(op_ids, before, report)
 
     records = workers.chunk_records()
     report.chunks = len(records)
@@ -131,12 +206,13 @@ def run_chaos(config: ChaosConfig, workers, client, *, log=print) -> ChaosReport
     return report
 
 
-def _started_upload(client, content: bytes) -> int:
-    """A registered operation with `content` uploaded (queued)."""
+def _started_upload(client, file: ChaosFile) -> int:
+    """A registered operation with `file` uploaded (queued)."""
     from tests.support import upload_file
 
-    op_id = client.post("/register/", {}, format="json").json()["op_id"]
-    answer = client.post("/upload/", {"op_id": op_id, "file": upload_file(content)})
+    options = {"op_type": "Upload", "target": file.target} if file.target else {}
+    op_id = client.post("/register/", options, format="json").json()["op_id"]
+    answer = client.post("/upload/", {"op_id": op_id, "file": upload_file(file.content)})
     assert answer.status_code == 202, answer.content
     return op_id
 
@@ -186,37 +262,58 @@ def _stop(live: list) -> None:
         process.wait(timeout=30)
 
 
-def _stored_line_counts(op_id: int) -> dict[int, int]:
-    """How many times each line of the operation is stored."""
+def _stored_line_counts(op_id: int, target: str | None) -> dict[int, int]:
+    """How many times each line of the operation is stored, in UploadedRow or in contacts (with
+    a name that is not that line's counted as a row of another line: it is not the line's row)."""
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT line_number, count(*) FROM operations_uploadedrow WHERE operation_id = %s GROUP BY line_number",
-            [op_id],
-        )
-        return dict(cursor.fetchall())
+        if target is None:
+            cursor.execute(
+                "SELECT line_number, count(*) FROM operations_uploadedrow WHERE operation_id = %s GROUP BY line_number",
+                [op_id],
+            )
+            return dict(cursor.fetchall())
+        cursor.execute("SELECT import_line, name FROM contacts_contact WHERE import_operation = %s", [op_id])
+        counts: dict[int, int] = {}
+        for line, name in cursor.fetchall():
+            key = line if name == f"name{line}" else -line
+            counts[key] = counts.get(key, 0) + 1
+        return counts
 
 
-def _check_operation(op, config: ChaosConfig, accepted: list[int], bad_lines: set[int], report: ChaosReport) -> None:
+def _check_operation(op, config: ChaosConfig, file: ChaosFile, report: ChaosReport) -> None:
     """Every row `op` should hold, by its final state and its counters, and none else."""
     report.final_states[op.state] = report.final_states.get(op.state, 0) + 1
-    counts = _stored_line_counts(op.pk)
+    counts = _stored_line_counts(op.pk, file.target)
     report.duplicate_rows += sum(count - 1 for count in counts.values())
     if op.state == "terminated":
         expected = set()
         if op.row_errors.exists():
             report.problems.append(f"operation {op.pk}: row errors left after terminate")
     elif op.state in ("completed", "paused", "failed"):
-        expected = {n for n in accepted if n <= op.lines_finished}
-        _check_counters(op, config, bad_lines, report)
+        expected = {n for n in file.accepted if n <= op.lines_finished}
+        _check_counters(op, config, file.bad_lines, report)
     else:
         report.problems.append(f"operation {op.pk} left in state {op.state}")
         return
     stored = set(counts)
     report.rows_checked += len(stored)
+    if file.target is not None:
+        report.target_rows_checked += len(stored)
     report.lost_rows += len(expected - stored)
     report.extra_rows += len(stored - expected)
+
+
+def _check_other_contacts(op_ids: list[int], before: list[tuple], report: ChaosReport) -> None:
+    """The application's contacts as they were, and no contact of an import the chaos did not run."""
+    from contacts.models import Contact
+
+    after = contacts_of_application()
+    report.application_rows_changed += len(set(before) ^ set(after))
+    report.extra_rows += (
+        Contact.objects.exclude(import_operation__isnull=True).exclude(import_operation__in=op_ids).count()
+    )
 
 
 def _check_counters(op, config: ChaosConfig, bad_lines: set[int], report: ChaosReport) -> None:

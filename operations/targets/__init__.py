@@ -5,6 +5,7 @@ inherits `ImportedRow`, `register` it in an AppConfig.ready(), and an Upload reg
 - declare.py: `Target`, `Column`, `ImportedRow`, the registry, a file's header checked into a
   `Plan` (which column fills which field);
 - convert.py: text to typed columns, a function per field made once an import;
+- emails.py: the e-mail check, Django's validator with a quicker way to its verdict;
 - store.py: the rows written through the driver, unique violations as row errors, terminate;
 - read.py: the rows read back, typed.
 """

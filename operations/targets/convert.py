@@ -19,7 +19,6 @@ import decimal
 import io
 import json
 import math
-import re
 import uuid
 from collections.abc import Callable, Sequence
 
@@ -29,10 +28,13 @@ from django.db import connection, models
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
+from operations.targets.emails import quick_check
+
+_iso_date = datetime.date.fromisoformat
+
 RAW_TEXT_LIMIT = 500
 VALUE_IN_REASON = 60
 PG_NULL = "\\N"
-_COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 TRUE_WORDS = frozenset({"1", "t", "true", "y", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "f", "false", "n", "no", "off"})
@@ -44,14 +46,12 @@ class Invalid(ValueError):
 
 def copy_text(value: str) -> str:
     """`value` as a field of COPY's text format."""
-    return value.translate(_COPY_ESCAPES) if _COPY_SPECIAL.search(value) else value
+    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
+        return value.translate(_COPY_ESCAPES)
+    return value
 
 
 # --- parsing, per type: text -> the Python value `to_python` would give ---------------------
-
-
-def _integer(text: str) -> int:
-    return int(text)
 
 
 def _float(text: str) -> float:
@@ -81,6 +81,11 @@ def _boolean(text: str) -> bool:
 
 
 def _date(text: str) -> datetime.date:
+    try:
+        # What parse_date tries first; a cell it takes has no spaces around it to strip.
+        return _iso_date(text)
+    except ValueError:
+        pass
     value = parse_date(text.strip())
     if value is None:
         raise Invalid("is not a date (YYYY-MM-DD)")
@@ -115,7 +120,7 @@ _PARSERS: dict[str, tuple[Callable[[str], object], str]] = {
             "PositiveBigIntegerField",
             "PositiveSmallIntegerField",
         ],
-        (_integer, "is not an integer"),
+        (int, "is not an integer"),
     ),
     "FloatField": (_float, "is not a number"),
     "DecimalField": (_decimal, "is not a decimal number"),
@@ -135,8 +140,10 @@ def _postgresql_out(kind: str, field: models.Field) -> Callable[[object], str]:
         return copy_text
     if kind == "BooleanField":
         return lambda value: "t" if value else "f"
-    if kind in ("DateField", "DateTimeField"):
-        return lambda value: value.isoformat()
+    if kind == "DateField":
+        return datetime.date.isoformat
+    if kind == "DateTimeField":
+        return datetime.datetime.isoformat
     if kind == "FloatField":
         return repr
     return str  # integers, decimals, UUIDs
@@ -145,7 +152,7 @@ def _postgresql_out(kind: str, field: models.Field) -> Callable[[object], str]:
 def _other_out(kind: str, field: models.Field) -> Callable[[object], object] | None:
     """None: the parsed value itself. Elsewhere what Django would save (its own adaptation)."""
     if kind == "DateField":
-        return lambda value: value.isoformat()
+        return datetime.date.isoformat
     if kind in ("DecimalField", "DateTimeField", "UUIDField"):
         return lambda value: field.get_db_prep_save(value, connection)
     return None
@@ -180,7 +187,7 @@ def cell_converter(field: models.Field, *, required: bool) -> Callable[[str], ob
     postgresql = connection.vendor == "postgresql"
     out = (_postgresql_out(kind, field) if postgresql else _other_out(kind, field)) or _same
     max_length, low, high, others = _checks(field, kind)
-    checks = [_fast(validator) for validator in others]
+    checks = [quick_check(validator) for validator in others]
     if field.choices:
         checks.append(_one_of(frozenset(value for value, _ in field.flatchoices)))
     empty = _empty_value(field, required=required, text=kind in _TEXT_TYPES, out=out, postgresql=postgresql)
@@ -198,6 +205,18 @@ def _same(value):
 
 def _text_converter(empty, max_length, checks, out) -> Callable[[str], object]:
     most = math.inf if max_length is None else max_length
+    if not checks and out is _same:
+
+        def convert_plain(text: str):
+            if not text:
+                return empty()
+            if len(text) > most:
+                raise Invalid(f"is longer than {max_length} characters")
+            if "\x00" in text:
+                raise Invalid("contains a NUL character")
+            return text
+
+        return convert_plain
 
     def convert(text: str):
         if not text:
@@ -214,19 +233,42 @@ def _text_converter(empty, max_length, checks, out) -> Callable[[str], object]:
 
 
 def _parsed_converter(empty, parse, low, high, checks, out) -> Callable[[str], object]:
-    if low is None and high is None:
+    if low is not None or high is not None:
+        return _ranged_converter(empty, parse, low, high, checks, out)
+    if not checks:
 
-        def convert(text: str):
+        def convert_unchecked(text: str):
+            if not text or text.isspace():
+                return empty()
+            return out(parse(text))
+
+        return convert_unchecked
+
+    def convert(text: str):
+        if not text or text.isspace():
+            return empty()
+        value = parse(text)
+        for check in checks:
+            check(value)
+        return out(value)
+
+    return convert
+
+
+def _ranged_converter(empty, parse, low, high, checks, out) -> Callable[[str], object]:
+    least = -math.inf if low is None else low
+    most = math.inf if high is None else high
+    if not checks and out is _same:
+
+        def convert_plain_in_range(text: str):
             if not text or text.isspace():
                 return empty()
             value = parse(text)
-            for check in checks:
-                check(value)
-            return out(value)
+            if value < least or value > most:
+                raise Invalid(f"is out of range ({low} to {high})")
+            return value
 
-        return convert
-    least = -math.inf if low is None else low
-    most = math.inf if high is None else high
+        return convert_plain_in_range
 
     def convert_in_range(text: str):
         if not text or text.isspace():
@@ -245,26 +287,6 @@ def _one_of(choices: frozenset) -> Callable[[object], None]:
     def check(value) -> None:
         if value not in choices:
             raise Invalid(f"is not one of: {', '.join(map(str, sorted(choices, key=str)))}")
-
-    return check
-
-
-def _fast(validator) -> Callable[[object], None]:
-    """`validator`, or for Django's EmailValidator a quicker check with the same verdict: an
-    address whose two parts match the validator's own patterns is what it accepts; any other
-    goes to the validator itself (internationalized domains, IP literals, refusals). The
-    patterns are read once here: each use of them through the validator costs a lazy object's
-    indirection, which made the validation half of a contacts row's conversion."""
-    if type(validator) is not django_validators.EmailValidator:
-        return validator
-    user_match, domain_match = validator.user_regex.match, validator.domain_regex.match
-
-    def check(value: str) -> None:
-        if "@" in value and len(value) <= 320:
-            user, domain = value.rsplit("@", 1)
-            if user_match(user) and domain_match(domain):
-                return
-        validator(value)
 
     return check
 

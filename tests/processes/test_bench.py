@@ -29,13 +29,27 @@ def test_bench_measures_and_reports_every_target():
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
     table = [line for line in run.stdout.splitlines() if line.startswith("| ")]
     targets = {line.split()[1] for line in table[1:]}
-    assert targets == {"1.", "2.", "3.", "4.", "5.", "6.", "7.", "8.", "9.", "10."}, run.stdout
+    assert targets == {"1.", "2.", "3.", "4.", "5.", "6.", "7.", "8.", "9.", "10.", "11.", "12."}, run.stdout
     assert all(line.rstrip(" |").split("|")[-1].strip() in ("PASS", "FAIL", "n/a") for line in table[1:])
     assert table[0].split("|")[4].strip() == "CPU ratio" and table[0].split("|")[5].strip() == "wall ratio"
     imports = next(line for line in table if line.startswith("| 1. import"))
     assert "CPU ms/1k rows" in imports and "worker" in imports and "process" in imports, imports
     if database_url().startswith("postgres"):
         assert "backend" in imports, imports
+    assert_typed_rows(table)
+
+
+def assert_typed_rows(table: list[str]) -> None:
+    """The typed import's rows: next to the raw loop with the same rows rejected (the bench
+    stops when they differ), its memory and pauses, and django-import-export beside it."""
+    rows = {line.split("|")[1].strip(): line for line in table[1:]}
+    typed = next(line for name, line in rows.items() if name.startswith("11. typed import"))
+    assert "60 rows rejected" in typed and "the same rows rejected" in typed, typed
+    assert "raw driver loop" in typed and "CPU ms/1k rows" in typed, typed
+    assert any(name.startswith("11. peak RSS worker (typed import)") for name in rows), rows
+    assert any(name.startswith("11. pause answered -> ack (typed import)") for name in rows), rows
+    versus = next(line for name, line in rows.items() if name.startswith("12. typed import vs django-import-export"))
+    assert versus.count("60 rows rejected") == 2 and "use_bulk" in versus, versus
 
 
 def test_a_poller_that_missed_its_sigint_gets_another():
