@@ -150,7 +150,7 @@ class Upload(OperationType):
             "columns": header.columns,
             "rows": [rows[line] for line in sorted(rows)],
             "failed": len(chunk.rejected),
-            "complete": complete,
+            "complete": complete and chunk.progress.finished,  # every row of the file is shown
             "header_bytes": header.end_offset,
             "rows_bytes": chunk.progress.checkpoint["position"] - header.end_offset,
         }

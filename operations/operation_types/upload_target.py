@@ -125,8 +125,13 @@ def preview(options: Mapping, header: list[str], rows: list[dict]) -> dict:
         "unused_columns": [name for name in header if name not in fed.values()],
         "header_problem": problem,
     }
-    if plan is None:
-        return shown
+    if plan is None:  # the upload would be refused: no row is checked
+        for row in rows:
+            if not row["problem"]:
+                row.update(
+                    problem="not checked: the header does not fit the target", raw=convert.raw_line(row["values"])
+                )
+        return {**shown, "failed": len(rows)}
     converters = [
         convert.cell_converter(target.field(name), required=target.required(c))
         for name, c in zip(plan.fields, _columns_of(target, plan.fields), strict=True)

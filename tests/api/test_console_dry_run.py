@@ -54,7 +54,7 @@ def test_the_preview_names_a_missing_required_column(admin_client):
         {"field": "name", "column": None, "required": True}
     ]
     assert "missing required columns: name" in body["header_problem"]
-    assert body["rows"][0]["problem"] == ""  # the rows' cells are not checked without a plan
+    assert body["rows"][0]["problem"] == "not checked: the header does not fit the target"
 
 
 @pytest.mark.django_db(transaction=True)

@@ -70,7 +70,9 @@
     var summary = previewBox.querySelector(".lt-preview-summary");
     var note = el("p", undefined, "lt-checked");
     note.appendChild(document.createTextNode(checkedText(file, preview) + " "));
-    if (!preview.complete || preview.target) {
+    if (preview.header_problem) {
+      note.appendChild(document.createTextNode("The header does not fit target " + preview.target + ": see above."));
+    } else if (!preview.complete || preview.target) {
       var why = preview.target ? " every row, unique keys against the table included" : " every row";
       var button = el("button", "Check the whole file", "button lt-check-whole");
       button.type = "button";
