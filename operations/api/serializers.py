@@ -33,7 +33,8 @@ class OperationSerializer(serializers.ModelSerializer):
     percent = serializers.FloatField(read_only=True, allow_null=True)
     rows_per_second = serializers.FloatField(read_only=True, allow_null=True)
     eta_seconds = serializers.FloatField(read_only=True, allow_null=True)
-    dry_run = DryRunSerializer(read_only=True, required=False, help_text="Only for a dry run: its totals.")
+    # Not read-only, so that the schema does not mark it required: a status has it only for a dry run.
+    dry_run = DryRunSerializer(required=False, help_text="Only for a dry run: its totals.")
 
     class Meta:
         model = Operation

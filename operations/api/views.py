@@ -353,7 +353,7 @@ class OperationViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         "stored file belongs to it from then on (the dry run keeps its verdicts, and names the import in "
         "`dry_run.import_operation`). 409 if the operation is not a completed dry run, was imported already, "
         "or its file is past its retention.",
-        responses={201: OperationSerializer, 404: MessageSerializer, 409: MessageSerializer},
+        responses={201: OperationSerializer, **dict.fromkeys((400, 404, 409), MessageSerializer)},
     )
     @action(detail=True, methods=["post"], url_path="import")
     def import_checked(self, request, pk=None):
