@@ -39,6 +39,7 @@ class Verdicts:
     def __init__(self, op: Operation):
         self.kept = dict(op.checkpoint or {})
         self.by_kind: dict[str, int] = dict(self.kept.get("rejected_by_reason", {}))
+        self.first: list[dict] = list(self.kept.get("first_errors", []))
 
     def count(self, chunk, rejected: Iterable[RowError]) -> None:
         """Add the chunk's rejected rows to the totals saved with its checkpoint (unless the
@@ -52,24 +53,26 @@ class Verdicts:
             if kind not in by_kind and len(by_kind) >= MOST_KINDS:
                 kind = OTHER_KIND
             by_kind[kind] = by_kind.get(kind, 0) + 1
-        self.by_kind = by_kind
-        checkpoint = {**progress.checkpoint, "checkpoint": {**self.kept, "rejected_by_reason": by_kind}}
+        first = self.first
+        if len(first) < FIRST_ERRORS:
+            earliest = sorted(rejected, key=lambda error: error.line_number)[: FIRST_ERRORS - len(first)]
+            first = first + [{"line_number": e.line_number, "reason": e.reason, "raw": e.raw} for e in earliest]
+        self.by_kind, self.first = by_kind, first
+        kept = {**self.kept, "rejected_by_reason": by_kind, "first_errors": first}
+        checkpoint = {**progress.checkpoint, "checkpoint": kept}
         chunk.progress = Progress(checkpoint=checkpoint, finished=progress.finished, error=progress.error)
 
 
 def summary(op: Operation) -> dict:
     """What a dry run found so far: rows accepted and rejected, rejected by kind, the first row
-    errors, and the import that took its file, if one did."""
+    errors, and the import that took its file, if one did. From the operation alone (no query:
+    lists of statuses stay at a fixed number of queries)."""
     kept = op.checkpoint or {}
-    first = []
-    if op.lines_failed:
-        rows = RowError.objects.filter(operation_id=op.pk).order_by("line_number")[:FIRST_ERRORS]
-        first = [{"line_number": e.line_number, "reason": e.reason, "raw": e.raw} for e in rows]
     return {
         "accepted": op.lines_finished - op.lines_failed,
         "rejected": op.lines_failed,
         "rejected_by_reason": kept.get("rejected_by_reason", {}),
-        "first_errors": first,
+        "first_errors": kept.get("first_errors", []),
         "import_operation": kept.get("import_operation"),
     }
 

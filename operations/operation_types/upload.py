@@ -212,7 +212,7 @@ class Upload(OperationType):
         else:
             self._delete_lines(op, after=op.rollback_position)
         RowError.objects.filter(operation_id=op.pk).delete()
-        return {"lines_finished": 0, "lines_failed": 0, "position": 0, "file": ""}
+        return {"lines_finished": 0, "lines_failed": 0, "position": 0, "file": "", "checkpoint": {}}
 
     def delete_input(self, op: Operation) -> None:
         if op.file:

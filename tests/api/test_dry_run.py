@@ -183,6 +183,7 @@ def test_terminating_a_paused_dry_run_deletes_its_verdicts_and_kept_keys(api, ch
     assert not DryRunKey.objects.filter(operation_id=checked).exists()
     assert not RowError.objects.filter(operation_id=checked).exists()
     assert not Contact.objects.exists()
+    assert status(api, checked)["dry_run"]["rejected_by_reason"] == {}
 
 
 @pytest.mark.django_db
