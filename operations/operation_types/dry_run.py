@@ -29,8 +29,8 @@ _EARLIER_LINE = re.compile(r"in line \d+ of this file")
 def reason_kind(reason: str) -> str:
     """A row error's reason without its values: `score: "abc" is not an integer` is counted as
     `score is not an integer`; a row with several bad cells as its first."""
-    first = reason.split("; ", 1)[0]
-    return _EARLIER_LINE.sub("in this file", _VALUE.sub(" ", first)).strip()
+    without_values = _VALUE.sub(" ", reason)  # first: a value may hold "; " too
+    return _EARLIER_LINE.sub("in this file", without_values.split("; ", 1)[0]).strip()
 
 
 class Verdicts:

@@ -8,6 +8,7 @@ import pytest
 from contacts.models import Contact
 from operations import retention, storage, worker
 from operations.models import DryRunKey, Operation, RowError, UploadedRow
+from operations.operation_types.dry_run import reason_kind
 from tests.api.test_targets import MIXED, csv_text, errors, imported, people, register_target, request
 from tests.conftest import upload_file
 from tests.support import token_client
@@ -104,7 +105,9 @@ def test_a_dry_run_paused_after_every_chunk_gives_the_uninterrupted_verdicts(api
     pauses = 0
     while Operation.objects.get(pk=checked).state != S.COMPLETED:
         worker.work_operation(checked)
-        if Operation.objects.get(pk=checked).state == S.PAUSED:
+        state = Operation.objects.get(pk=checked).state
+        assert state in (S.PAUSED, S.COMPLETED), Operation.objects.get(pk=checked).error
+        if state == S.PAUSED:
             pauses += 1
             request(api, "resume", checked)
         assert pauses < 100
@@ -193,3 +196,20 @@ def test_the_schema_documents_the_register_options_and_the_import(api):
     assert {"target", "mapping", "strict", "dry_run"} <= set(register)
     assert "post" in schema["paths"]["/api/operations/{id}/import/"]
     assert "dry_run" in schema["components"]["schemas"]["Operation"]["properties"]
+
+
+@pytest.mark.parametrize(
+    "reason, kind",
+    [
+        ('score: "abc" is not an integer', "score is not an integer"),
+        (
+            'signup_date: "x" is not a date (YYYY-MM-DD); score: "y" is not an integer',
+            "signup_date is not a date (YYYY-MM-DD)",
+        ),
+        ('E-mail: "a\\"b; c@x" is already in line 12 of this file', "E-mail is already in this file"),
+        ('email: "ann@example.com" is already in the table', "email is already in the table"),
+        ("expected 6 fields, found 2", "expected 6 fields, found 2"),
+    ],
+)
+def test_a_reason_is_counted_by_its_kind_without_its_values(reason, kind):
+    assert reason_kind(reason) == kind
