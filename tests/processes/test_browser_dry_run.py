@@ -44,7 +44,7 @@ def verdicts(op_id: int) -> list[tuple[int, str]]:
     )
 
 
-def test_choose_a_target_check_the_whole_file_and_import_it(page, operator, workers, tmp_path):
+def test_choose_a_target_check_the_whole_file_and_import_it(page, operator, workers, tmp_path):  # noqa: F811
     Contact.objects.create(name="Already here", email="p2@example.com")
     workers.start(**exact_chunks(500))
     content = contacts_file()

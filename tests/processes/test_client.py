@@ -360,7 +360,11 @@ def test_dry_run_then_import_the_same_stored_file(server, workers, tmp_path):
     workers.start()
     path = tmp_path / "people.csv"
     path.write_text(
-        "name,email,score\nAda,ada@example.com,7\nBob,bob@example.com,abc\nKim,kept@example.com,1\nAda 2,ada@example.com,2\n"
+        "name,email,score\n"
+        "Ada,ada@example.com,7\n"
+        "Bob,bob@example.com,abc\n"
+        "Kim,kept@example.com,1\n"
+        "Ada 2,ada@example.com,2\n"
     )
     checked = long_task(server, "upload", str(path), "--target", "contacts", "--dry-run", "--follow")
     assert checked.returncode == 0, checked.stdout + checked.stderr
