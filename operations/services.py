@@ -78,7 +78,7 @@ def operation_import(*, op_id: int, actor: Actor) -> Operation:
         record(op, from_state="", actor=actor, detail=f"registered to import what operation {checked.pk} checked")
         transition(op, "start", actor=actor, fields={**fields, "started_at": timezone.now()})
         handed = kind.hand_over_input(checked, to=op)
-        Operation.objects.filter(pk=checked.pk).update(**handed)
+        Operation.objects.filter(pk=checked.pk).update(**handed, updated_at=timezone.now())
         record(checked, from_state=checked.state, actor=actor, detail=f"stored file handed to operation {op.pk}")
         queue.enqueue_after_commit(op.pk)
     return op
