@@ -137,6 +137,11 @@ class Api:
 
     # --- the REST API (SPEC §6) ---------------------------------------------------------------
 
+    def import_checked(self, op_id: int) -> dict:
+        """Import what the completed dry run `op_id` checked, from the file it stored: the new
+        operation's status."""
+        return self._call("POST", f"/api/operations/{op_id}/import/", json={})
+
     def status(self, op_id: int) -> dict:
         return self._call("GET", f"/api/operations/{op_id}/")
 

@@ -12,6 +12,7 @@ from long_task_client.api import DEFAULT_URL, Api, ApiError, Unreachable
 from long_task_client.control import (
     STATES,
     cmd_follow,
+    cmd_import,
     cmd_list,
     cmd_pause,
     cmd_resume,
@@ -132,9 +133,23 @@ def build_parser() -> Parser:
     sub.add_argument("--strict", action="store_true", help="fail at the first bad row instead of skipping it")
     sub.add_argument("--target", metavar="NAME", help="import into this target's table (e.g. contacts)")
     sub.add_argument("--mapping", metavar="JSON", help="the file's columns to the target's fields, as a JSON object")
+    sub.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="only check every row as the import would (nothing stored but the rejected rows and the totals); "
+        "then `long-task import ID` imports the same stored file",
+    )
     mode = sub.add_mutually_exclusive_group()
     mode.add_argument("--follow", action="store_true", help="show its progress until it ends (Ctrl-C pauses it)")
     mode.add_argument("--json", action="store_true", help="print the status object once started")
+
+    sub = command(
+        "import", cmd_import, "import the file a completed dry run checked, without sending it again", follows=True
+    )
+    sub.add_argument("op_id", type=operation_id, metavar="ID", help="the id of a completed dry run")
+    mode = sub.add_mutually_exclusive_group()
+    mode.add_argument("--follow", action="store_true", help="show its progress until it ends (Ctrl-C pauses it)")
+    mode.add_argument("--json", action="store_true", help="print the new operation's status object")
 
     sub = command("follow", cmd_follow, "show the progress of an operation until it ends", follows=True)
     sub.add_argument("op_id", type=operation_id, metavar="ID")

@@ -39,6 +39,8 @@ REASON_CHARS = 60
 def upload_options(args) -> dict:
     """The Upload's options the command line gives: `strict`, and a `target` with its `mapping`."""
     options: dict = {"strict": True} if args.strict else {}
+    if args.dry_run:
+        options["dry_run"] = True
     if args.target:
         options["target"] = args.target
     if args.mapping:
@@ -74,6 +76,21 @@ def cmd_upload(api: Api, args) -> int:
     if not args.follow:
         display.stop()
         display.line(f"operation {op_id} started ({started['state']}); follow it: long-task follow {op_id}")
+        return outcome.COMPLETED
+    return follow(api, op_id, display, interval=args.interval, reached=True)
+
+
+def cmd_import(api: Api, args) -> int:
+    started = api.import_checked(args.op_id)
+    op_id = started["op_id"]
+    if args.json:
+        out(json.dumps(started, indent=2))
+        return outcome.COMPLETED
+    display = for_output()
+    display.line(f"operation {op_id} imports the file that dry run {args.op_id} checked ({started['state']})")
+    if not args.follow:
+        display.stop()
+        display.line(f"  follow it: long-task follow {op_id}")
         return outcome.COMPLETED
     return follow(api, op_id, display, interval=args.interval, reached=True)
 

@@ -53,12 +53,33 @@ def _completed(status: dict, say: Callable[[str], None], *, next_steps: bool) ->
         return
     failed = status["lines_failed"]
     imported = status["lines_finished"] - failed
+    if status.get("dry_run") is not None:
+        _checked(status, say, took=took, next_steps=next_steps)
+        return
     counts = f"{humanize.count(imported)} rows imported, {humanize.count(failed)} rejected"
     say(f"operation {op_id} completed{took}: {counts}")
     if next_steps:
         if failed:
             say(f"  the rejected rows: long-task errors {op_id}")
         say(f"  the rows: long-task rows {op_id} --format csv -o rows.csv")
+
+
+def _checked(status: dict, say: Callable[[str], None], *, took: str, next_steps: bool) -> None:
+    """The end of a dry run: its verdicts, and how to import."""
+    op_id, verdicts = status["op_id"], status["dry_run"]
+    accepted, rejected = humanize.count(verdicts["accepted"]), humanize.count(verdicts["rejected"])
+    say(f"dry run {op_id} completed{took}: {accepted} rows would be imported, {rejected} rejected")
+    for kind, count in sorted(verdicts["rejected_by_reason"].items(), key=lambda item: -item[1]):
+        say(f"  {humanize.count(count):>9}  {kind}")
+    for error in verdicts["first_errors"]:
+        say(f"  line {error['line_number']}: {error['reason']}")
+    if next_steps:
+        if verdicts["rejected"]:
+            say(f"  the rejected rows: long-task errors {op_id}")
+        if verdicts.get("import_operation"):
+            say(f"  imported by operation {verdicts['import_operation']}")
+        else:
+            say(f"  import the same file: long-task import {op_id} --follow")
 
 
 def follow(api: Api, op_id: int, display, *, interval: float, reached: bool = False, next_steps: bool = True) -> int:

@@ -220,5 +220,25 @@ class ThroughputSample(models.Model):
         return f"{self.rows} rows in {self.seconds:.1f}s at minute {self.minute}"
 
 
+class DryRunKey(models.Model):
+    """A unique key of a row that a dry run into a target accepted (operations/targets/dry_run.py):
+    what the target's table would hold after the real import's earlier chunks, so that a later
+    row with the same key is refused as the import would refuse it, while the table itself is
+    left untouched. `value` is the key's values as the database spells them (a JSON array)."""
+
+    operation_id = models.BigIntegerField()
+    key_index = models.SmallIntegerField(help_text="Which of the target's unique keys.")
+    value = models.TextField()
+    line = models.BigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["operation_id", "key_index", "value"], name="dry_run_key_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"operation {self.operation_id} key {self.key_index} {self.value} (line {self.line})"
+
+
 # Resumable uploads have their own home (operations/tus/); imported here so that the app has them.
 from operations.tus.models import ResumableUpload  # noqa: E402, F401

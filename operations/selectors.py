@@ -2,7 +2,7 @@
 its progress figures, and waiting for a worker's acknowledgement."""
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -52,10 +52,17 @@ def download_refusal(op: Operation) -> str:
     return registry.get(op.op_type).download_refusal(op)
 
 
-def input_preview(*, op_type: str, data: bytes, complete: bool, max_rows: int = 20) -> dict | None:
+def import_refusal(op: Operation) -> str | None:
+    """None: `op` is no dry run; "": what it checked can be imported now; otherwise why not."""
+    return registry.get(op.op_type).import_refusal(op)
+
+
+def input_preview(
+    *, op_type: str, data: bytes, complete: bool, max_rows: int = 20, options: Mapping | None = None
+) -> dict | None:
     """A dry run of a start's input: what the type would make of its first rows (None: the
     type has none). Reads only `data`; writes nothing."""
-    return registry.get(op_type).preview(data, complete=complete, max_rows=max_rows)
+    return registry.get(op_type).preview(data, complete=complete, max_rows=max_rows, options=options)
 
 
 def operations_stalled(*, limit: int = 20) -> list[int]:
@@ -91,6 +98,7 @@ def operation_status(op: Operation) -> dict:
         "started_at": op.started_at,
         "finished_at": op.finished_at,
         "updated_at": op.updated_at,
+        **registry.get(op.op_type).status_fields(op),
     }
     if op.state == State.REGISTERED and op.options.get("upload"):
         # Its file is still arriving (a resumable upload): how far it has come.

@@ -80,6 +80,24 @@ def _record_refusal(op_id: int, *, actor: Actor, refusal: OperationError) -> Non
             record(op, from_state=op.state, actor=actor, detail=f"input refused: {refusal.message}")
 
 
+def operation_import(*, op_id: int, actor: Actor) -> Operation:
+    """Start the real import of what a completed dry run checked, from the file it stored: a new
+    operation of its type, with its options, queued at once. The file is handed over in the
+    same transaction (the import owns it from then on), so that it is imported once."""
+    with transaction.atomic():
+        checked = lock(op_id, user=actor.user)
+        kind = registry.get(checked.op_type)
+        options, fields = kind.import_checked(checked)
+        op = Operation.objects.create(op_type=kind.name, owner=checked.owner, options=options)
+        record(op, from_state="", actor=actor, detail=f"registered to import what operation {checked.pk} checked")
+        transition(op, "start", actor=actor, fields={**fields, "started_at": timezone.now()})
+        handed = kind.hand_over_input(checked, to=op)
+        Operation.objects.filter(pk=checked.pk).update(**handed, updated_at=timezone.now())
+        record(checked, from_state=checked.state, actor=actor, detail=f"stored file handed to operation {op.pk}")
+        queue.enqueue_after_commit(op.pk)
+    return op
+
+
 def operation_pause(*, op_id: int, actor: Actor) -> Operation:
     """Ask to pause. A queued operation pauses at once; a running one is `pausing` until the
     worker acknowledges at its next chunk boundary (no chunk commits after this returns)."""

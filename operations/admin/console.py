@@ -21,7 +21,7 @@ from django.views import View
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
 from long_task_shared import humanize
-from operations import params, selectors, services
+from operations import params, selectors, services, targets
 from operations.admin.formatting import CONTROLS, figures
 from operations.errors import BadInput, OperationError
 from operations.models import Operation
@@ -181,7 +181,7 @@ class ImportView(ConsoleView):
     @method_decorator(csrf_protect)
     def post(self, request: HttpRequest) -> HttpResponse:
         actor = Actor.for_user(request.user)
-        data = {"strict": "true" if request.POST.get("strict") else "false"}
+        data = import_options(request.POST)
         try:
             op = services.operation_register(op_type="Upload", actor=actor, data=data)
         except OperationError as error:
@@ -193,7 +193,8 @@ class ImportView(ConsoleView):
             # does: it never had input, so it terminates at once with nothing to roll back.
             services.operation_terminate(op_id=op.pk, actor=actor)
             return self.answer(request, error=error)
-        started = f"Import #{op.pk} started: {op.file_name or 'the file'} ({humanize.size(op.file_size)})."
+        what = "Dry run" if data.get("dry_run") else "Import"
+        started = f"{what} #{op.pk} started: {op.file_name or 'the file'} ({humanize.size(op.file_size)})."
         self.model_admin.message_user(request, started, messages.SUCCESS)
         url = reverse("admin:operations_operation_change", args=[op.pk])
         if wants_json(request):
@@ -212,8 +213,43 @@ class ImportView(ConsoleView):
             "title": "Import CSV",
             "error": error.message if error else "",
             "strict": bool(request.POST.get("strict")),
+            "targets": targets.names(),
+            "target": request.POST.get("target", ""),
         }
         return TemplateResponse(request, "admin/operations/operation/import.html", context, status=status)
+
+
+def import_options(form) -> dict:
+    """The Upload's options from the import form: `strict`, the `target` chosen (none: plain
+    rows), and `dry_run` for "Check the whole file"."""
+    data = {"strict": "true" if form.get("strict") else "false"}
+    if form.get("target"):
+        data["target"] = form["target"]
+    if form.get("dry_run") == "1" or "check" in form:
+        data["dry_run"] = "true"
+    return data
+
+
+class ImportCheckedView(ConsoleView):
+    """POST, from a completed dry run's page: import the file it checked (the services hand
+    the stored file to a new operation), then show that operation's page."""
+
+    http_method_names = ["post"]
+
+    def post(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        if not (self.model_admin.has_import_permission(request) and self.model_admin.has_control_permission(request)):
+            raise PermissionDenied
+        checked = self.model_admin.get_queryset(request).filter(pk=operation_id(object_id)).first()
+        if checked is None:
+            raise Http404("Operation ID Invalid")
+        try:
+            op = services.operation_import(op_id=checked.pk, actor=Actor.for_user(request.user))
+        except OperationError as error:
+            self.model_admin.message_user(request, f"Refused: {error.message}.", messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:operations_operation_change", args=[checked.pk]))
+        started = f"Import #{op.pk} started from the file dry run #{checked.pk} checked."
+        self.model_admin.message_user(request, started, messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:operations_operation_change", args=[op.pk]))
 
 
 def read_files(request: HttpRequest, **terms) -> OperationError | None:
@@ -259,8 +295,9 @@ class PreviewView(ScriptEndpoint):
             # Found by the upload handler, which then keeps none of the bytes.
             return JsonResponse({"message": upload.text_problem}, status=400)
         complete = request.POST.get("complete") == "1"
+        options = {"target": request.POST["target"]} if request.POST.get("target") else {}
         try:
-            preview = selectors.input_preview(op_type="Upload", data=upload.read(), complete=complete)
+            preview = selectors.input_preview(op_type="Upload", data=upload.read(), complete=complete, options=options)
         except OperationError as error:
             return JsonResponse({"message": error.message}, status=error.status_code)
         return JsonResponse(preview)

@@ -103,8 +103,10 @@ def event_row(event: OperationEvent) -> dict[str, str]:
 
 
 def allowed_controls(op: Operation) -> dict[str, bool]:
-    """Which buttons the state machine's table allows now (the services decide again on click)."""
-    return {verb: allows(transition, op.state) for verb, transition in CONTROLS.items()}
+    """Which buttons the state machine's table allows now (the services decide again on click),
+    and whether a dry run's Import is (on a dry run's page only)."""
+    allowed = {verb: allows(transition, op.state) for verb, transition in CONTROLS.items()}
+    return {**allowed, "import": selectors.import_refusal(op) == ""}
 
 
 def live_entry(op: Operation) -> dict:

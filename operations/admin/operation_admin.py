@@ -170,6 +170,7 @@ class OperationAdmin(PageFields, admin.ModelAdmin):
             mount("import/preview/", console.PreviewView, "operations_operation_import_preview"),
             mount("live/", live.LiveView, "operations_operation_live"),
             mount("<path:object_id>/control/<str:verb>/", console.ControlView, "operations_operation_control"),
+            mount("<path:object_id>/import/", console.ImportCheckedView, "operations_operation_import_checked"),
             *super().get_urls(),
         ]
 
@@ -212,7 +213,9 @@ class OperationAdmin(PageFields, admin.ModelAdmin):
                 may_download=access.can_download(request.user, op),
                 no_download=download_refusal(request.user, op),
                 percent=selectors.percent_done(op),
-                controls=list(allowed_controls(op).items()),
+                controls=[(verb, ok) for verb, ok in allowed_controls(op).items() if verb != "import"],
+                import_refusal=selectors.import_refusal(op),
+                verdicts=selectors.operation_status(op).get("dry_run"),
                 can_act=self.has_control_permission(request),
             )
         return super().change_view(request, object_id, form_url, extra_context=context)

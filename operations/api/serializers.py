@@ -6,6 +6,22 @@ from operations import selectors
 from operations.models import Operation, OperationEvent, RowError
 
 
+class RowVerdictSerializer(serializers.Serializer):
+    line_number = serializers.IntegerField()
+    reason = serializers.CharField()
+    raw = serializers.CharField()
+
+
+class DryRunSerializer(serializers.Serializer):
+    """What a dry run found (only in the status of a dry run)."""
+
+    accepted = serializers.IntegerField()
+    rejected = serializers.IntegerField()
+    rejected_by_reason = serializers.DictField(child=serializers.IntegerField())
+    first_errors = RowVerdictSerializer(many=True)
+    import_operation = serializers.IntegerField(allow_null=True, help_text="The operation that imported its file.")
+
+
 class OperationSerializer(serializers.ModelSerializer):
     """The status object. It renders through `selectors.operation_status`, which builds the
     same fields without DRF's per-field machinery (clients poll it)."""
@@ -17,6 +33,8 @@ class OperationSerializer(serializers.ModelSerializer):
     percent = serializers.FloatField(read_only=True, allow_null=True)
     rows_per_second = serializers.FloatField(read_only=True, allow_null=True)
     eta_seconds = serializers.FloatField(read_only=True, allow_null=True)
+    # Not read-only, so that the schema does not mark it required: a status has it only for a dry run.
+    dry_run = DryRunSerializer(required=False, help_text="Only for a dry run: its totals.")
 
     class Meta:
         model = Operation
@@ -38,6 +56,7 @@ class OperationSerializer(serializers.ModelSerializer):
             "started_at",
             "finished_at",
             "updated_at",
+            "dry_run",
         ]
         read_only_fields = fields
 
@@ -65,6 +84,20 @@ class OperationListSerializer(OperationSerializer):
 class RegisterSerializer(serializers.Serializer):
     op_type = serializers.CharField(required=False, default="Upload")
     strict = serializers.BooleanField(required=False, help_text="Fail at the first bad CSV row.")
+    target = serializers.CharField(
+        required=False,
+        help_text="Upload: import into this target's table (docs/import-targets.md), not UploadedRow.",
+    )
+    mapping = serializers.JSONField(
+        required=False,
+        help_text='Upload with a target: CSV column -> field, a JSON object (or its text), e.g. {"E-mail": "email"}; '
+        "null leaves a column out.",
+    )
+    dry_run = serializers.BooleanField(
+        required=False,
+        help_text="Upload: read and check every row as the import would, store only the row errors and totals; "
+        "then POST /api/operations/{id}/import/ imports the same stored file.",
+    )
 
 
 class EventSerializer(serializers.ModelSerializer):

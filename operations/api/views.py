@@ -356,6 +356,23 @@ class OperationViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     def terminate(self, request, pk=None):
         return terminate_operation(request, self._op_id(), parsing.body(request))
 
+    @extend_schema(
+        request=None,
+        description="Import what a completed dry run (`dry_run=true`) checked, from the file it stored: "
+        "the file is not sent again. Creates and queues a new operation with the dry run's options; the "
+        "stored file belongs to it from then on (the dry run keeps its verdicts, and names the import in "
+        "`dry_run.import_operation`). 409 if the operation is not a completed dry run, was imported already, "
+        "or its file is past its retention.",
+        responses={201: OperationSerializer, **dict.fromkeys((400, 404, 409), MessageSerializer)},
+    )
+    @action(detail=True, methods=["post"], url_path="import")
+    def import_checked(self, request, pk=None):
+        unknown = sorted(set(parsing.body(request)) - {"csrfmiddlewaretoken"})
+        if unknown:
+            raise BadInput(f"import takes no parameters (it imports with the dry run's options): {', '.join(unknown)}")
+        op = services.operation_import(op_id=self._op_id(), actor=Actor.for_user(request.user))
+        return Response(_status(op), status=status.HTTP_201_CREATED)
+
     @extend_schema(responses=EventSerializer(many=True))
     @action(detail=True, methods=["get"])
     def events(self, request, pk=None):

@@ -10,6 +10,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from operations.errors import Conflict
 from operations.models import Operation
 
 
@@ -81,10 +82,30 @@ class OperationType(ABC):
         the Operation fields the resume changes (e.g. options), if any."""
         return {}
 
-    def preview(self, data: bytes, *, complete: bool, max_rows: int) -> dict | None:
-        """A dry run over the first bytes of an input (`complete`: all of it), to show before a
-        start what the work would make of it. Writes nothing. None: the type has no preview."""
+    def preview(self, data: bytes, *, complete: bool, max_rows: int, options: Mapping | None = None) -> dict | None:
+        """A dry run over the first bytes of an input (`complete`: all of it), with the
+        registration's `options`, to show before a start what the work would make of it.
+        Writes nothing. None: the type has no preview."""
         return None
+
+    def import_refusal(self, op: Operation) -> str | None:
+        """None: `op` is no dry run; "": its input can be imported now (import_checked);
+        otherwise why not."""
+        return None
+
+    def import_checked(self, op: Operation) -> tuple[dict, dict]:
+        """For an operation that imports what `op` (a completed dry run, locked) checked: its
+        options and its input fields (those `prepare_input` returns), taken from `op` rather
+        than sent again. Conflict if `op` has nothing to import."""
+        raise Conflict(f"{self.name} operations have no dry run to import from")
+
+    def hand_over_input(self, op: Operation, *, to: Operation) -> dict:
+        """The fields of `op` that change once `to` has taken its input (see import_checked)."""
+        return {}
+
+    def status_fields(self, op: Operation) -> dict:
+        """Fields the type adds to the status object (e.g. a dry run's totals)."""
+        return {}
 
     def discard_input(self, fields: Mapping) -> None:
         """Undo `prepare_input` when the start lost a race."""

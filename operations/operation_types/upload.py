@@ -22,7 +22,7 @@ from operations.csv_reader import CsvProblem, TextCheck, read_header
 from operations.csv_records import BLOCK_BYTES, BadRecord, CsvRecords
 from operations.errors import BadInput, Conflict
 from operations.models import Operation, RowError
-from operations.operation_types import upload_target
+from operations.operation_types import dry_run, upload_target
 from operations.operation_types.base import Chunk, Job, OperationType, Progress
 from operations.params import flag, integer
 from operations.targets.store import TargetTable
@@ -78,10 +78,11 @@ class Upload(OperationType):
     the last chunk."""
 
     name = "Upload"
-    option_names = frozenset({"strict", "target", "mapping", "upload"})
+    option_names = frozenset({"strict", "target", "mapping", "dry_run", "upload"})
 
     def parse_options(self, data: Mapping, *, actor) -> dict:
-        return {**_strict(data), **upload_target.options(data), **_arriving(data, actor=actor)}
+        checking = {"dry_run": True} if flag(data, "dry_run") else {}
+        return {**_strict(data), **upload_target.options(data), **checking, **_arriving(data, actor=actor)}
 
     def prepare_input(self, op: Operation, *, data: Mapping, files: Mapping) -> dict:
         _check_lines(op, data)
@@ -115,6 +116,8 @@ class Upload(OperationType):
             "file_sha256": getattr(upload, "sha256", ""),
             "columns": header.columns,
             "position": header.end_offset,
+            # Where the rows start, for the import that takes a dry run's file.
+            **({"checkpoint": {"header_end": header.end_offset}} if op.options.get("dry_run") else {}),
             **options,
         }
 
@@ -125,10 +128,12 @@ class Upload(OperationType):
             raise Conflict("The file differs from the one uploaded first")
         return _options_changed(op, data)
 
-    def preview(self, data: bytes, *, complete: bool, max_rows: int) -> dict:
+    def preview(self, data: bytes, *, complete: bool, max_rows: int, options: Mapping | None = None) -> dict:
         """The header and the first `max_rows` data rows of `data`, each with the verdict an
-        import would give it (the worker's own reading, on a copy in memory). A row cut off by
-        the end of an incomplete `data` is left out."""
+        import would give it (the worker's own reading, on a copy in memory), and with a
+        `target` in `options`, which column fills which field and each row's conversion. A row
+        cut off by the end of an incomplete `data` is left out. `header_bytes` and `rows_bytes`
+        say how much of `data` the header and the rows shown took (to estimate a file's rows)."""
         if not complete:
             data = data[: data.rfind(b"\n") + 1]
         check = TextCheck()
@@ -152,11 +157,29 @@ class Upload(OperationType):
         for error in chunk.rejected:
             rows[error.line_number] = {"line": error.line_number, "raw": error.raw, "problem": error.reason}
         job.close()
-        return {
+        shown = {
             "columns": header.columns,
             "rows": [rows[line] for line in sorted(rows)],
             "failed": len(chunk.rejected),
+            "complete": complete and chunk.progress.finished,  # every row of the file is shown
+            "header_bytes": header.end_offset,
+            "rows_bytes": chunk.progress.checkpoint["position"] - header.end_offset,
         }
+        if (options or {}).get("target"):
+            shown.update(upload_target.preview(options, header.columns, shown["rows"]))
+        return shown
+
+    def import_refusal(self, op: Operation) -> str | None:
+        return dry_run.import_refusal(op)
+
+    def import_checked(self, op: Operation) -> tuple[dict, dict]:
+        return dry_run.import_checked(op, header_limits={**_limits(), **_header_limits()})
+
+    def hand_over_input(self, op: Operation, *, to: Operation) -> dict:
+        return dry_run.hand_over(op, to=to)
+
+    def status_fields(self, op: Operation) -> dict:
+        return {"dry_run": dry_run.summary(op)} if op.options.get("dry_run") else {}
 
     def discard_input(self, fields: Mapping) -> None:
         if fields.get("file"):
@@ -183,7 +206,8 @@ class Upload(OperationType):
             TargetTable(*planned, op.pk).delete_lines(after=after, up_to=up_to)
 
     def rollback_done(self, op: Operation) -> bool:
-        return op.rollback_position >= op.lines_finished
+        # A dry run wrote no rows: only its row errors and kept keys, which rollback_rest deletes.
+        return bool(op.options.get("dry_run")) or op.rollback_position >= op.lines_finished
 
     def rollback_chunk(self, op: Operation, *, max_rows: int) -> int:
         up_to = min(op.rollback_position + max_rows, op.lines_finished)
@@ -194,9 +218,12 @@ class Upload(OperationType):
         # Every line up to the rollback checkpoint is deleted and committed; rows can only be
         # left after it (none are, since a terminating operation commits no chunk, but this is
         # the last word). A range, not "all of the operation's", which would scan dead rows.
-        self._delete_lines(op, after=op.rollback_position)
+        if op.options.get("dry_run"):
+            upload_target.forget_keys(op)
+        else:
+            self._delete_lines(op, after=op.rollback_position)
         RowError.objects.filter(operation_id=op.pk).delete()
-        return {"lines_finished": 0, "lines_failed": 0, "position": 0, "file": ""}
+        return {"lines_finished": 0, "lines_failed": 0, "position": 0, "file": "", "checkpoint": {}}
 
     def delete_input(self, op: Operation) -> None:
         if op.file:
@@ -250,8 +277,11 @@ class UploadJob(Job):
             raise BadInput(
                 f"The header has {len(self.columns)} columns; at most {settings.LONG_TASK_CSV_MAX_COLUMNS} are allowed"
             )
-        # An import into a target's table converts and writes rows its own way.
-        self.target = upload_target.TargetWriter(op) if op.options.get("target") else None
+        # An import into a target's table converts and writes rows its own way; a dry run
+        # stores row errors and totals only.
+        self.dry_run = bool(op.options.get("dry_run"))
+        self.verdicts = dry_run.Verdicts(op) if self.dry_run else None
+        self.target = upload_target.TargetWriter(op, dry_run=self.dry_run) if op.options.get("target") else None
         if self.target is not None:
             self.encode = self.target.to_row
         else:
@@ -282,13 +312,22 @@ class UploadJob(Job):
         return UploadChunk(self, max_rows)
 
     def write_chunk(self, chunk: UploadChunk) -> None:
+        refused: list[RowError] = []
         if self.target is not None:
             refused = self.target.write_chunk(chunk)  # reads the chunk, counting its bad rows
-            self.lines_failed += refused
-            return
-        rowstore.write_rows(chunk.rows)
-        if chunk.rejected:
-            RowError.objects.bulk_create(chunk.rejected)
+            self.lines_failed += len(refused)
+        else:
+            if self.dry_run:
+                for _ in chunk.rows:  # read and checked, not stored
+                    pass
+            else:
+                rowstore.write_rows(chunk.rows)
+            if chunk.rejected:
+                RowError.objects.bulk_create(chunk.rejected)
+        if self.verdicts is not None:
+            self.verdicts.count(chunk, [*chunk.rejected, *refused])
+            if chunk.progress.finished and self.target is not None:
+                self.target.table.forget()
 
     def _read(self, chunk: UploadChunk, max_rows: int) -> Iterator[list]:
         """Yield the chunk's rows in batches; keep its rejected ones; set its progress at the end."""

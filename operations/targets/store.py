@@ -168,17 +168,10 @@ class TargetTable:
 
     def _refused(self, line: int, values: dict) -> tuple[int, str, str]:
         """The row error of a row the table refused: the unique key it collided with."""
-        for key in self.target.unique_keys():
+        for index, key in enumerate(self.target.unique_keys()):
             if not all(values.get(name) is not None for name in key):
                 continue
-            meta = self.target.model._meta
-            condition = " AND ".join(f"{connection.ops.quote_name(meta.get_field(n).column)} = %s" for n in key)
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    f"SELECT {self.op_column}, {self.line_column} FROM {self.table} WHERE {condition}",
-                    [values[name] for name in key],
-                )
-                found = cursor.fetchone()
+            found = self._holder(index, key, line, values)
             if found is None:
                 continue
             shown = ", ".join(f"{self.shown.get(name, name)}: {quoted(str(values[name]))}" for name in key)
@@ -186,6 +179,17 @@ class TargetTable:
                 return line, f"{shown} is already in line {found[1]} of this file", ""
             return line, f"{shown} is already in the table", ""
         return line, "the row breaks a constraint of the table", ""
+
+    def _holder(self, index: int, key: Sequence[str], line: int, values: dict) -> tuple[int, int] | None:
+        """(operation, line) of the row in the table that holds the key's values, if any."""
+        meta = self.target.model._meta
+        condition = " AND ".join(f"{connection.ops.quote_name(meta.get_field(n).column)} = %s" for n in key)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT {self.op_column}, {self.line_column} FROM {self.table} WHERE {condition}",
+                [values[name] for name in key],
+            )
+            return cursor.fetchone()
 
     # --- terminate ---
 

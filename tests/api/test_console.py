@@ -158,6 +158,9 @@ def test_preview_checks_the_first_rows_as_an_import_would_and_writes_nothing(adm
             {"line": 3, "values": ["c, d", "Rome"], "problem": ""},
         ],
         "failed": 1,
+        "complete": True,
+        "header_bytes": len(b"name,city\n"),
+        "rows_bytes": len(content) - len(b"name,city\n"),
     }
     assert not Operation.objects.exists()
     assert not [path for path in media_root.rglob("*") if path.is_file()]
@@ -213,7 +216,7 @@ def test_live_view_gives_the_status_and_its_figures_of_the_operations_asked_for(
     assert entry["text"]["counts"] == "958 imported, 42 rejected"
     assert entry["text"]["rate"] == "50 rows/s"
     assert entry["active"] is True
-    assert entry["allowed"] == {"pause": True, "resume": False, "terminate": True}
+    assert entry["allowed"] == {"pause": True, "resume": False, "terminate": True, "import": False}
     assert by_id[done.pk]["text"]["counts"] == "299,958 imported, 42 rejected of 300,000"
     assert by_id[done.pk]["active"] is False
     assert body["active"] is True

@@ -346,3 +346,42 @@ def test_a_mapping_that_is_not_json_is_a_usage_error(server):
     run = long_task(server, "upload", str(ROOT / "README.md"), "--target", "contacts", "--mapping", "{name")
     assert run.returncode == outcome.USAGE
     assert "--mapping takes a JSON object" in run.stderr
+
+
+@pytest.mark.processes
+@pytest.mark.django_db(transaction=True)
+def test_dry_run_then_import_the_same_stored_file(server, workers, tmp_path):
+    """`long-task upload --dry-run --follow` ends with the totals by reason and the command that
+    imports; `long-task import ID --follow` imports the file the dry run stored, with the same
+    rejected lines, and a second import is refused (exit 1)."""
+    from contacts.models import Contact
+
+    Contact.objects.create(name="Kept", email="kept@example.com")
+    workers.start()
+    path = tmp_path / "people.csv"
+    path.write_text(
+        "name,email,score\n"
+        "Ada,ada@example.com,7\n"
+        "Bob,bob@example.com,abc\n"
+        "Kim,kept@example.com,1\n"
+        "Ada 2,ada@example.com,2\n"
+    )
+    checked = long_task(server, "upload", str(path), "--target", "contacts", "--dry-run", "--follow")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    dry_run = Operation.objects.get()
+    said = checked.stdout + checked.stderr
+    assert f"dry run {dry_run.pk} completed" in said and "1 rows would be imported, 3 rejected" in said
+    assert "1  score is not an integer" in said and "1  email is already in the table" in said
+    assert f"long-task import {dry_run.pk} --follow" in said
+    assert list(Contact.objects.values_list("name", flat=True)) == ["Kept"]
+
+    imported = long_task(server, "import", str(dry_run.pk), "--follow")
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+    op = Operation.objects.exclude(pk=dry_run.pk).get()
+    assert f"operation {op.pk} imports the file that dry run {dry_run.pk} checked" in imported.stdout + imported.stderr
+    assert list(Contact.objects.values_list("name", flat=True)) == ["Kept", "Ada"]
+    lines = [list(e.row_errors.values_list("line_number", flat=True)) for e in (dry_run, op)]
+    assert lines == [[2, 3, 4], [2, 3, 4]]
+
+    again = long_task(server, "import", str(dry_run.pk))
+    assert again.returncode == outcome.REFUSED and "imported already" in again.stderr

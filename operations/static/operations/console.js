@@ -320,6 +320,7 @@
     var body = new FormData();
     body.append("file", file.slice(0, limit), file.name);
     body.append("complete", file.size <= limit ? "1" : "0");
+    if (form.elements.target && form.elements.target.value) body.append("target", form.elements.target.value);
     box.hidden = false;
     box.textContent = "Checking the first rows of " + file.name + "...";
     fetch(form.getAttribute("data-preview-url"), {
@@ -334,6 +335,8 @@
       .then(function (answer) {
         if (!answer.ok) { box.hidden = true; fail(answer.json.message); return; }
         renderPreview(box, file, answer.json);
+        // import_target.js shows the mapping and offers the dry run of the whole file.
+        form.dispatchEvent(new CustomEvent("lt-preview", { detail: { file: file, preview: answer.json } }));
       })
       .catch(function () { box.hidden = true; });
   }
