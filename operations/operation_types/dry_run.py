@@ -100,7 +100,8 @@ def import_checked(op: Operation, *, header_limits: dict) -> tuple[dict, dict]:
         raise Conflict(f"Operation {op.pk} is not a dry run: only a dry run's file can be imported")
     if refusal:
         raise Conflict(refusal)
-    options = {name: value for name, value in op.options.items() if name != "dry_run"}
+    # The resumable upload that brought the file is gone once the dry run started from it.
+    options = {name: value for name, value in op.options.items() if name not in ("dry_run", "upload")}
     if options.get("target"):
         target = targets.get(options["target"])
         target.plan(op.columns, mapping=options.get("mapping"), strict=bool(options.get("strict")))

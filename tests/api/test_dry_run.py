@@ -9,6 +9,7 @@ from contacts.models import Contact
 from operations import retention, storage, worker
 from operations.models import DryRunKey, Operation, RowError, UploadedRow
 from operations.operation_types.dry_run import reason_kind
+from tests.api import tus_client as tc
 from tests.api.test_targets import MIXED, csv_text, errors, imported, people, register_target, request
 from tests.conftest import upload_file
 from tests.support import token_client
@@ -213,3 +214,19 @@ def test_the_schema_documents_the_register_options_and_the_import(api):
 )
 def test_a_reason_is_counted_by_its_kind_without_its_values(reason, kind):
     assert reason_kind(reason) == kind
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_import_of_a_dry_run_whose_file_came_as_a_resumable_upload_names_no_upload(api, chunks):
+    content = b"a,b\n1,2\n3\n4,5\n"
+    url = tc.created(api, len(content))
+    tc.send(api, url, content, piece_bytes=5)
+    registered = api.post("/register/", {"op_type": "Upload", "dry_run": True, "upload": url}, format="json")
+    checked = registered.json()["op_id"]
+    assert api.post(f"/api/operations/{checked}/start/", {"upload": url}, format="json").status_code == 202
+    worker.work_operation(checked)
+    imported_by = import_of(api, checked)
+    assert "upload" not in Operation.objects.get(pk=imported_by).options
+    assert "upload" not in status(api, imported_by)
+    worker.work_operation(imported_by)
+    assert list(UploadedRow.objects.filter(operation_id=imported_by).values_list("line_number", flat=True)) == [1, 3]
