@@ -118,9 +118,11 @@ class Api:
         return self._call("POST", "/register/", json={"op_type": op_type, **options})
 
     def start(self, op_id: int, handle: BinaryIO, *, name: str, on_progress: Callable[[int], None]) -> dict:
-        """Send the file (multipart, streamed from disk) to start the operation."""
+        """Send the file (multipart, streamed from disk) to start the operation. The op_id also
+        in the query string: a file refused before its body is read is then recorded in the
+        operation's history."""
         files = {"file": (name, CountingFile(handle, on_progress), "text/csv")}
-        return self._call("POST", "/upload/", data={"op_id": str(op_id)}, files=files)
+        return self._call("POST", "/upload/", params={"op_id": str(op_id)}, data={"op_id": str(op_id)}, files=files)
 
     def start_without_input(self, op_id: int) -> dict:
         """Start an operation that takes no input (an Export reads its source's rows)."""

@@ -58,7 +58,7 @@ def operation_start(*, op_id: int, actor: Actor, data: Mapping, files: Mapping) 
         fields = kind.prepare_input(op, data=data, files=files)
     except OperationError as refusal:
         if refusal.status_code < 500:  # the input's fault, not the server's (a store away: 503)
-            _record_refusal(op_id, actor=actor, refusal=refusal)
+            record_input_refusal(op_id, actor=actor, refusal=refusal)
         raise
     try:
         with transaction.atomic():
@@ -71,9 +71,9 @@ def operation_start(*, op_id: int, actor: Actor, data: Mapping, files: Mapping) 
     return op, False
 
 
-def _record_refusal(op_id: int, *, actor: Actor, refusal: OperationError) -> None:
+def record_input_refusal(op_id: int, *, actor: Actor, refusal: OperationError) -> None:
     """Say in the operation's history why its input was refused (a client then withdraws it,
-    and its history would otherwise not say why it ended)."""
+    and its history would otherwise not say why it ended); nothing once it has started."""
     with transaction.atomic():
         op = lock(op_id, user=actor.user)
         if op.state == State.REGISTERED:

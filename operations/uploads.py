@@ -73,11 +73,16 @@ def upload_name() -> str:
     return f"uploads/{uuid.uuid4().hex}.csv"
 
 
+def upload_refusal(request) -> OperationError | None:
+    """The refusal of this request's upload, if it had one."""
+    return getattr(request, REFUSAL_ATTRIBUTE, None)
+
+
 def check_upload_size(request) -> None:
     """Raise the refusal of this request's upload, if it had one: a 413 over the limit or the
     stored-bytes quota, a 429 past the uploads in flight, the 400 of a file sent to an endpoint
     that takes none."""
-    refusal = getattr(request, REFUSAL_ATTRIBUTE, None)
+    refusal = upload_refusal(request)
     if refusal is not None:
         raise refusal
 

@@ -1,6 +1,7 @@
 """Reading request parameters. Every malformed value becomes a 400 with a message that says
 which parameter and what is expected."""
 
+import contextlib
 import json
 import math
 from collections.abc import Mapping
@@ -10,9 +11,11 @@ from django.http import QueryDict
 from rest_framework import parsers
 from rest_framework.exceptions import ParseError
 
-from operations.errors import BadInput, TooLarge
+from operations import services
+from operations.errors import BadInput, OperationError, TooLarge
 from operations.params import positive_id
-from operations.uploads import abort_unfinished_uploads, check_upload_size
+from operations.state_machine import Actor
+from operations.uploads import abort_unfinished_uploads, check_upload_size, upload_refusal
 
 # No parameter takes a longer integer (ids have 19 digits). int() of a 5,000-digit string raises,
 # and float() of a 400-digit integer overflows: a longer one is read as an infinity, which every
@@ -72,3 +75,26 @@ def body(request) -> Mapping:
 
 def op_id(data: Mapping) -> int:
     return positive_id(data, "op_id")
+
+
+def optional_id(data: Mapping, name: str) -> int | None:
+    """An id if `data` has a valid one, else None."""
+    try:
+        return positive_id(data, name)
+    except BadInput:
+        return None
+
+
+def body_of_start(request, *, op_id: int | None) -> Mapping:
+    """`body`, for a start that takes a file. An upload refused before its body was read (over
+    the size limit or the stored-bytes quota, past the uploads in flight) has no fields, op_id
+    included: its refusal goes into the history of the operation named outside the body (the
+    path of /api/operations/{id}/start/, the query string of /upload/?op_id=N), as any refused
+    input does (`input refused: ...`). The caller hears the refusal, whatever happens to it."""
+    try:
+        return body(request)
+    except OperationError as error:
+        if op_id is not None and error is upload_refusal(request._request):
+            with contextlib.suppress(OperationError):  # not the caller's operation: not recorded
+                services.record_input_refusal(op_id, actor=Actor.for_user(request.user), refusal=error)
+        raise

@@ -187,6 +187,11 @@ class UploadView(SeedEndpoint):
     throttle_scopes = ("writes", "uploads")
     accepts_files = True
 
+    def post(self, request):
+        # `op_id` may come in the query string too, where a refusal before the body can read it.
+        data = parsing.body_of_start(request, op_id=parsing.optional_id(request.query_params, "op_id"))
+        return start_operation(request, parsing.op_id(data), data)
+
 
 @_seed_schema("Pause", "Pause: stop at the next chunk boundary.", {"wait": serializers.FloatField(required=False)}, 200)
 class PauseView(SeedEndpoint):
@@ -331,7 +336,8 @@ class OperationViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     )
     @action(detail=True, methods=["post"], url_path="start")
     def start(self, request, pk=None):
-        return start_operation(request, self._op_id(), parsing.body(request))
+        op_id = self._op_id()
+        return start_operation(request, op_id, parsing.body_of_start(request, op_id=op_id))
 
     @extend_schema(
         request=None,

@@ -883,6 +883,45 @@ def test_a_refused_upload_says_why_in_the_operations_history(api, register, cont
     assert events[-1]["to_state"] == S.TERMINATED
 
 
+# Over the limit by its Content-Length (and the multipart slack): refused before a byte is read.
+FAR_TOO_LARGE = b"a\n" + b"x" * (1024**2 + 1024)
+
+
+def refusals(op_id: int) -> list[str]:
+    details = OperationEvent.objects.filter(operation_id=op_id).values_list("detail", flat=True)
+    return [detail for detail in details if detail.startswith("input refused: ")]
+
+
+@pytest.mark.parametrize("url", ["/upload/?op_id={op_id}", "/api/operations/{op_id}/start/"])
+def test_an_upload_refused_before_its_body_is_read_says_why_in_the_history(api, register, settings, url):
+    """Refused unread, the body's op_id is unknown: the one in the query string (or the path)
+    names the operation whose history records why (the client then withdraws it)."""
+    settings.LONG_TASK_MAX_UPLOAD_BYTES = 100
+    op_id = register()
+    response = api.post(
+        url.format(op_id=op_id), {"op_id": op_id, "file": upload_file(FAR_TOO_LARGE)}, format="multipart"
+    )
+    assert response.status_code == 413
+    assert refusals(op_id) == ["input refused: The file is larger than the upload limit of 100 bytes"]
+    assert api.post("/terminate/", {"op_id": op_id}).json()["state"] == S.TERMINATED
+
+
+def test_a_refusal_is_recorded_only_for_an_operation_named_outside_the_body_and_the_callers(
+    api, register, settings, other_user
+):
+    settings.LONG_TASK_MAX_UPLOAD_BYTES = 100
+    op_id = register()
+    body = {"op_id": op_id, "file": upload_file(FAR_TOO_LARGE)}
+    assert api.post("/upload/", body, format="multipart").status_code == 413
+    assert refusals(op_id) == []  # in the body only: never read
+    theirs = Operation.objects.create(owner=other_user)
+    body = {"op_id": theirs.pk, "file": upload_file(FAR_TOO_LARGE)}
+    response = api.post(f"/upload/?op_id={theirs.pk}", body, format="multipart")
+    assert response.status_code == 413
+    assert response.json() == {"message": "The file is larger than the upload limit of 100 bytes"}
+    assert refusals(theirs.pk) == []
+
+
 def test_rest_list_filters(api, op_in):
     paused = op_in(S.PAUSED)
     queued = op_in(S.QUEUED)

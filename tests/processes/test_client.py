@@ -74,6 +74,27 @@ def test_upload_follow_reaches_completed_and_exits_0(server, workers, tmp_path):
 
 @pytest.mark.processes
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("size", [500, 2 * 1024**2], ids=["refused-as-it-streams", "refused-unread"])
+def test_an_upload_over_the_limit_is_withdrawn_and_its_history_says_why(user, media_root, tmp_path, size):
+    """Refused as it streams in, or before a byte is read (its Content-Length is over the limit,
+    so its op_id field is never read either): the history says why it ended."""
+    token = Token.objects.get_or_create(user=user)[0].key
+    path = tmp_path / "big.csv"
+    path.write_bytes(b"a,b\n" + b"1,2\n" * (size // 4))
+    log = tmp_path / "web.log"
+    with running_server(media_root=media_root, log_path=log, LONG_TASK_MAX_UPLOAD_BYTES="100") as (_, port):
+        env = {**os.environ, "LONG_TASK_URL": f"http://127.0.0.1:{port}", "LONG_TASK_TOKEN": token}
+        result = long_task(env, "upload", str(path))
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "The file is larger than the upload limit of 100 bytes" in result.stderr
+    op = Operation.objects.get()
+    details = list(op.events.order_by("pk").values_list("detail", "to_state"))
+    assert op.state == S.TERMINATED, details
+    assert ("input refused: The file is larger than the upload limit of 100 bytes", S.REGISTERED) in details
+
+
+@pytest.mark.processes
+@pytest.mark.django_db(transaction=True)
 def test_piped_output_is_plain_lines(server, workers, tmp_path):
     workers.start()
     path = tmp_path / "data.csv"
