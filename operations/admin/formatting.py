@@ -102,6 +102,15 @@ def event_row(event: OperationEvent) -> dict[str, str]:
     }
 
 
+def verdict_rows(dry_run: dict | None) -> list[dict[str, str]] | None:
+    """A dry run's rejected rows by kind of reason (its status's `dry_run`), the most frequent
+    first (None: no dry run)."""
+    if dry_run is None:
+        return None
+    by_kind = sorted(dry_run["rejected_by_reason"].items(), key=lambda item: (-item[1], item[0]))
+    return [{"count": humanize.count(count), "kind": kind} for kind, count in by_kind]
+
+
 def allowed_controls(op: Operation) -> dict[str, bool]:
     """Which buttons the state machine's table allows now (the services decide again on click),
     and whether a dry run's Import is (on a dry run's page only)."""

@@ -6,7 +6,7 @@ the counts by state. Then, for a list page, `&since=<id>&filters=<its query stri
 of the operations that its filters, search and ordering would show and that are new since it
 loaded (an id above `since` that is not among `ids`), rendered as the list renders its rows. For
 an operation's page, `&detail=1&errors_after=<line>&errors_shown=<n>`: the record of the run, its
-events, and the row errors recorded after the last one the page shows.
+events, the row errors recorded after the last one the page shows, and a dry run's totals by reason.
 """
 
 import copy
@@ -21,7 +21,7 @@ from django.urls import resolve, reverse
 
 from operations import params, selectors
 from operations.admin.console import ScriptEndpoint, operation_id
-from operations.admin.formatting import download_refusal, event_row, live_entry, record_figures
+from operations.admin.formatting import download_refusal, event_row, live_entry, record_figures, verdict_rows
 from operations.errors import BadInput
 from operations.models import Operation
 
@@ -92,7 +92,7 @@ class LiveView(ScriptEndpoint):
             "latest": latest,
         }
         if detail and ops:
-            body.update(detail_of(ops[0], request.GET))
+            body.update(detail_of(ops[0], request.GET, dry_run=body["operations"][0].get("dry_run")))
         if is_list:
             try:
                 body["new_rows"] = self.new_rows(request, ids)
@@ -130,7 +130,7 @@ class LiveView(ScriptEndpoint):
         return render_to_string("admin/operations/operation/live_rows.html", context, page_request)
 
 
-def detail_of(op: Operation, query: QueryDict) -> dict:
+def detail_of(op: Operation, query: QueryDict, *, dry_run: dict | None) -> dict:
     """An operation's page: the record of its run, its events, and the row errors it has not
     shown yet (from the first again when there are fewer than it shows: a terminate deletes them)."""
     events = list(op.events.all())
@@ -146,4 +146,5 @@ def detail_of(op: Operation, query: QueryDict) -> dict:
         "record": record_figures(op, events),
         "events": [event_row(event) for event in events],
         "row_errors": {"reset": reset, "count": op.row_error_count, "rows": rows},
+        "verdicts": verdict_rows(dry_run),
     }

@@ -25,7 +25,15 @@ from django.utils.html import format_html
 from operations import access, selectors, services
 from operations.admin import console, live, page_fields
 from operations.admin.filters import CreatedFilter
-from operations.admin.formatting import allowed_controls, download_refusal, event_row, figures, moment, record_figures
+from operations.admin.formatting import (
+    allowed_controls,
+    download_refusal,
+    event_row,
+    figures,
+    moment,
+    record_figures,
+    verdict_rows,
+)
 from operations.admin.live import ROW_ERRORS_SHOWN
 from operations.admin.page_fields import FIELDSETS, PageFields
 from operations.errors import OperationError
@@ -198,6 +206,7 @@ class OperationAdmin(PageFields, admin.ModelAdmin):
         context = dict(extra_context or {})
         if op is not None and self.has_view_permission(request, op):
             events = list(op.events.all())
+            verdicts = selectors.operation_status(op).get("dry_run")
             context.update(
                 console.console_context(self, request),
                 # What the page is ("Upload #8 · people.csv"), not "View operation"; without
@@ -215,7 +224,8 @@ class OperationAdmin(PageFields, admin.ModelAdmin):
                 percent=selectors.percent_done(op),
                 controls=[(verb, ok) for verb, ok in allowed_controls(op).items() if verb != "import"],
                 import_refusal=selectors.import_refusal(op),
-                verdicts=selectors.operation_status(op).get("dry_run"),
+                verdicts=verdicts,
+                verdict_rows=verdict_rows(verdicts),
                 can_act=self.has_control_permission(request),
             )
         return super().change_view(request, object_id, form_url, extra_context=context)

@@ -7,8 +7,9 @@ from django.urls import reverse
 from contacts.models import Contact
 from operations import worker
 from operations.models import Operation
+from tests.api.test_console import DETAIL_POLL_QUERIES, LIVE
 from tests.api.test_targets import csv_text, people
-from tests.support import upload_file
+from tests.support import operation_in_state, upload_file
 
 S = Operation.State
 IMPORT = reverse("admin:operations_operation_import")
@@ -90,3 +91,39 @@ def test_an_operation_that_is_no_dry_run_has_no_import_button(admin_client, admi
     assert 'data-verb="import"' not in admin_client.get(page(op.pk)).content.decode()
     refused = admin_client.post(reverse("admin:operations_operation_import_checked", args=[op.pk]), follow=True)
     assert "is not a dry run" in refused.content.decode() and response.status_code == 302
+
+
+@pytest.mark.django_db
+def test_a_dry_runs_totals_by_reason_follow_it_in_one_poll_of_constant_queries(
+    admin_client, admin_user, django_assert_num_queries
+):
+    """Its page shows the totals so far, the most frequent reason first; each poll of the live
+    view brings them again as the worker counts on, in the queries of any page's poll."""
+    so_far = {"Score is not an integer": 2}
+    op = operation_in_state(
+        S.RUNNING,
+        owner=admin_user,
+        options={"dry_run": True, "target": "contacts"},
+        checkpoint={"rejected_by_reason": so_far},
+        lines_finished=500,
+        lines_failed=2,
+    )
+    html = admin_client.get(page(op.pk)).content.decode()
+    assert "<tbody data-verdicts><tr><td>2</td><td>Score is not an integer</td></tr></tbody>" in html
+
+    counted = {"Score is not an integer": 1_204, "E-mail is already in this file": 1_730, "E-mail is missing": 3}
+    Operation.objects.filter(pk=op.pk).update(checkpoint={"rejected_by_reason": counted})
+    with django_assert_num_queries(DETAIL_POLL_QUERIES):
+        body = admin_client.get(LIVE, {"ids": op.pk, "detail": 1}).json()
+    assert body["verdicts"] == [
+        {"count": "1,730", "kind": "E-mail is already in this file"},
+        {"count": "1,204", "kind": "Score is not an integer"},
+        {"count": "3", "kind": "E-mail is missing"},
+    ]
+
+
+@pytest.mark.django_db
+def test_an_operation_that_is_no_dry_run_has_no_totals_by_reason(admin_client, admin_user):
+    op = operation_in_state(S.RUNNING, owner=admin_user)
+    assert admin_client.get(LIVE, {"ids": op.pk, "detail": 1}).json()["verdicts"] is None
+    assert "data-verdicts" not in admin_client.get(page(op.pk)).content.decode()

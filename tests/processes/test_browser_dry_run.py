@@ -8,7 +8,9 @@ import io
 import re
 
 from contacts.models import Contact
+from operations import services
 from operations.models import Operation, RowError
+from operations.state_machine import Actor
 from tests.processes.test_browser import (  # noqa: F401 (fixtures)
     admin_login,
     browser,
@@ -19,7 +21,7 @@ from tests.processes.test_browser import (  # noqa: F401 (fixtures)
     screenshot,
     server,
 )
-from tests.support import exact_chunks
+from tests.support import exact_chunks, upload_file
 
 S = Operation.State
 ROWS = 3000
@@ -81,7 +83,7 @@ def test_choose_a_target_check_the_whole_file_and_import_it(page, operator, work
     expect(page.locator(".lt-run [data-field=state]")).to_have_attribute("data-state", "completed", timeout=90_000)
     expect(page.locator('button[data-verb="import"]')).to_be_enabled()
     assert Contact.objects.count() == 1  # the dry run wrote nothing
-    page.reload()
+    # Its totals by reason came with the page's polls, without a reload.
     expect(page.locator(".lt-verdicts")).to_contain_text("E-mail is already in this file")
     expect(page.locator(".lt-verdicts")).to_contain_text("E-mail is already in the table")
     expect(page.locator(".lt-verdicts")).to_contain_text("Score is not an integer")
@@ -100,3 +102,30 @@ def test_choose_a_target_check_the_whole_file_and_import_it(page, operator, work
     assert Contact.objects.filter(import_operation=imported_by).count() == ROWS - len(rejected)
     assert Operation.objects.get(pk=checked).file.name == ""
     assert Operation.objects.get(pk=imported_by).options["checked_by"] == checked
+
+
+def test_a_dry_runs_totals_by_reason_grow_on_its_page_as_it_reads(page, operator, workers, gate, tmp_path):  # noqa: F811
+    """Held after its first chunk, then let through one more: the reason of the second chunk's
+    rows joins the first's in the table, and the counts grow, without a reload."""
+    Contact.objects.create(name="Already here", email="p2@example.com")
+    held = gate("committed")
+    workers.start(gate=held, **exact_chunks(500))
+    actor = Actor.for_user(operator)
+    checked = services.operation_register(op_type="Upload", actor=actor, data={"target": "contacts", "dry_run": "true"})
+    files = {"file": upload_file(contacts_file(), "people.csv")}
+    services.operation_start(op_id=checked.pk, actor=actor, data={}, files=files)
+    held.wait_held(checked.pk)
+    admin_login(page, operator, f"/admin/operations/operation/{checked.pk}/change/")
+    table = page.locator(".lt-verdicts")
+    expect(table).to_contain_text("E-mail is already in the table")
+    assert "Score is not an integer" not in table.inner_text()
+    page.evaluate("window.notReloaded = true")
+    held.pass_through(checked.pk, "committed", 1)  # lines 501-1,000: a bad score at line 700
+    expect(table.locator("tr", has_text="Score is not an integer")).to_contain_text("1")
+    expect(page.locator('.lt-run [data-field="failed"]')).to_have_text("2")
+    assert page.evaluate("window.notReloaded") is True
+    screenshot(page, tmp_path, "dry-run-running")
+    held.open_all()
+    expect(page.locator(".lt-run [data-field=state]")).to_have_attribute("data-state", "completed", timeout=90_000)
+    expect(table.locator("tr", has_text="E-mail is already in this file")).to_be_visible()
+    screenshot(page, tmp_path, "dry-run-completed")

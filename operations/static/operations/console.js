@@ -104,6 +104,19 @@
       }
     }
 
+    // A dry run's rejected rows by reason, as the server counted them so far (all of them each
+    // poll: a few dozen kinds at most).
+    function applyVerdicts(verdicts) {
+      var tbody = document.querySelector("[data-verdicts]");
+      if (!tbody || !verdicts) return;
+      var text = verdicts.map(function (v) { return v.count + "\t" + v.kind; }).join("\n");
+      if (tbody.getAttribute("data-shown") === text) return;
+      while (tbody.firstChild) tbody.removeChild(tbody.firstChild);
+      verdicts.forEach(function (v) { tbody.appendChild(row([v.count, v.kind])); });
+      tbody.setAttribute("data-shown", text);
+      tbody.parentNode.hidden = !verdicts.length;
+    }
+
     // The row errors: those recorded since the last poll are added (up to the page's limit);
     // a terminate deletes them all, and the table empties.
     function errorsTable() { return document.querySelector("[data-row-errors]"); }
@@ -225,6 +238,7 @@
           applyCounts(body.counts);
           applyRecord(body);
           applyRowErrors(body.row_errors);
+          applyVerdicts(body.verdicts);
           var grew = applyNewRows(body.new_rows);
           root.setAttribute("data-polled", String(Date.now()));
           inFlight = false;
