@@ -8,14 +8,18 @@ With LONG_TASK_DOCS_SCREENSHOTS=1 it also writes docs/console-dashboard.png (136
 import math
 import os
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.db.models import Sum
+from django.utils import timezone
 
 from operations import heartbeats
-from operations.models import Operation, ThroughputSample
+from operations.models import Operation, ThroughputSample, WorkerProcess
 from tests.processes.test_browser import (  # noqa: F401 (fixtures)
+    OVERFLOWING,
+    PHONE,
     admin_login,
     browser,
     operator,  # noqa: F811
@@ -37,6 +41,14 @@ ROWS = 6000
 @pytest.fixture
 def wide_page(browser, server):  # noqa: F811
     context = browser.new_context(base_url=server, viewport={"width": 1366, "height": 900})
+    context.set_default_timeout(15_000)
+    yield context.new_page()
+    context.close()
+
+
+@pytest.fixture
+def phone_page(browser, server):  # noqa: F811
+    context = browser.new_context(base_url=server, viewport=PHONE)
     context.set_default_timeout(15_000)
     yield context.new_page()
     context.close()
@@ -140,3 +152,67 @@ def test_the_dashboard_shows_the_chart_and_a_real_worker_holding_an_import(
 
 def hour_rows(page) -> int:
     return int(page.locator("#lt-dashboard [data-dash=hour-rows]").inner_text().replace(",", ""))
+
+
+def a_busy_hour() -> dict[str, Operation]:
+    """What makes the dashboard wide: the last hour's work, an import with a long file name held
+    by a worker on a long host name, a stalled one, a long reason of failure, an idle worker."""
+    earlier_imports()
+    now = timezone.now()
+    running = operation_in_state(
+        S.RUNNING,
+        lease_owner="a1b2c3d4e5f6",
+        file_name="customers-2026-export-from-the-old-crm-system-final-v2.csv",
+        lines_finished=1_250_000,
+        lines_failed=1_204,
+        file_size=52_104_321,
+        position=26_000_000,
+        started_at=now - timedelta(minutes=12),
+    )
+    stalled = operation_in_state(
+        S.RUNNING, lease_owner=GONE_WORKER, expired=True, file_name="invoices.csv", lines_finished=41_500
+    )
+    operation_in_state(
+        S.FAILED,
+        file_name="people.csv",
+        lines_finished=996,
+        error="line 7,501: database error: could not extend file: No space left on device",
+    )
+    since = now - timedelta(hours=3)
+    for worker_id, operation in (("a1b2c3d4e5f6", running), ("0f9e8d7c6b5a", None)):
+        WorkerProcess.objects.create(
+            worker_id=worker_id,
+            host="worker-03.eu-west-1.compute.internal",
+            pid=123_456,
+            started_at=since,
+            last_seen=now,
+            operation=operation,
+        )
+    return {"running": running, "stalled": stalled}
+
+
+# OVERFLOWING (test_browser.py), for any page: the elements of `selector` beyond the window.
+OVERFLOWING_IN = OVERFLOWING.replace('"#content *"', "selector").replace("() =>", "(selector) =>")
+
+
+@pytest.mark.parametrize("url", ["/admin/", "/"], ids=["console", "front-page"])
+def test_the_dashboard_on_a_phone_cuts_nothing_off(phone_page, operator, tmp_path, url):  # noqa: F811
+    """390 px wide: its tables become cards (each cell a line with its column's name), so that
+    nothing is cut off or scrolled sideways, and each still says what it says at 1366 px."""
+    ops = a_busy_hour()
+    page = phone_page
+    admin_login(page, operator)
+    page.goto(url)
+    panel = page.locator("#lt-dashboard")
+    page.wait_for_function("document.getElementById('lt-dashboard').hasAttribute('data-polled')")
+    found = page.evaluate(OVERFLOWING_IN, "body *")
+    assert found["scrollWidth"] <= found["width"] and not found["out"], found
+    running = panel.locator(f'.lt-running tr[data-dash-op="{ops["running"].pk}"]')
+    for text in ("customers-2026-export", "running", "1,248,796 imported"):
+        assert running.get_by_text(text).first.is_visible(), text
+    worker = panel.locator('tr[data-worker="a1b2c3d4e5f6"]')
+    for text in ("worker-03.eu-west-1.compute.internal", "123456", f"#{ops['running'].pk}", "line 1,250,000"):
+        assert worker.get_by_text(text).first.is_visible(), text
+    assert "stalled: expired" in panel.locator(f'tr[data-worker="{GONE_WORKER}"]').inner_text()
+    assert panel.locator(".lt-failures").get_by_text("No space left on device").is_visible()
+    screenshot(page, tmp_path, f"dashboard-phone-{url.strip('/') or 'front'}")
