@@ -86,7 +86,7 @@ def test_a_stalled_lease_is_marked_and_a_silent_worker_greyed(admin_client):
     assert 'class="lt-silent"' in worker_row(html, "w-silent")
     gone = worker_row(html, "w-gone")
     assert 'class="lt-stalled"' in gone and f"#{orphan.pk}" in gone and "not seen" in gone
-    assert '<td class="lt-idle">idle</td>' in worker_row(html, "w-idle")
+    assert '<td class="lt-idle lt-wide">idle</td>' in worker_row(html, "w-idle")
     assert "2 alive" in html and "2 stalled" in html  # w-silent is not alive
 
 
