@@ -15,6 +15,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "long_task.settings")
 # Each ASGI request has a context (and so a database connection) of its own, never reused by
 # the next request: Django's documentation says to turn persistent connections off under ASGI.
 os.environ.setdefault("DATABASE_CONN_MAX_AGE", "0")
+# On PostgreSQL the connections come from a pool of the process (settings.py).
+os.environ.setdefault("LONG_TASK_DATABASE_POOL", "50")
 django.setup(set_prefix=False)  # what get_asgi_application does before making its handler
 
 from long_task.asgi_handler import StreamingBodyASGIHandler  # noqa: E402
