@@ -393,7 +393,7 @@ class OperationViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
     @extend_schema(
         description="The operation's file: an Export's result once completed, an Upload's input while stored. "
-        "For its owner and those who may control everyone's operations.",
+        "For its owner only (403 for anyone else who may see the operation).",
         responses={(200, "text/csv"): OpenApiTypes.BINARY, **dict.fromkeys((403, 404, 409), MessageSerializer)},
     )
     @action(detail=True, methods=["get"])
