@@ -204,6 +204,13 @@ LONG_TASK_STORE_WEB_DEADLINE_SECONDS = float(os.environ.get("LONG_TASK_STORE_WEB
 # operations (413 past it), and the uploads of one user streaming in at once (429 past it).
 LONG_TASK_QUOTA_STORED_BYTES = int(os.environ.get("LONG_TASK_QUOTA_STORED_BYTES", str(10 * 1024**3)))
 LONG_TASK_QUOTA_CONCURRENT_UPLOADS = int(os.environ.get("LONG_TASK_QUOTA_CONCURRENT_UPLOADS", "2"))
+# Resumable uploads (tus, /api/uploads/): deleted this many seconds after their last piece if
+# never finished, or finished and never used; at most this many unfinished ones a user, and bytes.
+LONG_TASK_UPLOAD_EXPIRY = float(os.environ.get("LONG_TASK_UPLOAD_EXPIRY", str(24 * 3600)))
+LONG_TASK_MAX_UNFINISHED_UPLOADS = int(os.environ.get("LONG_TASK_MAX_UNFINISHED_UPLOADS", "10"))
+LONG_TASK_MAX_UNFINISHED_UPLOAD_BYTES = int(
+    os.environ.get("LONG_TASK_MAX_UNFINISHED_UPLOAD_BYTES", str(LONG_TASK_QUOTA_STORED_BYTES))
+)
 
 # --- API ----------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -229,6 +236,7 @@ REST_FRAMEWORK = {
         "operations.api.throttling.WriteThrottle",
         "operations.api.throttling.UploadThrottle",
         "operations.api.throttling.ReadThrottle",
+        "operations.api.throttling.PieceThrottle",
     ],
     # Trusted proxies in front of the web processes: the client's address (for throttles) is
     # the one the last of them saw. 0: REMOTE_ADDR (X-Forwarded-For is the client's to write).
@@ -273,6 +281,8 @@ LONG_TASK_THROTTLE_RATES = {
     "reads": os.environ.get("LONG_TASK_THROTTLE_READS", "1200/minute"),
     # Requests that send a file to import: per user.
     "uploads": os.environ.get("LONG_TASK_THROTTLE_UPLOADS", "120/minute"),
+    # Requests of resumable uploads (create, pieces, offsets), per user.
+    "pieces": os.environ.get("LONG_TASK_THROTTLE_PIECES", "600/minute"),
     # Failed logins (HTTP basic, the admin's and the API's login pages) per user name from a client
     # address, and per client address; over either, a login is refused before its password is
     # hashed, even a right one, until the window (from the first failure) has passed.

@@ -277,9 +277,18 @@ def read_header(
 class TextCheck:
     """Feed the bytes of an upload chunk by chunk; `problem` says why it is not UTF-8 text."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, pending: bytes = b"") -> None:
+        """`pending`: the start of a UTF-8 sequence that an earlier part of the file ended with
+        (`pending` of the check that read it), for a file checked in pieces."""
         self._decoder = codecs.getincrementaldecoder("utf-8")()
+        if pending:
+            self._decoder.setstate((pending, 0))
         self.problem = ""
+
+    @property
+    def pending(self) -> bytes:
+        """The bytes of a UTF-8 sequence begun but not ended by what was fed so far."""
+        return self._decoder.getstate()[0]
 
     def feed(self, chunk: bytes, *, final: bool = False) -> None:
         if self.problem:

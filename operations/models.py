@@ -188,3 +188,7 @@ class LoginCounter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key}: {self.count} until {self.window_ends}"
+
+
+# Resumable uploads have their own home (operations/tus/); imported here so that the app has them.
+from operations.tus.models import ResumableUpload  # noqa: E402, F401

@@ -22,7 +22,7 @@ from django.db.models import Sum
 
 from long_task_shared import humanize
 from operations.errors import QuotaExceeded, TooLarge
-from operations.models import Operation
+from operations.models import Operation, ResumableUpload
 
 # A slot lives this long past the last chunk of its body; kept alive while the chunks arrive.
 SLOT_SECONDS = 60.0
@@ -71,9 +71,12 @@ def take_upload_slot(owner) -> UploadSlot:
 
 
 def stored_bytes(owner) -> int:
-    """The bytes of the files kept for the owner's operations."""
+    """The bytes of the files kept for the owner's operations, and of its resumable uploads (as
+    long as they were declared: what they will take)."""
     kept = Operation.objects.filter(owner=owner).exclude(file="")
-    return kept.aggregate(total=Sum("file_size"))["total"] or 0
+    uploads = ResumableUpload.objects.of(owner)
+    total = kept.aggregate(total=Sum("file_size"))["total"] or 0
+    return total + (uploads.aggregate(total=Sum("length"))["total"] or 0)
 
 
 def stored_bytes_left(owner) -> int | None:

@@ -4,6 +4,8 @@ whose temporary upload directory no worker sees when files live in object storag
 
 - A temporary upload (FILE_UPLOAD_TEMP_DIR) that has not grown for LONG_TASK_INCOMING_MAX_AGE
   seconds belongs to no request any more (its web process was killed mid-upload): deleted.
+- A resumable upload past LONG_TASK_UPLOAD_EXPIRY (unfinished, or finished and never taken by
+  an operation) is deleted with its stored bytes (on S3 its multipart upload is aborted).
 - The stored file of a finished operation (completed or terminated: an Upload's input, an
   Export's result) is deleted LONG_TASK_RETENTION_DAYS after it finished (0: kept forever). The
   operation, its rows and its history stay; the deletion is recorded as an event.
@@ -22,6 +24,7 @@ from django.utils import timezone
 from operations import storage
 from operations.models import Operation
 from operations.state_machine import Actor, record
+from operations.tus import services as tus
 
 logger = logging.getLogger(__name__)
 SYSTEM = Actor("system")
@@ -31,13 +34,20 @@ SYSTEM = Actor("system")
 class Swept:
     temporary_files: int = 0
     stored_files: int = 0
+    expired_uploads: int = 0
 
 
 def sweep() -> Swept:
-    """Delete orphaned temporary uploads and the files of operations past their retention."""
-    swept = Swept(temporary_files=_sweep_incoming(), stored_files=_sweep_stored())
-    if swept.temporary_files or swept.stored_files:
-        logger.info("sweep: %s temporary uploads, %s stored files deleted", swept.temporary_files, swept.stored_files)
+    """Delete orphaned temporary uploads, expired resumable uploads and the files of operations
+    past their retention."""
+    swept = Swept(temporary_files=_sweep_incoming(), stored_files=_sweep_stored(), expired_uploads=tus.sweep_expired())
+    if swept.temporary_files or swept.stored_files or swept.expired_uploads:
+        logger.info(
+            "sweep: %s temporary uploads, %s stored files, %s expired resumable uploads deleted",
+            swept.temporary_files,
+            swept.stored_files,
+            swept.expired_uploads,
+        )
     return swept
 
 

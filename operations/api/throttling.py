@@ -5,6 +5,7 @@ cache, see docs/configuration.md).
 - `anonymous`: requests without a user (when LONG_TASK_ALLOW_ANONYMOUS is on), per client address;
 - `writes`: requests that change something (register, start, pause, resume, terminate), per user;
 - `uploads`: requests that send a file to import, per user;
+- `pieces`: the requests of resumable uploads (tus: create, pieces, offsets, deletes), per user;
 - `reads`: requests that read (status, lists, events, rows, row errors, downloads), per user;
 - `login_failures` / `login_failures_address`: failed logins (HTTP basic, the admin's and the
   API's login pages), per user name from a client address / per client address, counted in the
@@ -78,3 +79,7 @@ class UploadThrottle(ScopeThrottle):
 
 class ReadThrottle(ScopeThrottle):
     scope = "reads"
+
+
+class PieceThrottle(ScopeThrottle):
+    scope = "pieces"

@@ -5,7 +5,7 @@ from rest_framework import exceptions
 from rest_framework.renderers import JSONRenderer
 from rest_framework.routers import SimpleRouter
 
-from operations.api import results, views, waiting
+from operations.api import results, resumable, views, waiting
 
 
 class JsonErrors:
@@ -49,6 +49,9 @@ api_urlpatterns = [
     # A stream: bounded per user, handed out without a thread (api/waiting.py).
     path("operations/<int:pk>/rows/", waiting.bounded(results.RowsView.as_view()), name="operation-rows"),
     *router.urls,
+    # Resumable uploads (tus 1.0): api/resumable.py.
+    path("uploads/", resumable.UploadsView.as_view(), name="resumable-uploads"),
+    path("uploads/<uuid:upload_id>/", resumable.UploadView.as_view(), name="resumable-upload"),
     path("schema/", SchemaView.as_view(), name="schema"),
     path("docs/", DocsView.as_view(url_name="schema"), name="docs"),
 ]

@@ -22,7 +22,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from operations import access, params, selectors, services, storage, uploads
-from operations.api import parsing, results, waiting
+from operations.api import parsing, results, resumable, waiting
 from operations.api.serializers import (
     EventSerializer,
     MessageSerializer,
@@ -73,9 +73,8 @@ def register_operation(request, data: Mapping) -> Response:
 
 def start_operation(request, op_id: int, data: Mapping) -> Response:
     """Start a registered operation with its input, or resume a paused or failed one."""
-    op, resumed = services.operation_start(
-        op_id=op_id, actor=Actor.for_user(request.user), data=data, files=request.FILES
-    )
+    with resumable.start_files(request, data) as files:
+        op, resumed = services.operation_start(op_id=op_id, actor=Actor.for_user(request.user), data=data, files=files)
     message = f"{op.op_type.lower()} {'resumed' if resumed else 'started'}"
     return Response({"message": message, **_status(op)}, status=status.HTTP_202_ACCEPTED)
 
@@ -89,7 +88,8 @@ def pause_operation(request, op_id: int, data: Mapping) -> Response:
 
 def resume_operation(request, op_id: int, data: Mapping) -> Response:
     """`lines`, a re-sent file and `strict` mean the same on /resume/ as on /upload/."""
-    op = services.operation_resume(op_id=op_id, actor=Actor.for_user(request.user), data=data, files=request.FILES)
+    with resumable.start_files(request, data) as files:
+        op = services.operation_resume(op_id=op_id, actor=Actor.for_user(request.user), data=data, files=files)
     return Response({"success": True, **_status(op)}, status=status.HTTP_202_ACCEPTED)
 
 

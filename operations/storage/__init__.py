@@ -131,5 +131,9 @@ def upload_target(
 
 def store_upload(upload: UploadedFile, name: str) -> str:
     """Keep a received upload; return its stored name. Local disk: a rename to `name`. S3: the
-    upload is already its object, under the name `upload_target` was given (S3 has no rename)."""
+    upload is already its object, under the name `upload_target` was given (S3 has no rename).
+    A resumable upload (`keep_stored`) is already in the store: handed over as it is."""
+    keep_stored = getattr(upload, "keep_stored", None)
+    if keep_stored is not None:
+        return keep_stored()
     return backend().store_upload(upload, name)
