@@ -80,8 +80,10 @@
 
     function startOperation(uploadUrl, submitter) {
       var body = submitter ? new FormData(form, submitter) : new FormData(form);
-      body.delete("file");
-      body.append("upload", uploadUrl);
+      if (uploadUrl) {
+        body.delete("file");
+        body.append("upload", uploadUrl);
+      }
       text.textContent = "sent; starting the import";
       fetch(form.action || window.location.href, {
         method: "POST",
@@ -159,7 +161,9 @@
       busy();
       bar.value = 0;
       text.textContent = "sending " + file.name;
-      send(file, event.submitter);
+      // An empty file has nothing to resume: the form goes as it is, and the server says why not.
+      if (file.size === 0) startOperation(null, event.submitter);
+      else send(file, event.submitter);
     });
 
     cancel.addEventListener("click", function () {
