@@ -35,6 +35,9 @@ RETRY_LONGEST_SECONDS = 16.0
 RETRY_ATTEMPTS = 8
 # Answers a proxy or a restarting server gives that are worth another try.
 RETRYABLE_STATUSES = {423, 429, 500, 502, 503, 504}
+# A piece's answer may wait for the server to finish the whole upload (the last piece: the file
+# read back for its SHA-256), longer than an ordinary request's.
+PIECE_TIMEOUT = httpx.Timeout(30.0, connect=5.0, read=600.0)
 # tus: the checksum of a piece did not match (its bytes were not kept).
 CHECKSUM_MISMATCH = 460
 
@@ -127,7 +130,9 @@ class TusClient:
         if algorithm:
             digest = base64.b64encode(hashlib.new(algorithm, piece).digest()).decode()
             headers["Upload-Checksum"] = f"{algorithm} {digest}"
-        response = self._request("PATCH", url, headers=headers, content=_blocks(piece, offset, on_sent))
+        response = self._request(
+            "PATCH", url, headers=headers, content=_blocks(piece, offset, on_sent), timeout=PIECE_TIMEOUT
+        )
         if response.status_code in (404, 410):
             raise Gone(url)
         if response.is_error:
@@ -197,7 +202,7 @@ class Sender:
             raise exc
         if failures + 1 >= RETRY_ATTEMPTS:
             raise exc
-        wait = min(RETRY_FIRST_SECONDS * 2**failures, RETRY_LONGEST_SECONDS)
+        wait = retry_waits()[failures]
         self.on_retry(str(exc), wait)
         time.sleep(wait)
         try:
@@ -208,6 +213,11 @@ class Sender:
         self.offset = server_offset
         self.on_progress(server_offset)
         return 0 if moved_on else failures + 1
+
+
+def retry_waits() -> list[float]:
+    """The waits before each try again: doubling from the first to the longest."""
+    return [min(RETRY_FIRST_SECONDS * 2**n, RETRY_LONGEST_SECONDS) for n in range(RETRY_ATTEMPTS - 1)]
 
 
 def _worth_retrying(exc: ApiError) -> bool:

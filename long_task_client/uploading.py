@@ -10,6 +10,7 @@ import json
 import os
 import shlex
 import signal
+import time
 from pathlib import Path
 
 from long_task_client.api import Api, ApiError, Unreachable
@@ -17,7 +18,7 @@ from long_task_client.control import withdraw
 from long_task_client.display import PlainDisplay, for_output
 from long_task_client.following import follow
 from long_task_client.output import UsageError, out, say_error
-from long_task_client.tus import DEFAULT_CHUNK_BYTES, Gone, Sender, TusClient
+from long_task_client.tus import DEFAULT_CHUNK_BYTES, Gone, Sender, TusClient, retry_waits
 from long_task_client.upload_state import FileIdentity, Unfinished, UploadState, entry_key
 from long_task_shared import humanize, outcome
 
@@ -200,7 +201,8 @@ class ResumableUpload:
                 os.kill(os.getpid(), signal.SIGINT)
 
     def retrying(self, why: str, wait: float) -> None:
-        self.display.line(f"{why.rstrip('.')}; trying again in {wait:g}s")
+        notice = f"{why.rstrip('.')}; trying again in {wait:g}s"
+        say_error(notice) if self.args.json else self.display.line(notice)  # --json: stdout is the JSON
 
     def interrupted(self, op_id: int, offset: int) -> int:
         self.display.stop()
@@ -211,6 +213,20 @@ class ResumableUpload:
         say_error(f"  continue: {continue_command(self.args)}   or give it up: long-task terminate {op_id}")
         return outcome.INTERRUPTED
 
+    def start_when_finished(self, op_id: int, url: str) -> dict:
+        """Start the operation from the upload. When the answer to the last piece was lost, the
+        server may still be finishing the upload (its last byte in, its file not yet whole):
+        it refuses the start with a 409 meanwhile, and the start is tried again."""
+        for wait in [*retry_waits(), None]:
+            try:
+                return self.api.start_from_upload(op_id, upload=url)
+            except ApiError as exc:
+                if wait is None or exc.status_code != 409 or self.tus.offset(url) != self.total:
+                    raise
+                self.retrying("the server is still finishing the upload", wait)
+                time.sleep(wait)
+        raise AssertionError("unreachable")
+
     def give_up(self, state: UploadState, key: str, url: str) -> None:
         """The server refused a piece (not a cut): the upload cannot be finished; delete it."""
         state.forget(key)
@@ -219,7 +235,7 @@ class ResumableUpload:
 
     def start(self, state: UploadState, key: str, op_id: int, url: str) -> int:
         try:
-            started = self.api.start_from_upload(op_id, upload=url)
+            started = self.start_when_finished(op_id, url)
         except ApiError as exc:
             self.give_up(state, key, url)
             self.display.stop()

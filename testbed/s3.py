@@ -106,7 +106,8 @@ class CuttingProxy:
     new connection at once (the store is away); `cut_after = N` closes the next connection's
     answer after N bytes of it (a connection lost mid-read), once, counted in `cuts`;
     `cut_request_after = N` resets the next connection once N bytes of the request side went
-    through (a link lost mid-upload); `cut_all()` resets the connections open now."""
+    through (a link lost mid-upload); `cut_all()` resets the connections open now.
+    `request_bytes` counts what went through on the request side, all connections together."""
 
     def __init__(self, target_port: int):
         self.target_port = target_port
@@ -114,6 +115,7 @@ class CuttingProxy:
         self.cut_after: int | None = None
         self.cut_request_after: int | None = None
         self.cuts = 0
+        self.request_bytes = 0
         self.connections = 0
         self._open: set[socket.socket] = set()
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -166,12 +168,14 @@ class CuttingProxy:
                         client.sendall(data)
                     elif request_limit is not None and sent_on + len(data) >= request_limit:
                         upstream.sendall(data[: max(0, request_limit - sent_on)])
+                        self.request_bytes += max(0, request_limit - sent_on)
                         self.cuts += 1
                         _reset(upstream)
                         return
                     else:
                         sent_on += len(data)
                         upstream.sendall(data)
+                        self.request_bytes += len(data)
         except OSError:
             return
         finally:

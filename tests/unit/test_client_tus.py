@@ -35,6 +35,8 @@ class TusFake:
         self.refusals: dict[int, int] = {}
         self.patches = 0
         self.checksums: list[str] = []
+        # Starts refused with a 409 before one is taken: the server still finishing the upload.
+        self.unfinished_starts = 0
 
     def asked(self, method: str) -> list[str]:
         return [path for asked, path in self.requests if asked == method]
@@ -103,6 +105,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def start(self) -> None:
         body = self.body()
+        if self.fake.unfinished_starts:
+            self.fake.unfinished_starts -= 1
+            self.answer(409, {"message": "The upload has N of N bytes: send the rest first"})
+            return
         if self.headers["Content-Type"].startswith("multipart/form-data"):
             op_id = int(body.split(b'name="op_id"\r\n\r\n')[1].split(b"\r\n")[0])
             data = b"(in one request)"
@@ -255,6 +261,15 @@ def test_a_connection_cut_mid_piece_is_retried_from_the_servers_offset(tus_fake,
     assert len(tus_fake.asked("HEAD")) == 3
     assert tus_fake.patches == 3 + -(-source.stat().st_size // PIECE)
     assert "trying again in 0.5s" in capsys.readouterr().out
+
+
+def test_a_start_refused_while_the_server_finishes_the_upload_is_tried_again(tus_fake, source, sleeps):
+    tus_fake.unfinished_starts = 2
+
+    assert upload(source) == outcome.COMPLETED
+    assert the_operation(tus_fake)["data"] == source.read_bytes()
+    assert sleeps == [0.5, 1.0]
+    assert tus_fake.asked("POST").count("/upload/") == 3
 
 
 def test_the_same_command_without_resume_continues_too(tus_fake, source, monkeypatch, capsys):
