@@ -17,6 +17,7 @@ from operations.compiled_query import CompiledQuery
 from operations.errors import NotFound
 from operations.models import Operation, OperationEvent, RowError
 from operations.operation_types import registry
+from operations.tus import services as tus
 
 State = Operation.State
 
@@ -72,7 +73,7 @@ def operations_stalled(*, limit: int = 20) -> list[int]:
 def operation_status(op: Operation) -> dict:
     """The status object of SPEC §5 (also the REST detail). A plain dict: this is the hot path
     of clients polling for progress (api/serializers.py documents the same fields)."""
-    return {
+    status = {
         "op_id": op.pk,
         "op_type": op.op_type,
         "state": op.state,
@@ -91,6 +92,10 @@ def operation_status(op: Operation) -> dict:
         "finished_at": op.finished_at,
         "updated_at": op.updated_at,
     }
+    if op.state == State.REGISTERED and op.options.get("upload"):
+        # Its file is still arriving (a resumable upload): how far it has come.
+        status["upload"] = tus.upload_progress(op.options["upload"])
+    return status
 
 
 def percent_done(op: Operation) -> float | None:

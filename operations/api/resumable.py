@@ -9,7 +9,6 @@ upload in place of a file.
 """
 
 import contextlib
-import uuid
 from collections.abc import Mapping
 
 from django.urls import reverse
@@ -43,7 +42,7 @@ class TusEndpoint(APIView):
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)  # authenticated, allowed, throttled
-        if request.method != "OPTIONS":
+        if request.method not in ("OPTIONS", "GET"):  # GET is ours (JSON), not the protocol's
             protocol.check_version(request.headers)
 
     def finalize_response(self, request, response, *args, **kwargs):
@@ -70,9 +69,12 @@ class UploadsView(TusEndpoint):
         length = protocol.non_negative(request.headers, "Upload-Length")
         metadata = request.headers.get("Upload-Metadata", "")
         upload = tus.upload_create(user=request.user, length=length, metadata=metadata)
-        location = request.build_absolute_uri(reverse("resumable-upload", args=[upload.pk]))
+        # Location is a path, which tus clients resolve against the URL they posted to: right
+        # behind a proxy that does not pass the Host the client used (as build_absolute_uri needs).
+        location = reverse("resumable-upload", args=[upload.pk])
         headers = {"Location": location, "Upload-Offset": "0", **_expires(upload)}
-        return Response({"id": str(upload.pk), "url": location}, status=status.HTTP_201_CREATED, headers=headers)
+        body = {"id": str(upload.pk), "url": request.build_absolute_uri(location)}
+        return Response(body, status=status.HTTP_201_CREATED, headers=headers)
 
 
 @extend_schema(exclude=True)
@@ -125,15 +127,6 @@ class UploadView(TusEndpoint):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-def upload_id_of(reference: str) -> uuid.UUID:
-    """An upload's id from `upload=`: the id, or the URL that ends with it."""
-    last = str(reference).strip().rstrip("/").rsplit("/", 1)[-1]
-    try:
-        return uuid.UUID(last)
-    except ValueError:
-        raise BadInput("upload must be the id or the URL of a finished upload (see /api/uploads/)") from None
-
-
 class PiecedFile:
     """A finished resumable upload, as the file of a start or a resume (what the Upload type
     reads of a request's file). Its stored file is handed over (`keep_stored`), not copied."""
@@ -164,7 +157,7 @@ def start_files(request, data: Mapping):
     if request.FILES.get("file") is not None:
         raise BadInput("Send the file or upload=, not both")
     try:
-        upload = tus.upload_take(upload_id=upload_id_of(reference), user=request.user)
+        upload = tus.upload_take(upload_id=tus.upload_id_of(reference), user=request.user)
     except NotFound:
         raise NotFound("No such upload of yours: upload must name one of your finished uploads") from None
     piece = PiecedFile(upload)

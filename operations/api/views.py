@@ -52,6 +52,10 @@ LINES_FIELD = serializers.IntegerField(
     required=False, allow_null=True, default=None, help_text="On a resume: must equal lines_finished."
 )
 STRICT_FIELD = serializers.BooleanField(required=False, default=False, help_text="Fail at the first bad CSV row.")
+UPLOAD_FIELD = serializers.CharField(
+    required=False,
+    help_text="In place of file: the id or URL of a finished resumable upload (tus, /api/uploads/).",
+)
 
 
 def _status(op: Operation) -> dict:
@@ -169,7 +173,8 @@ def _seed_schema(name: str, description: str, fields: dict, ok: int, *, multipar
     "Upload",
     "Upload: start a registered upload with its file, or resume a paused one.",
     {
-        "file": BinaryFileField(),
+        "file": BinaryFileField(required=False),
+        "upload": UPLOAD_FIELD,
         "lines": LINES_FIELD,
         "strict": STRICT_FIELD,
     },
@@ -311,7 +316,8 @@ class OperationViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
             "multipart/form-data": inline_serializer(
                 "StartInput",
                 {
-                    "file": BinaryFileField(),
+                    "file": BinaryFileField(required=False),
+                    "upload": UPLOAD_FIELD,
                     "lines": LINES_FIELD,
                     "strict": STRICT_FIELD,
                 },

@@ -26,6 +26,7 @@ from operations.operation_types import upload_target
 from operations.operation_types.base import Chunk, Job, OperationType, Progress
 from operations.params import flag, integer
 from operations.targets.store import TargetTable
+from operations.tus import services as tus
 
 RAW_TEXT_LIMIT = 500
 
@@ -51,6 +52,16 @@ def _options_changed(op: Operation, data: Mapping) -> dict:
     return {"options": {**op.options, **changed}} if changed else {}
 
 
+def _arriving(data: Mapping, *, actor) -> dict:
+    """`upload`: the resumable upload that will bring the file (one of the caller's, finished or
+    not), so that the status shows its progress while the operation is registered."""
+    reference = data.get("upload")
+    if reference in (None, ""):
+        return {}
+    upload = tus.upload_get(upload_id=tus.upload_id_of(reference), user=actor.user)
+    return {"upload": str(upload.pk)}
+
+
 def _check_lines(op: Operation, data: Mapping) -> None:
     """The seed's `lines`: the client's idea of lines_finished must match the server's."""
     lines = data.get("lines")
@@ -67,10 +78,10 @@ class Upload(OperationType):
     the last chunk."""
 
     name = "Upload"
-    option_names = frozenset({"strict", "target", "mapping"})
+    option_names = frozenset({"strict", "target", "mapping", "upload"})
 
     def parse_options(self, data: Mapping, *, actor) -> dict:
-        return {**_strict(data), **upload_target.options(data)}
+        return {**_strict(data), **upload_target.options(data), **_arriving(data, actor=actor)}
 
     def prepare_input(self, op: Operation, *, data: Mapping, files: Mapping) -> dict:
         _check_lines(op, data)

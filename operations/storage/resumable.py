@@ -16,44 +16,17 @@ take over as it is (no copy).
 
 import contextlib
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 from django.core.files.storage import FileSystemStorage
 
 from operations import storage
 from operations.errors import BadInput
+from operations.storage.stored_pieces import PieceWriter, StoredPieces
+
+__all__ = ["PieceWriter", "StoredBytesLost", "StoredPieces", "begin", "discard", "finish", "writer"]
 
 NOT_SUPPORTED = "Resumable uploads need the local disk or S3 as the file store"
-
-
-@dataclass(frozen=True)
-class StoredPieces:
-    """Where the pieces of one file are: `size` bytes under `name` (S3: in the parts of the
-    multipart upload `multipart_id`, and the tail object `tail_name`)."""
-
-    name: str
-    size: int = 0
-    multipart_id: str = ""
-    parts: list[dict] = field(default_factory=list)
-    tail_name: str = ""
-
-
-class PieceWriter:
-    """Appends one piece: `write` its bytes, then `commit()` (the new StoredPieces; the old
-    ones are still valid until `settle` is called once the new ones are recorded) or
-    `rollback()` (nothing of the piece stays)."""
-
-    def write(self, data: bytes) -> None:
-        raise NotImplementedError
-
-    def commit(self) -> StoredPieces:
-        raise NotImplementedError
-
-    def rollback(self) -> None:
-        raise NotImplementedError
-
-    def settle(self) -> None:
-        """The committed pieces are recorded: drop what only the old ones needed."""
 
 
 def _s3():
@@ -102,14 +75,24 @@ def discard(pieces: StoredPieces) -> None:
         storage.delete(pieces.name)
 
 
+class StoredBytesLost(Exception):
+    """The file is shorter than the bytes recorded as stored: the machine stopped before they
+    reached the disk."""
+
+
 class LocalPieceWriter(PieceWriter):
     """Written in place after the stored bytes. Whatever lies beyond them (a piece refused by a
-    process that died before it could cut it off) is cut off first."""
+    process that died before it could cut it off) is cut off first. A piece is not fsync'ed (no
+    more than a one-request upload's file is): a machine that stops may lose the last pieces,
+    which the next one finds (`StoredBytesLost`) rather than filling the gap with zeros."""
 
     def __init__(self, pieces: StoredPieces):
         self.pieces = pieces
         self.written = 0
         self.file = open(storage.backend().storage.path(pieces.name), "r+b")  # noqa: SIM115
+        if os.fstat(self.file.fileno()).st_size < pieces.size:
+            self.file.close()
+            raise StoredBytesLost(pieces.name)
         self.file.truncate(pieces.size)
         self.file.seek(pieces.size)
 
@@ -118,9 +101,6 @@ class LocalPieceWriter(PieceWriter):
         self.written += len(data)
 
     def commit(self) -> StoredPieces:
-        # On disk before the offset that says so is recorded (a 204 is a promise).
-        self.file.flush()
-        os.fsync(self.file.fileno())
         self.file.close()
         return replace(self.pieces, size=self.pieces.size + self.written)
 

@@ -13,9 +13,9 @@ from dataclasses import replace
 from django.conf import settings
 
 from operations.storage.multipart import _View
-from operations.storage.resumable import PieceWriter, StoredPieces
 from operations.storage.s3 import S3Store, _delete
 from operations.storage.s3_client import S3Objects, content_type
+from operations.storage.stored_pieces import PieceWriter, StoredPieces
 
 logger = logging.getLogger(__name__)
 
@@ -135,14 +135,28 @@ def finish(pieces: StoredPieces) -> None:
     if pieces.tail_name or not parts:
         parts.append(_send_part(objects, pieces, len(parts) + 1, _read_tail(objects, pieces)))
     key = objects.key(pieces.name)
-    objects.retrying(
-        f"storing {pieces.name}",
-        lambda: objects.client.complete_multipart_upload(
-            Bucket=objects.bucket, Key=key, UploadId=pieces.multipart_id, MultipartUpload={"Parts": parts}
-        ),
-    )
+    try:
+        objects.retrying(
+            f"storing {pieces.name}",
+            lambda: objects.client.complete_multipart_upload(
+                Bucket=objects.bucket, Key=key, UploadId=pieces.multipart_id, MultipartUpload={"Parts": parts}
+            ),
+        )
+    except objects.ClientError as exc:
+        # Completed by an earlier try whose answer was lost (its upload id is gone, its object
+        # is there): done. Anything else is the store's error.
+        if exc.response.get("Error", {}).get("Code") != "NoSuchUpload" or not _exists(objects, key):
+            raise
     if pieces.tail_name:
         _forget(objects, pieces.tail_name)
+
+
+def _exists(objects: S3Objects, key: str) -> bool:
+    try:
+        objects.client.head_object(Bucket=objects.bucket, Key=key)
+    except objects.ClientError:
+        return False
+    return True
 
 
 def discard(pieces: StoredPieces) -> None:

@@ -37,10 +37,12 @@ def receive(
     text_pending: bytes,
     checksum,
     keep_alive: Callable[[], None],
+    running_hash=None,
 ) -> Received:
     """Append the piece read from `body` (a file-like object: `read(n)`) to `pieces`, a file
     of `length` bytes in the end. `checksum`: (a hash object, the digest expected) or None.
-    `keep_alive()` is called as blocks arrive (the caller's hold on the upload). A piece whose
+    `keep_alive()` is called as blocks arrive (the caller's hold on the upload); `running_hash`,
+    if given, is fed every byte stored (see `running_hash`). A piece whose
     body is cut off is kept as far as it came, unless it has a checksum."""
     room = length - pieces.size
     if content_length is not None and content_length > room:
@@ -48,7 +50,8 @@ def receive(
     text = TextCheck(pending=text_pending)
     writer = resumable.writer(pieces)
     try:
-        received, cut = _read_into(writer, body, room=room, text=text, checksum=checksum, keep_alive=keep_alive)
+        hashes = [h for h in (checksum[0] if checksum else None, running_hash) if h is not None]
+        received, cut = _read_into(writer, body, room=room, text=text, hashes=hashes, keep_alive=keep_alive)
         if pieces.size + received == length:
             text.feed(b"", final=True)
         if text.problem:
@@ -62,7 +65,7 @@ def receive(
     return Received(pieces=stored, text_pending=text.pending, writer=writer, cut=cut)
 
 
-def _read_into(writer, body, *, room: int, text: TextCheck, checksum, keep_alive) -> tuple[int, bool]:
+def _read_into(writer, body, *, room: int, text: TextCheck, hashes: list, keep_alive) -> tuple[int, bool]:
     received = 0
     while True:
         try:
@@ -77,7 +80,7 @@ def _read_into(writer, body, *, room: int, text: TextCheck, checksum, keep_alive
         text.feed(data)
         if text.problem:
             raise BadInput(text.problem)
-        if checksum is not None:
-            checksum[0].update(data)
+        for digest in hashes:
+            digest.update(data)
         writer.write(data)
         keep_alive()

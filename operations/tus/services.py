@@ -3,11 +3,11 @@ operation. Only the request that holds an upload (`busy_token` until `busy_until
 conditional UPDATE and kept alive while its body arrives) writes its bytes: a second PATCH on
 the same upload meanwhile is refused (423) rather than interleaved.
 
-The SHA-256 of the whole file is computed once, when the last piece has arrived, by reading the
-stored file back (`_finish`). A running hash cannot be kept between pieces: hashlib's objects
-can neither be pickled nor rebuilt from a saved state, pieces may reach any web process, and a
-resumable SHA-256 would mean a pure-Python one (far too slow) or reaching into OpenSSL's
-structures. Reading back costs one pass over the file, on local disk mostly from the page cache.
+The SHA-256 of the whole file is computed as the pieces arrive while they come to the same
+process (`running_hash`), or else, when the last piece has arrived, by reading the stored file
+back (`_finish`): a hash cannot be kept in the database between pieces (hashlib's objects can
+neither be pickled nor rebuilt from a saved state; a resumable SHA-256 would mean a pure-Python
+one, far too slow, or reaching into OpenSSL's structures), and pieces may reach any web process.
 """
 
 import hashlib
@@ -21,9 +21,10 @@ from django.db.models import Q, Sum
 from django.utils import timezone
 
 from operations import quotas, storage
-from operations.errors import Conflict, NotFound, OperationError, QuotaExceeded, TooLarge
+from operations.errors import BadInput, Conflict, NotFound, OperationError, QuotaExceeded, TooLarge
+from operations.models import Operation
 from operations.storage import resumable
-from operations.tus import pieces, protocol
+from operations.tus import pieces, protocol, running_hash
 from operations.tus.models import ResumableUpload
 
 # How long a PATCH holds its upload without a sign of life (blocks arriving).
@@ -101,6 +102,31 @@ def upload_create(*, user, length: int, metadata: str) -> ResumableUpload:
         raise
 
 
+def upload_id_of(reference) -> uuid.UUID:
+    """An upload's id from a parameter: the id, or the URL that ends with it."""
+    last = str(reference).strip().rstrip("/").rsplit("/", 1)[-1]
+    try:
+        return uuid.UUID(last)
+    except ValueError:
+        raise BadInput("upload must be the id or the URL of one of your uploads (see /api/uploads/)") from None
+
+
+def upload_progress(upload_id: str) -> dict | None:
+    """What the status of an operation waiting for this upload shows of it (None: gone)."""
+    upload = ResumableUpload.objects.filter(pk=upload_id).only("offset", "length", "completed_at").first()
+    if upload is None:
+        return None
+    return {"id": upload_id, "bytes_received": upload.offset, "bytes_total": upload.length, "finished": upload.finished}
+
+
+def _tell_waiting_operations(upload: ResumableUpload) -> None:
+    """A registered operation that waits for this upload has a new status (its progress): its
+    `updated_at`, hence its ETag, changes, and long polls of it wake."""
+    Operation.objects.filter(state=Operation.State.REGISTERED, options__upload=str(upload.pk)).update(
+        updated_at=timezone.now()
+    )
+
+
 def upload_get(*, upload_id, user) -> ResumableUpload:
     """The caller's upload: 404 for none (another user's included), 410 once expired."""
     upload = ResumableUpload.objects.of(quotas.owner_of(user)).filter(pk=upload_id).first()
@@ -172,15 +198,22 @@ def _check_offset(upload: ResumableUpload, offset: int) -> None:
 
 
 def _append(hold: Hold, upload: ResumableUpload, *, body, content_length, checksum) -> None:
-    received = pieces.receive(
-        body=body,
-        pieces=_stored(upload),
-        length=upload.length,
-        content_length=content_length,
-        text_pending=bytes(upload.text_pending or b""),
-        checksum=checksum,
-        keep_alive=hold.keep_alive,
-    )
+    running = running_hash.take(upload.pk, upload.offset)
+    try:
+        received = pieces.receive(
+            body=body,
+            pieces=_stored(upload),
+            length=upload.length,
+            content_length=content_length,
+            text_pending=bytes(upload.text_pending or b""),
+            checksum=checksum,
+            keep_alive=hold.keep_alive,
+            running_hash=running,
+        )
+    except resumable.StoredBytesLost:
+        if ResumableUpload.objects.filter(pk=upload.pk).delete()[0]:
+            resumable.discard(_stored(upload))
+        raise Gone("The stored bytes of this upload were lost (the server stopped): start a new upload") from None
     stored = received.pieces
     try:
         hold.record(
@@ -194,22 +227,30 @@ def _append(hold: Hold, upload: ResumableUpload, *, body, content_length, checks
         received.writer.rollback()
         raise
     received.writer.settle()
+    running_hash.keep(upload.pk, stored.size, running)
+    _tell_waiting_operations(upload)
 
 
 def _finish(hold: Hold, upload: ResumableUpload) -> None:
-    """The last byte is in: one file in the store, and its SHA-256 (read back: see above)."""
+    """The last byte is in: one file in the store, and its SHA-256 (running, or read back: see
+    above)."""
     stored = _stored(upload)
     resumable.finish(stored)
-    sha256 = hashlib.sha256()
-    with storage.open_for_reading(stored.name, block_size=HASH_BLOCK_BYTES, read_ahead=True) as stored_file:
-        while block := stored_file.read(HASH_BLOCK_BYTES):
-            sha256.update(block)
+    sha256 = running_hash.take(upload.pk, upload.length)
+    if sha256 is None:
+        sha256 = hashlib.sha256()
+        with storage.open_for_reading(stored.name, block_size=HASH_BLOCK_BYTES, read_ahead=True) as stored_file:
+            while block := stored_file.read(HASH_BLOCK_BYTES):
+                sha256.update(block)
+                hold.keep_alive()
     hold.record(sha256=sha256.hexdigest(), completed_at=timezone.now(), tail_name="", parts=[])
+    _tell_waiting_operations(upload)
 
 
 def upload_delete(*, upload_id, user) -> None:
     """Termination: the record first (a PATCH in flight then stops), then the stored bytes."""
     upload = upload_get(upload_id=upload_id, user=user)
+    running_hash.forget(upload.pk)
     if ResumableUpload.objects.filter(pk=upload.pk).delete()[0]:
         resumable.discard(_stored(upload))
 
@@ -218,6 +259,13 @@ def upload_take(*, upload_id, user) -> ResumableUpload:
     """A finished upload of the caller, to start an operation with (404 for none, 409 while
     unfinished). `take_over` then hands its file over."""
     upload = upload_get(upload_id=upload_id, user=user)
+    if not upload.finished and upload.offset == upload.length:
+        # Every byte came but finishing failed (the store did not answer): finish it now.
+        hold = Hold(upload)
+        try:
+            _finish(hold, upload)
+        finally:
+            hold.release()
     if not upload.finished:
         raise Conflict(
             f"The upload has {upload.offset} of {upload.length} bytes: send the rest first "

@@ -10,13 +10,14 @@ pytestmark = pytest.mark.django_db
 def test_an_unknown_option_is_refused_by_name(api, body_format):
     response = api.post("/register/", {"op_type": "Upload", "delimiter": ";"}, format=body_format)
     assert response.status_code == 400, response.content
-    assert response.json()["message"] == "Upload has no option delimiter (its options: mapping, strict, target)"
+    assert response.json()["message"] == "Upload has no option delimiter (its options: mapping, strict, target, upload)"
 
 
 def test_every_unknown_option_is_named(api):
     response = api.post("/register/", {"strict": True, "zeta": 1, "alpha": 2}, format="json")
     assert response.status_code == 400
-    assert response.json()["message"] == "Upload has no option alpha, zeta (its options: mapping, strict, target)"
+    expected = "Upload has no option alpha, zeta (its options: mapping, strict, target, upload)"
+    assert response.json()["message"] == expected
 
 
 def test_an_export_names_its_own_options(api):

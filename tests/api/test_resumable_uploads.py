@@ -12,8 +12,10 @@ from django.conf import settings
 from django.utils import timezone
 
 from operations import retention
+from operations import storage as tus_storage
 from operations.models import Operation, ResumableUpload
 from operations.tus import protocol as tus_protocol
+from operations.tus import running_hash
 from operations.tus import services as tus
 from tests.api import tus_client as tc
 from tests.api.test_upload_type import rich_csv, rows_of, run
@@ -79,9 +81,10 @@ def test_create_answers_201_with_a_location_and_head_gives_the_offset(api, store
     response = tc.create(api, 1000, name="people.csv")
     assert response.status_code == 201, response.content
     assert response["Tus-Resumable"] == "1.0.0"
-    assert response["Location"].startswith("http://testserver/api/uploads/")
+    assert response["Location"] == f"/api/uploads/{response.json()['id']}/"
+    assert response.json()["url"] == f"http://testserver{response['Location']}"
     assert response["Upload-Expires"].endswith("GMT")
-    url = response["Location"].split("testserver", 1)[1]
+    url = response["Location"]
     head = tc.head(api, url)
     assert head.status_code == 200
     assert (head["Upload-Offset"], head["Upload-Length"], head["Cache-Control"]) == ("0", "1000", "no-store")
@@ -389,3 +392,90 @@ def test_a_resume_from_an_upload_follows_the_same_file_rule(api, start_upload, c
     assert response.status_code == 202, response.content
     assert list(ResumableUpload.objects.values_list("pk", flat=True)) == [upload_of(other).pk]
     assert run(op_id).state == S.COMPLETED
+
+
+def test_an_operation_registered_with_its_upload_shows_the_bytes_arriving(api, other_user):
+    content = csv_bytes(100)
+    url = tc.created(api, len(content))
+    response = api.post("/register/", {"upload": url}, format="json")
+    assert response.status_code == 201, response.content
+    op_id = response.json()["op_id"]
+    before = api.get(f"/api/operations/{op_id}/")
+    assert before.json()["upload"] == {
+        "id": str(upload_of(url).pk),
+        "bytes_received": 0,
+        "bytes_total": len(content),
+        "finished": False,
+    }
+    tc.send(api, url, content, piece_bytes=1000, pieces=1)
+    after = api.get(f"/api/operations/{op_id}/", HTTP_IF_NONE_MATCH=before["ETag"])
+    assert after.status_code == 200
+    assert (after.json()["state"], after.json()["upload"]["bytes_received"]) == ("registered", 1000)
+    tc.send(api, url, content, piece_bytes=1000, start=1000)
+    assert api.get(f"/api/operations/{op_id}/").json()["upload"]["finished"] is True
+    started = api.post(f"/api/operations/{op_id}/start/", {"upload": url}, format="json")
+    assert started.status_code == 202, started.content
+    assert "upload" not in started.json()
+    assert run(op_id).lines_finished == 100
+    foreign = tc.created(token_client(other_user), 10)
+    assert api.post("/register/", {"upload": foreign}, format="json").status_code == 404
+
+
+def test_get_tells_where_an_upload_stands_as_json(api):
+    url = tc.created(api, 8, name="a.csv")
+    tc.patch(api, url, 0, b"a,b\n")
+    body = api.get(url).json()
+    assert (body["file_name"], body["offset"], body["length"], body["finished"]) == ("a.csv", 4, 8, False)
+
+
+def test_a_piece_while_another_request_holds_the_upload_is_a_423_until_its_hold_runs_out(api):
+    url = tc.created(api, 8)
+    held = ResumableUpload.objects.filter(pk=upload_of(url).pk)
+    held.update(busy_token="another-request", busy_until=timezone.now() + timedelta(seconds=30))
+    response = tc.patch(api, url, 0, b"a,b\n")
+    assert response.status_code == 423
+    assert tc.offset(api, url) == 0
+    held.update(busy_until=timezone.now() - timedelta(seconds=1))  # its process died
+    assert tc.patch(api, url, 0, b"a,b\n").status_code == 204
+    assert upload_of(url).busy_token == ""
+
+
+def test_an_upload_whose_finish_failed_is_finished_by_the_start(api, register, store, monkeypatch):
+    content = b"a,b\n1,2\n"
+    url = tc.created(api, len(content))
+
+    def store_away(*args, **kwargs):
+        raise tus_storage.StorageUnavailable()
+
+    with monkeypatch.context() as patched:
+        patched.setattr(tus.resumable, "finish", store_away)
+        assert tc.patch(api, url, 0, content).status_code == 503
+    assert (tc.offset(api, url), upload_of(url).finished) == (len(content), False)
+    response = api.post("/upload/", {"op_id": register(), "upload": url})
+    assert response.status_code == 202, response.content
+    assert run(Operation.objects.get().pk).lines_finished == 1
+
+
+@pytest.mark.parametrize("same_process", [True, False])
+def test_the_sha256_is_the_files_whether_pieces_come_to_one_process_or_not(api, store, monkeypatch, same_process):
+    content = big_csv()
+    url = tc.created(api, len(content))
+    at = tc.send(api, url, content, piece_bytes=3 * MiB, pieces=2)
+    if same_process:  # the hash ran along: the file is not read back
+        monkeypatch.setattr(tus.storage, "open_for_reading", None)
+    else:  # the next pieces came to another process
+        running_hash.forget(upload_of(url).pk)
+    tc.send(api, url, content, piece_bytes=3 * MiB, start=at)
+    assert upload_of(url).sha256 == hashlib.sha256(content).hexdigest()
+
+
+def test_pieces_lost_by_a_stopped_machine_make_the_upload_gone_not_filled_with_zeros(api):
+    url = tc.created(api, 12)
+    tc.patch(api, url, 0, b"a,b\n1,2\n")
+    path = Path(settings.MEDIA_ROOT) / upload_of(url).stored_name
+    path.write_bytes(b"a,b\n")  # what reached the disk before the machine stopped
+    response = tc.patch(api, url, 8, b"3,4\n")
+    assert response.status_code == 410
+    assert "lost" in response.json()["message"]
+    assert tc.head(api, url).status_code == 404
+    assert not path.exists()

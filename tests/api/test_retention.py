@@ -43,7 +43,7 @@ def test_an_orphaned_temporary_upload_is_swept():
     """A web process killed mid-upload left its temporary file in media/incoming/ forever."""
     orphan = incoming("tmpabc.upload.csv", age=DAY + 60)
     growing = incoming("tmpdef.upload.csv", age=60)  # an upload going on: written a minute ago
-    assert sweep() == "1 temporary uploads and 0 stored files deleted"
+    assert sweep() == "1 temporary uploads, 0 stored files and 0 expired resumable uploads deleted"
     assert not orphan.exists()
     assert growing.exists()
 
@@ -62,7 +62,7 @@ def test_stored_files_of_finished_operations_are_deleted_after_the_retention(sta
     paths = {op.pk: Path(settings.MEDIA_ROOT) / op.file.name for op in (old, recent, failed)}
     assert all(path.exists() for path in paths.values())
 
-    assert sweep() == "0 temporary uploads and 1 stored files deleted"
+    assert sweep() == "0 temporary uploads, 1 stored files and 0 expired resumable uploads deleted"
 
     assert not paths[old.pk].exists()
     assert paths[recent.pk].exists() and paths[failed.pk].exists()
@@ -73,12 +73,12 @@ def test_stored_files_of_finished_operations_are_deleted_after_the_retention(sta
     assert event.detail == "stored file deleted after 30 days"
     response = api.get(f"/api/operations/{old.pk}/download/")
     assert response.status_code == 409
-    assert sweep() == "0 temporary uploads and 0 stored files deleted"
+    assert sweep() == "0 temporary uploads, 0 stored files and 0 expired resumable uploads deleted"
 
 
 @pytest.mark.django_db
 def test_a_retention_of_zero_keeps_files_forever(start_upload, settings):
     settings.LONG_TASK_RETENTION_DAYS = 0
     op = finished(start_upload, S.COMPLETED, days_ago=3650)
-    assert sweep() == "0 temporary uploads and 0 stored files deleted"
+    assert sweep() == "0 temporary uploads, 0 stored files and 0 expired resumable uploads deleted"
     assert (Path(settings.MEDIA_ROOT) / op.file.name).exists()

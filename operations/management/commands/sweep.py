@@ -1,4 +1,5 @@
-"""`manage.py sweep`: delete orphaned temporary uploads and files past their retention."""
+"""`manage.py sweep`: delete orphaned temporary uploads, expired resumable uploads and files past
+their retention."""
 
 from django.core.management.base import BaseCommand
 
@@ -6,8 +7,14 @@ from operations import retention
 
 
 class Command(BaseCommand):
-    help = "Delete orphaned temporary uploads and stored files past LONG_TASK_RETENTION_DAYS."
+    help = (
+        "Delete orphaned temporary uploads, resumable uploads past LONG_TASK_UPLOAD_EXPIRY and stored files "
+        "past LONG_TASK_RETENTION_DAYS."
+    )
 
     def handle(self, *args, **options):
         swept = retention.sweep()
-        self.stdout.write(f"{swept.temporary_files} temporary uploads and {swept.stored_files} stored files deleted")
+        self.stdout.write(
+            f"{swept.temporary_files} temporary uploads, {swept.stored_files} stored files and "
+            f"{swept.expired_uploads} expired resumable uploads deleted"
+        )
