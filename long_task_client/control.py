@@ -46,6 +46,10 @@ def cmd_status(api: Api, args) -> int:
     progress += f" of {humanize.count(total)}" if total is not None else ""
     progress += f", {humanize.count(status['lines_failed'])} rejected"
     out(f"  progress  {progress}")
+    upload = status.get("upload")
+    if upload and not upload.get("finished"):  # registered, its file still arriving
+        received = f"{humanize.size(upload['bytes_received'])} of {humanize.size(upload['bytes_total'])}"
+        out(f"  upload    {received} received")
     if status.get("rows_per_second"):
         speed = (
             f"{humanize.count(status['rows_per_second'])} rows/s, ETA {humanize.duration(status.get('eta_seconds'))}"

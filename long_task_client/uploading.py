@@ -123,11 +123,10 @@ class ResumableUpload:
             )
         url, offset = self.continued(unfinished) if unfinished else (None, 0)
         if url is None:
+            if unfinished is not None and unfinished.op_id is not None:
+                self.withdraw_quietly(unfinished.op_id)  # it waited for an upload that is gone
             url = self.tus.create(length=self.total, metadata={"filename": self.path.name, "filetype": "text/csv"})
-            earlier = unfinished
             unfinished = Unfinished(url=url, file=str(self.path.resolve()), size=self.total)
-            if earlier is not None:  # its upload expired: its operation may still wait
-                unfinished.op_id, unfinished.options = earlier.op_id, earlier.options
         unfinished.op_id = self.operation_for(unfinished)
         unfinished.options = self.options
         state.put(key, unfinished)
@@ -176,12 +175,26 @@ class ResumableUpload:
 
     def operation_for(self, unfinished: Unfinished) -> int:
         """The operation registered for this upload by an earlier run, if it still waits for it
-        with the same options; else a new one."""
-        if unfinished.op_id is not None and unfinished.options == self.options:
-            with contextlib.suppress(ApiError):
-                if self.api.status(unfinished.op_id)["state"] == "registered":
-                    return unfinished.op_id
-        return self.api.register(**self.options)["op_id"]
+        with the same options; else a new one, registered with the upload (its status then
+        shows the bytes received while it waits), the earlier one withdrawn."""
+        if unfinished.op_id is not None:
+            if unfinished.options == self.options and self.still_registered(unfinished.op_id):
+                return unfinished.op_id
+            self.withdraw_quietly(unfinished.op_id)
+        return self.api.register(upload=unfinished.url, **self.options)["op_id"]
+
+    def still_registered(self, op_id: int) -> bool:
+        try:
+            return self.api.status(op_id)["state"] == "registered"
+        except ApiError:
+            return False
+
+    def withdraw_quietly(self, op_id: int) -> None:
+        """Terminate an operation left registered by an earlier run (best effort: it may be
+        gone, or have moved on)."""
+        with contextlib.suppress(ApiError, Unreachable):
+            if self.still_registered(op_id):
+                self.api.terminate(op_id)
 
     def announce(self, op_id: int, offset: int) -> None:
         if self.args.json:

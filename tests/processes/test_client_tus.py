@@ -72,6 +72,8 @@ def test_an_upload_cut_after_pieces_is_continued_by_the_same_command(server, wor
     assert f"continue: long-task upload {path} --resume --chunk-size {PIECE}" in first.stderr
     op = Operation.objects.get()
     assert op.state == S.REGISTERED, "the operation waits for the rest of its file"
+    status = long_task(server, "status", str(op.pk))
+    assert f"upload    {PIECE / 1000:.1f} kB of {len(content) / 1000:.1f} kB received" in status.stdout
 
     second = long_task({**server, "LONG_TASK_STOP_AFTER_PIECES": "2"}, *args, "--resume")
     assert second.returncode == 130, second.stdout + second.stderr

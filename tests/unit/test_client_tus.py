@@ -37,6 +37,7 @@ class TusFake:
         self.checksums: list[str] = []
         # Starts refused with a 409 before one is taken: the server still finishing the upload.
         self.unfinished_starts = 0
+        self.registered: list[bytes] = []
 
     def asked(self, method: str) -> list[str]:
         return [path for asked, path in self.requests if asked == method]
@@ -94,7 +95,9 @@ class Handler(BaseHTTPRequestHandler):
             self.answer(201, Location=f"http://127.0.0.1:{self.server.server_port}{url}")
         elif self.path == "/register/":
             op_id = next(fake.ids)
-            fake.operations[op_id] = {"op_id": op_id, "state": "registered", "options": json.loads(self.body())}
+            body = self.body()
+            fake.registered.append(body)
+            fake.operations[op_id] = {"op_id": op_id, "state": "registered", "options": json.loads(body)}
             self.answer(201, {"op_id": op_id, "state": "registered"})
         elif self.path == "/upload/":
             self.start()
@@ -207,7 +210,9 @@ def test_a_file_bigger_than_a_piece_goes_in_pieces_with_checksums(tus_fake, sour
 
     op = the_operation(tus_fake)
     assert op["data"] == source.read_bytes()
-    assert op["options"] == {"op_type": "Upload", "strict": True}
+    (url,) = {json.loads(r)["upload"] for r in tus_fake.registered}
+    assert op["options"] == {"op_type": "Upload", "strict": True, "upload": url}
+    assert url.startswith("http://127.0.0.1:") and "/api/uploads/" in url
     assert tus_fake.patches == -(-source.stat().st_size // PIECE)
     assert all(checksum.startswith("sha1 ") for checksum in tus_fake.checksums)
     assert entries(tmp_path) == {}, "the state file forgets an upload once its operation started"
@@ -306,7 +311,8 @@ def test_an_upload_gone_from_the_server_starts_anew(tus_fake, source, monkeypatc
 
     assert upload(source) == outcome.COMPLETED
     assert the_operation(tus_fake)["data"] == source.read_bytes()
-    assert len(tus_fake.operations) == 1, "the operation that waited for it takes the new upload"
+    states = [op["state"] for op in tus_fake.operations.values()]
+    assert states == ["terminated", "queued"], "the operation that waited for the old upload is withdrawn"
 
 
 def test_a_refused_piece_deletes_the_upload_and_withdraws_the_operation(tus_fake, source, tmp_path, capsys):
