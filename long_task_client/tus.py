@@ -198,7 +198,7 @@ class Sender:
     def _wait_to_retry(self, exc: Exception, failures: int) -> int:
         """Wait before another try, then take the server's offset; re-raise what no wait
         mends (a refusal, too many failures in a row)."""
-        if isinstance(exc, ApiError) and not _worth_retrying(exc):
+        if isinstance(exc, ApiError) and not worth_retrying(exc):
             raise exc
         if failures + 1 >= RETRY_ATTEMPTS:
             raise exc
@@ -220,6 +220,6 @@ def retry_waits() -> list[float]:
     return [min(RETRY_FIRST_SECONDS * 2**n, RETRY_LONGEST_SECONDS) for n in range(RETRY_ATTEMPTS - 1)]
 
 
-def _worth_retrying(exc: ApiError) -> bool:
+def worth_retrying(exc: ApiError) -> bool:
     # 409: our offset is not the server's (a piece it got whose answer we lost): ask it again.
     return exc.status_code in RETRYABLE_STATUSES or exc.status_code in (409, CHECKSUM_MISMATCH)

@@ -18,7 +18,7 @@ from long_task_client.control import withdraw
 from long_task_client.display import PlainDisplay, for_output
 from long_task_client.following import follow
 from long_task_client.output import UsageError, out, say_error
-from long_task_client.tus import DEFAULT_CHUNK_BYTES, Gone, Sender, TusClient, retry_waits
+from long_task_client.tus import DEFAULT_CHUNK_BYTES, Gone, Sender, TusClient, retry_waits, worth_retrying
 from long_task_client.upload_state import FileIdentity, Unfinished, UploadState, entry_key
 from long_task_shared import humanize, outcome
 
@@ -130,8 +130,7 @@ class ResumableUpload:
         unfinished.op_id = self.operation_for(unfinished)
         unfinished.options = self.options
         state.put(key, unfinished)
-        op_id = unfinished.op_id
-        self.announce(op_id, offset)
+        self.announce(unfinished.op_id, offset)
         sender = Sender(
             self.tus,
             url,
@@ -143,28 +142,33 @@ class ResumableUpload:
             on_piece=self.piece_confirmed,
             on_retry=self.retrying,
         )
+        return self.send(sender, state, key, unfinished.op_id, offset)
+
+    def send(self, sender: Sender, state: UploadState, key: str, op_id: int, offset: int) -> int:
+        """Send from `offset`, then start the operation. A cut keeps the upload (and the state
+        file's entry) for the next run; a refusal deletes it and withdraws the operation."""
         try:
             sender.run(offset)
         except KeyboardInterrupt:
             return self.interrupted(op_id, sender.offset)
         except Gone:
             state.forget(key)
+            self.withdraw_quietly(op_id)
             raise ApiError(
                 404,
                 f"the upload of {self.args.file} is gone from the server (expired or deleted)",
                 hint="run the command again to send it anew",
             ) from None
-        except Unreachable as exc:
+        except (Unreachable, ApiError) as exc:
+            if isinstance(exc, ApiError) and not worth_retrying(exc):
+                self.give_up(state, key, sender.url)
+                return withdraw(self.api, op_id, exc, what="upload")
             self.display.stop()
-            exc.args = (
-                f"{exc}; sent {humanize.size(sender.offset)} of {humanize.size(self.total)}, "
-                f"continue: {continue_command(self.args)}",
-            )
-            raise
-        except ApiError as exc:
-            self.give_up(state, key, url)
-            return withdraw(self.api, op_id, exc, what="upload")
-        return self.start(state, key, op_id, url)
+            sent = f"sent {humanize.size(sender.offset)} of {humanize.size(self.total)}"
+            say_error(f"{exc}; {sent}; operation {op_id} waits for the rest")
+            say_error(f"  continue: {continue_command(self.args)}")
+            return outcome.USAGE
+        return self.start(state, key, op_id, sender.url)
 
     def continued(self, unfinished: Unfinished) -> tuple[str | None, int]:
         """The stored upload and the server's offset; (None, 0) when the server has it no more."""

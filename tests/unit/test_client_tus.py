@@ -268,6 +268,23 @@ def test_a_connection_cut_mid_piece_is_retried_from_the_servers_offset(tus_fake,
     assert "trying again in 0.5s" in capsys.readouterr().out
 
 
+def test_a_link_that_stays_down_gives_up_and_keeps_the_upload_for_the_next_run(
+    tus_fake, source, sleeps, tmp_path, capsys
+):
+    tus_fake.cuts = {n: 0 for n in range(2, 20)}
+
+    assert upload(source) == outcome.USAGE
+    assert sleeps == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 16.0]
+    err = capsys.readouterr().err
+    assert f"sent 1.0 kB of {source.stat().st_size / 1000:.1f} kB; operation" in err
+    assert f"continue: long-task upload {source} --resume" in err
+    assert len(entries(tmp_path)) == 1 and len(tus_fake.uploads) == 1
+
+    tus_fake.cuts = {}
+    assert upload(source) == outcome.COMPLETED
+    assert the_operation(tus_fake)["data"] == source.read_bytes()
+
+
 def test_a_start_refused_while_the_server_finishes_the_upload_is_tried_again(tus_fake, source, sleeps):
     tus_fake.unfinished_starts = 2
 
