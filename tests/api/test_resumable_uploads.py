@@ -1,6 +1,6 @@
 """Resumable uploads (tus 1.0) at /api/uploads/, on local disk and on S3 (the suite's moto
-server): the protocol's cases, the checks of a one-request upload across pieces, expiry, caps,
-and an operation started from a finished upload."""
+server): the protocol's cases, the checks of a one-request upload across pieces, cuts, the
+SHA-256, expiry and caps. Operations started from uploads: test_resumable_starts.py."""
 
 import hashlib
 import io
@@ -12,57 +12,22 @@ from django.conf import settings
 from django.utils import timezone
 
 from operations import retention
-from operations import storage as tus_storage
 from operations.models import Operation, ResumableUpload
 from operations.tus import protocol as tus_protocol
 from operations.tus import running_hash
 from operations.tus import services as tus
 from tests.api import tus_client as tc
-from tests.api.test_upload_type import rich_csv, rows_of, run
-from tests.support import csv_bytes, token_client, upload_file
+from tests.api.test_upload_type import rich_csv
+from tests.api.tus_client import MiB, big_csv, upload_of
+from tests.support import csv_bytes, token_client
 
 S = Operation.State
-MiB = 1024 * 1024
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-class LocalStore:
-    def read(self, name: str) -> bytes:
-        return (Path(settings.MEDIA_ROOT) / name).read_bytes()
-
-    def leftovers(self) -> list[str]:
-        root = Path(settings.MEDIA_ROOT) / "uploads"
-        return (
-            sorted(str(path.relative_to(root)) for path in root.rglob("*") if path.is_file()) if root.exists() else []
-        )
-
-
-class S3Store:
-    def __init__(self, bucket):
-        self.bucket = bucket
-
-    def read(self, name: str) -> bytes:
-        return self.bucket.read(name)
-
-    def leftovers(self) -> list[str]:
-        return self.bucket.all_keys() + self.bucket.multipart_uploads()
-
-
-@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
+@pytest.fixture(params=tc.STORES)
 def store(request, settings):
-    if request.param == "local":
-        return LocalStore()
-    settings.LONG_TASK_S3_PART_BYTES = 5 * MiB  # S3's least: tails and parts in a few MiB
-    return S3Store(request.getfixturevalue("s3"))
-
-
-def big_csv() -> bytes:
-    """A CSV of more than two S3 parts of 5 MiB."""
-    return csv_bytes(250_000)
-
-
-def upload_of(url: str) -> ResumableUpload:
-    return ResumableUpload.objects.get(pk=url.rstrip("/").rsplit("/", 1)[-1])
+    return tc.store_for(request, settings)
 
 
 # --- the protocol -----------------------------------------------------------------------------
@@ -325,102 +290,6 @@ def test_uploads_count_against_the_stored_bytes_quota(api, settings):
     assert "quota" in response.json()["message"]
 
 
-# --- starting an operation from an upload -------------------------------------------------------
-
-
-@pytest.mark.parametrize("endpoint", ["/upload/", "start"])
-@pytest.mark.parametrize("reference", ["url", "id"])
-def test_an_operation_started_from_an_upload_imports_what_one_request_imports(
-    api, register, start_upload, store, endpoint, reference
-):
-    f = rich_csv()
-    url = tc.upload(api, f.content(), piece_bytes=100)
-    upload = upload_of(url)
-    op_id = register()
-    value = f"http://testserver{url}" if reference == "url" else upload.pk.hex
-    if endpoint == "start":
-        response = api.post(f"/api/operations/{op_id}/start/", {"upload": value}, format="json")
-    else:
-        response = api.post("/upload/", {"op_id": op_id, "upload": value})
-    assert response.status_code == 202, response.content
-    assert not ResumableUpload.objects.exists()
-    op = run(op_id)
-    assert (op.state, op.file_name, op.file_size) == (S.COMPLETED, "data.csv", len(f.content()))
-    assert op.file_sha256 == hashlib.sha256(f.content()).hexdigest()
-    assert store.read(op.file.name) == f.content()
-    assert rows_of(op_id) == f.rows
-    one_request = start_upload(f.content())
-    run(one_request)
-    assert rows_of(op_id) == [(line, data) for line, data in rows_of(one_request)]
-
-
-def test_an_unfinished_foreign_or_unknown_upload_cannot_start_an_operation(api, register, other_user):
-    op_id = register()
-    unfinished = tc.created(api, 100)
-    response = api.post("/upload/", {"op_id": op_id, "upload": unfinished})
-    assert response.status_code == 409
-    assert "0 of 100 bytes" in response.json()["message"]
-    foreign = tc.upload(token_client(other_user), b"a,b\n1,2\n")
-    response = api.post("/upload/", {"op_id": op_id, "upload": foreign})
-    assert response.status_code == 404
-    assert api.post("/upload/", {"op_id": op_id, "upload": "nonsense"}).status_code == 400
-    mine = tc.upload(api, b"a,b\n1,2\n")
-    both = api.post("/upload/", {"op_id": op_id, "upload": mine, "file": upload_file(b"a,b\n")})
-    assert both.status_code == 400
-    assert Operation.objects.get(pk=op_id).state == S.REGISTERED
-    assert ResumableUpload.objects.count() == 3
-
-
-def test_an_empty_upload_is_refused_like_an_empty_file(api, register):
-    url = tc.created(api, 0)
-    assert tc.patch(api, url, 0, b"").status_code == 204
-    response = api.post("/upload/", {"op_id": register(), "upload": url})
-    assert response.status_code == 400
-    assert "empty" in response.json()["message"]
-
-
-def test_a_resume_from_an_upload_follows_the_same_file_rule(api, start_upload, chunks):
-    f = rich_csv()
-    op_id = start_upload(f.content())
-    Operation.objects.filter(pk=op_id).update(state=S.PAUSED)
-    other = tc.upload(api, f.content() + b"extra,row\n")
-    response = api.post("/resume/", {"op_id": op_id, "upload": other})
-    assert response.status_code == 409
-    assert "differs" in response.json()["message"]
-    same = tc.upload(api, f.content())
-    response = api.post("/resume/", {"op_id": op_id, "upload": same})
-    assert response.status_code == 202, response.content
-    assert list(ResumableUpload.objects.values_list("pk", flat=True)) == [upload_of(other).pk]
-    assert run(op_id).state == S.COMPLETED
-
-
-def test_an_operation_registered_with_its_upload_shows_the_bytes_arriving(api, other_user):
-    content = csv_bytes(100)
-    url = tc.created(api, len(content))
-    response = api.post("/register/", {"upload": url}, format="json")
-    assert response.status_code == 201, response.content
-    op_id = response.json()["op_id"]
-    before = api.get(f"/api/operations/{op_id}/")
-    assert before.json()["upload"] == {
-        "id": str(upload_of(url).pk),
-        "bytes_received": 0,
-        "bytes_total": len(content),
-        "finished": False,
-    }
-    tc.send(api, url, content, piece_bytes=1000, pieces=1)
-    after = api.get(f"/api/operations/{op_id}/", HTTP_IF_NONE_MATCH=before["ETag"])
-    assert after.status_code == 200
-    assert (after.json()["state"], after.json()["upload"]["bytes_received"]) == ("registered", 1000)
-    tc.send(api, url, content, piece_bytes=1000, start=1000)
-    assert api.get(f"/api/operations/{op_id}/").json()["upload"]["finished"] is True
-    started = api.post(f"/api/operations/{op_id}/start/", {"upload": url}, format="json")
-    assert started.status_code == 202, started.content
-    assert "upload" not in started.json()
-    assert run(op_id).lines_finished == 100
-    foreign = tc.created(token_client(other_user), 10)
-    assert api.post("/register/", {"upload": foreign}, format="json").status_code == 404
-
-
 def test_get_tells_where_an_upload_stands_as_json(api):
     url = tc.created(api, 8, name="a.csv")
     tc.patch(api, url, 0, b"a,b\n")
@@ -438,22 +307,6 @@ def test_a_piece_while_another_request_holds_the_upload_is_a_423_until_its_hold_
     held.update(busy_until=timezone.now() - timedelta(seconds=1))  # its process died
     assert tc.patch(api, url, 0, b"a,b\n").status_code == 204
     assert upload_of(url).busy_token == ""
-
-
-def test_an_upload_whose_finish_failed_is_finished_by_the_start(api, register, store, monkeypatch):
-    content = b"a,b\n1,2\n"
-    url = tc.created(api, len(content))
-
-    def store_away(*args, **kwargs):
-        raise tus_storage.StorageUnavailable()
-
-    with monkeypatch.context() as patched:
-        patched.setattr(tus.resumable, "finish", store_away)
-        assert tc.patch(api, url, 0, content).status_code == 503
-    assert (tc.offset(api, url), upload_of(url).finished) == (len(content), False)
-    response = api.post("/upload/", {"op_id": register(), "upload": url})
-    assert response.status_code == 202, response.content
-    assert run(Operation.objects.get().pk).lines_finished == 1
 
 
 @pytest.mark.parametrize("same_process", [True, False])

@@ -3,11 +3,18 @@ request spelled out, so that a test can send exactly the piece, offset or header
 
 import base64
 import hashlib
+from pathlib import Path
 
+import pytest
+from django.conf import settings
 from rest_framework.test import APIClient
+
+from operations.tus.models import ResumableUpload
+from tests.support import csv_bytes
 
 TUS = {"Tus-Resumable": "1.0.0"}
 PIECE = "application/offset+octet-stream"
+MiB = 1024 * 1024
 
 
 def metadata(**pairs: str) -> str:
@@ -66,3 +73,48 @@ def upload(client: APIClient, content: bytes, *, piece_bytes: int = 64 * 1024, n
     url = created(client, len(content), name=name)
     send(client, url, content, piece_bytes=piece_bytes)
     return url
+
+
+# --- where the bytes are: local disk, or S3 (the suite's moto server) --------------------------
+
+
+class LocalStore:
+    def read(self, name: str) -> bytes:
+        return (Path(settings.MEDIA_ROOT) / name).read_bytes()
+
+    def leftovers(self) -> list[str]:
+        root = Path(settings.MEDIA_ROOT) / "uploads"
+        return (
+            sorted(str(path.relative_to(root)) for path in root.rglob("*") if path.is_file()) if root.exists() else []
+        )
+
+
+class S3Store:
+    def __init__(self, bucket):
+        self.bucket = bucket
+
+    def read(self, name: str) -> bytes:
+        return self.bucket.read(name)
+
+    def leftovers(self) -> list[str]:
+        return self.bucket.all_keys() + self.bucket.multipart_uploads()
+
+
+# The params of a test module's `store` fixture, which returns `store_for(request, settings)`.
+STORES = ["local", pytest.param("s3", marks=pytest.mark.s3)]
+
+
+def store_for(request, settings) -> LocalStore | S3Store:
+    if request.param == "local":
+        return LocalStore()
+    settings.LONG_TASK_S3_PART_BYTES = 5 * MiB  # S3's least: tails and parts in a few MiB
+    return S3Store(request.getfixturevalue("s3"))
+
+
+def big_csv() -> bytes:
+    """A CSV of more than two S3 parts of 5 MiB."""
+    return csv_bytes(250_000)
+
+
+def upload_of(url: str) -> ResumableUpload:
+    return ResumableUpload.objects.get(pk=url.rstrip("/").rsplit("/", 1)[-1])
