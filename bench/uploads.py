@@ -20,7 +20,7 @@ from pathlib import Path
 
 from harness import PYTHON, Harness, Row, median, wait_for, write_csv
 
-# The client's default piece; a smaller file (a smoke run's) is cut in six pieces at least.
+# The client's default piece; a smaller file (a smoke run's) is cut in four pieces at least.
 PIECE_BYTES = 50_000_000
 BYTES_PER_ROW = 75  # write_csv's rows, about
 LONG_TASK = Path(PYTHON).parent / "long-task"
@@ -33,7 +33,7 @@ def resumable_uploads(h: Harness) -> None:
     megabytes = 1000 if h.args.full else min(200, max(2, h.args.rows // 500))
     path = write_csv(h.workdir / "upload.csv", megabytes * 1_000_000 // BYTES_PER_ROW)
     size = path.stat().st_size
-    piece = min(PIECE_BYTES, size // 6)
+    piece = min(PIECE_BYTES, size // 4)
     h.only(None)
     try:
         cuts_row(h, path, size, piece)

@@ -154,6 +154,11 @@ def build_parser() -> Parser:
         help="send a bigger file in pieces of SIZE, resumable (default 50MB; a file up to SIZE goes in one request)",
     )
     sub.add_argument(
+        "--checksum",
+        action="store_true",
+        help="send each piece with its checksum, when the server offers it (tus checksum: SHA-256, SHA-1)",
+    )
+    sub.add_argument(
         "--resume",
         action="store_true",
         help="continue the unfinished upload of FILE (the same command without it does too, when there is one)",

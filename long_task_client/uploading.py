@@ -97,6 +97,8 @@ def continue_command(args) -> str:
         words += ["--target", args.target]
     if args.mapping:
         words += ["--mapping", args.mapping]
+    if args.checksum:
+        words.append("--checksum")
     if args.chunk_size != DEFAULT_CHUNK_BYTES:
         words += ["--chunk-size", str(args.chunk_size)]
     return shlex.join(words)
@@ -137,7 +139,9 @@ class ResumableUpload:
             self.handle,
             total=self.total,
             chunk_bytes=self.args.chunk_size,
-            algorithm=server.checksum_algorithm,
+            # A piece's checksum costs a hash on each side while the other waits; TLS and TCP
+            # already check the bytes in transit, and the server hashes the whole file.
+            algorithm=server.checksum_algorithm if self.args.checksum else None,
             on_progress=self.progress,
             on_piece=self.piece_confirmed,
             on_retry=self.retrying,
