@@ -55,6 +55,8 @@ LINES_FIELD = serializers.IntegerField(
 STRICT_FIELD = serializers.BooleanField(required=False, default=False, help_text="Fail at the first bad CSV row.")
 UPLOAD_FIELD = serializers.CharField(
     required=False,
+    allow_blank=True,
+    default="",
     help_text="In place of file: the id or URL of a finished resumable upload (tus, /api/uploads/).",
 )
 
