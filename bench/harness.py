@@ -41,7 +41,9 @@ BENCH_SCRIPT = Path(__file__).resolve().parent / "bench.py"
 MiB = 1024 * 1024
 WORKER_POLL_SECONDS = 0.05  # process_tasks --sleep: how soon an idle worker sees a new task
 WEB_APP_NAME = "bench-web"  # the application_name of the web's connections (their backends' CPU)
-PROCFILE_GUNICORN_ARGS = "--worker-class uvicorn_worker.UvicornWorker --workers 2"  # as the Procfile runs it
+PROCFILE_GUNICORN_ARGS = (
+    "--worker-class long_task.gunicorn_worker.SupervisedUvicornWorker --workers 2"  # as the Procfile runs it
+)
 POLL_SECONDS = 0.5  # how often the bench reads a state it waits for while a side is measured
 HOG_SECONDS = 900  # a CPU hog ends by itself after this, whatever happens to the bench
 
@@ -383,8 +385,8 @@ class Harness:
 
     def spawn(self, command: list[str], name: str, env: dict | None = None) -> subprocess.Popen:
         log = open(self.workdir / f"{name}-{len(self.processes)}.log", "wb")  # noqa: SIM115
-        # A group of its own, killed whole at teardown: gunicorn's uvicorn workers do not notice
-        # that their master was killed, and would outlive the bench.
+        # A group of its own, killed whole at teardown: nothing it started outlives the bench,
+        # even a web worker in the second it takes to notice that its master was killed.
         process = subprocess.Popen(
             command,
             cwd=ROOT,

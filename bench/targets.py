@@ -32,6 +32,8 @@ Targets:
     same raw driver; the web's peak RSS streaming the big operation ~ the small one +-5 MiB
 10. S3 (moto's server) next to local disk: import rows/s >= 0.8x; resume at 85% within 50 ms of
     10%; peak RSS of the web and the worker small ~ large +-5 MiB
+11. resumable uploads (tus), in bench/uploads.py: three cuts re-send at most a piece each; tus
+    throughput >= 0.8x one request, local disk and S3
 
 Targets 2 and 3 measure latencies and poll the database every millisecond or two while they
 do; no throughput is measured meanwhile.
@@ -65,6 +67,7 @@ from harness import (
     spread,
     wait_for,
 )
+from uploads import resumable_uploads
 
 COLUMNS = ["name", "phone", "email", "city"]
 TABLE = "operations_uploadedrow"
@@ -851,4 +854,5 @@ TARGETS = [
     export,
     rows_stream,
     s3_next_to_local,
+    resumable_uploads,
 ]

@@ -115,6 +115,17 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
     # The test database must be a file: worker subprocesses in the tests open it too.
     DATABASES["default"]["TEST"] = {"NAME": os.environ.get("LONG_TASK_TEST_SQLITE", str(BASE_DIR / "test-db.sqlite3"))}
+# PostgreSQL: a process that would open a connection per request (the ASGI web, long_task/asgi.py)
+# takes it from a pool of its own instead, of at most LONG_TASK_DATABASE_POOL connections (0: no
+# pool); the pool keeps them open, so persistent connections are off.
+LONG_TASK_DATABASE_POOL = int(os.environ.get("LONG_TASK_DATABASE_POOL", "0"))
+if LONG_TASK_DATABASE_POOL > 0 and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 2,
+        "max_size": LONG_TASK_DATABASE_POOL,
+        "timeout": 30,
+    }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -49,7 +49,7 @@ class CountingFile:
         return self._handle.fileno()
 
 
-def _error(response: httpx.Response) -> ApiError:
+def error_of(response: httpx.Response) -> ApiError:
     try:
         body = response.json()
     except ValueError:
@@ -81,7 +81,7 @@ class Api:
     def close(self) -> None:
         self.http.close()
 
-    def _on_this_server(self, url: object) -> str:
+    def on_this_server(self, url: object, *, what: str = "the next page") -> str:
         """`url`, a URL an answer gave, if it is on the server this client was pointed at (or
         relative to it). The token goes to that server only, whatever an answer says."""
         try:
@@ -89,11 +89,11 @@ class Api:
         except httpx.InvalidURL:
             target = None
         if target is None:
-            raise ApiError(200, f"the server answered an unusable next page: {url!r}")
+            raise ApiError(200, f"the server answered an unusable URL for {what}: {url!r}")
         if (target.scheme or target.host) and _origin(target) != _origin(self.http.base_url):
             raise ApiError(
                 200,
-                f"the next page is not on {self.url} but at {url}: not followed, to keep the token there",
+                f"{what} is not on {self.url} but at {url}: not followed, to keep the token there",
                 hint="a proxy in front of the server must pass on the Host the client asked for",
             )
         return url
@@ -104,7 +104,7 @@ class Api:
         except httpx.TransportError as exc:
             raise Unreachable(f"cannot reach {self.url}: {exc or type(exc).__name__}") from None
         if response.is_error:
-            raise _error(response)
+            raise error_of(response)
         try:
             return response.json()
         except ValueError:
@@ -123,6 +123,10 @@ class Api:
         operation's history."""
         files = {"file": (name, CountingFile(handle, on_progress), "text/csv")}
         return self._call("POST", "/upload/", params={"op_id": str(op_id)}, data={"op_id": str(op_id)}, files=files)
+
+    def start_from_upload(self, op_id: int, *, upload: str) -> dict:
+        """Start the operation with a finished resumable upload (its URL or id)."""
+        return self._call("POST", "/upload/", data={"op_id": str(op_id), "upload": upload})
 
     def start_without_input(self, op_id: int) -> dict:
         """Start an operation that takes no input (an Export reads its source's rows)."""
@@ -158,14 +162,14 @@ class Api:
         if response.status_code == 304:
             return None, etag
         if response.is_error:
-            raise _error(response)
+            raise error_of(response)
         return response.json(), response.headers.get("ETag")
 
     def operations(self, *, state: str | None = None, limit: int = 50) -> Iterator[dict]:
         """The caller's operations, most recent first, following the pages up to `limit`."""
         url, params, left = "/api/operations/", {"state": state} if state else None, limit
         while url and left > 0:
-            page = self._call("GET", self._on_this_server(url), params=params)
+            page = self._call("GET", self.on_this_server(url), params=params)
             if not page["results"]:
                 return
             yield from page["results"][:left]
@@ -181,7 +185,7 @@ class Api:
             with self.http.stream("GET", path, params=params) as response:
                 if response.is_error:
                     response.read()
-                    raise _error(response)
+                    raise error_of(response)
                 if response.headers.get("Content-Type", "").startswith("text/html"):
                     raise ApiError(
                         response.status_code, f"the answer from {response.url} is a web page, not a download"

@@ -4,6 +4,7 @@ they stored (SPEC §12). The command line and the exit codes; the commands are i
 
 import argparse
 import os
+import re
 import signal
 import sys
 from typing import NoReturn
@@ -18,11 +19,12 @@ from long_task_client.control import (
     cmd_resume,
     cmd_status,
     cmd_terminate,
-    cmd_upload,
 )
 from long_task_client.following import FOLLOW_INTERVAL_SECONDS, LONG_POLL_SECONDS
 from long_task_client.output import UsageError, say_error
 from long_task_client.results import cmd_download, cmd_errors, cmd_export, cmd_rows
+from long_task_client.tus import DEFAULT_CHUNK_BYTES
+from long_task_client.uploading import cmd_upload
 from long_task_shared import outcome
 
 # A token is 40 characters; a file much longer is not a token file.
@@ -69,6 +71,18 @@ def positive_number(text: str) -> float:
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"must be more than 0: {text!r}")
     return value
+
+
+SIZE_PATTERN = re.compile(r"(\d+)\s*([kmg]i?)?b?", re.IGNORECASE)
+SIZE_UNITS = {None: 1, "k": 1000, "m": 1000**2, "g": 1000**3, "ki": 1024, "mi": 1024**2, "gi": 1024**3}
+
+
+def byte_size(text: str) -> int:
+    """`50MB`, `8M`, `4MiB`, `1000000`: a size in bytes (k, M, G are powers of 1000)."""
+    match = SIZE_PATTERN.fullmatch(text.strip()) if text.isascii() else None
+    if match is None or int(match[1]) == 0:
+        raise argparse.ArgumentTypeError(f"not a size (e.g. 50MB, 8M, 4MiB): {text!r}")
+    return int(match[1]) * SIZE_UNITS[match[2] and match[2].lower()]
 
 
 def operation_id(text: str) -> int:
@@ -138,6 +152,23 @@ def build_parser() -> Parser:
         action="store_true",
         help="only check every row as the import would (nothing stored but the rejected rows and the totals); "
         "then `long-task import ID` imports the same stored file",
+    )
+    sub.add_argument(
+        "--chunk-size",
+        type=byte_size,
+        default=DEFAULT_CHUNK_BYTES,
+        metavar="SIZE",
+        help="send a bigger file in pieces of SIZE, resumable (default 50MB; a file up to SIZE goes in one request)",
+    )
+    sub.add_argument(
+        "--checksum",
+        action="store_true",
+        help="send each piece with its checksum, when the server offers it (tus checksum: SHA-256, SHA-1)",
+    )
+    sub.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the unfinished upload of FILE (the same command without it does too, when there is one)",
     )
     mode = sub.add_mutually_exclusive_group()
     mode.add_argument("--follow", action="store_true", help="show its progress until it ends (Ctrl-C pauses it)")

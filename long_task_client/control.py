@@ -1,18 +1,16 @@
-"""The commands that start, follow and steer operations, and show where they are: upload,
-follow, status, pause, resume, terminate, list."""
+"""The commands that follow and steer operations, and show where they are: follow, status,
+pause, resume, terminate, list (upload is uploading.py)."""
 
 import contextlib
 import json
-import os
-from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 from long_task_client.api import Api, ApiError, Unreachable
-from long_task_client.display import PlainDisplay, for_output, percent_text
+from long_task_client.display import for_output, percent_text
 from long_task_client.following import ACK_WAIT_SECONDS, follow, pause_and_report
-from long_task_client.output import UsageError, now_iso, out, say_error, seconds_between, when
+from long_task_client.output import now_iso, out, say_error, seconds_between, when
 from long_task_shared import humanize, outcome
 
 STATES = ["registered", "queued", "running", "pausing", "paused", "completed", "failed", "terminating", "terminated"]
@@ -34,50 +32,6 @@ LEFT_ALIGNED = {"type", "file", "state", "created", "reason"}
 # A list's line cuts a long file name and a failure's reason (`status ID` shows the whole reason).
 FILE_CHARS = 30
 REASON_CHARS = 60
-
-
-def upload_options(args) -> dict:
-    """The Upload's options the command line gives: `strict`, and a `target` with its `mapping`."""
-    options: dict = {"strict": True} if args.strict else {}
-    if args.dry_run:
-        options["dry_run"] = True
-    if args.target:
-        options["target"] = args.target
-    if args.mapping:
-        try:
-            options["mapping"] = json.loads(args.mapping)
-        except ValueError:
-            raise UsageError('--mapping takes a JSON object, e.g. \'{"Full Name": "name"}\'') from None
-    return options
-
-
-def cmd_upload(api: Api, args) -> int:
-    path = Path(args.file)
-    try:
-        handle = path.open("rb")
-        total = os.fstat(handle.fileno()).st_size
-    except OSError as exc:
-        raise UsageError(f"cannot read {args.file}: {exc.strerror}") from None
-    with handle:
-        op_id = api.register(**upload_options(args))["op_id"]
-        display = PlainDisplay() if args.json else for_output()
-        if not args.json:
-            display.upload_started(op_id, path.name, total)
-        on_progress = (lambda done: None) if args.json else display.upload_progress
-        try:
-            started = api.start(op_id, handle, name=path.name, on_progress=on_progress)
-        except (ApiError, Unreachable, KeyboardInterrupt) as exc:
-            display.stop()
-            return withdraw(api, op_id, exc, what="upload")
-    if args.json:
-        out(json.dumps(started, indent=2))
-        return outcome.COMPLETED
-    display.upload_finished()
-    if not args.follow:
-        display.stop()
-        display.line(f"operation {op_id} started ({started['state']}); follow it: long-task follow {op_id}")
-        return outcome.COMPLETED
-    return follow(api, op_id, display, interval=args.interval, reached=True)
 
 
 def cmd_import(api: Api, args) -> int:
@@ -124,6 +78,10 @@ def cmd_status(api: Api, args) -> int:
     progress += f" of {humanize.count(total)}" if total is not None else ""
     progress += f", {humanize.count(status['lines_failed'])} rejected"
     out(f"  progress  {progress}")
+    upload = status.get("upload")
+    if upload and not upload.get("finished"):  # registered, its file still arriving
+        received = f"{humanize.size(upload['bytes_received'])} of {humanize.size(upload['bytes_total'])}"
+        out(f"  upload    {received} received")
     if status.get("rows_per_second"):
         speed = (
             f"{humanize.count(status['rows_per_second'])} rows/s, ETA {humanize.duration(status.get('eta_seconds'))}"

@@ -33,13 +33,16 @@ def percent_text(status: dict) -> str:
 class Upload:
     """Figures of an upload in progress: sent, total, average rate, time left."""
 
-    def __init__(self, name: str, total: int):
-        self.name, self.total, self.done = name, total, 0
+    def __init__(self, name: str, total: int, *, offset: int = 0):
+        self.name, self.total, self.done = name, total, offset
+        # The rate is of the bytes sent by this run: an upload continued starts at its offset.
+        self.offset = offset
         self.started = time.monotonic()
 
     def rate(self) -> float | None:
         elapsed = time.monotonic() - self.started
-        return self.done / elapsed if elapsed > 0 and self.done else None
+        sent = self.done - self.offset
+        return sent / elapsed if elapsed > 0 and sent > 0 else None
 
     def detail(self) -> str:
         rate = self.rate()
@@ -50,7 +53,7 @@ class Upload:
 
     def summary(self) -> str:
         seconds = time.monotonic() - self.started
-        rate = f", {humanize.size(round(self.total / seconds))}/s" if seconds > 0 else ""
+        rate = f", {humanize.size(round((self.total - self.offset) / seconds))}/s" if seconds > 0 else ""
         return f"uploaded {self.name} ({humanize.size(self.total)}) in {humanize.duration(seconds)}{rate}"
 
 
@@ -73,8 +76,8 @@ class PlainDisplay:
         self._next_line = now + PLAIN_EVERY_SECONDS
         return True
 
-    def upload_started(self, op_id: int, name: str, total: int) -> None:
-        self._upload = Upload(name, total)
+    def upload_started(self, op_id: int, name: str, total: int, *, offset: int = 0) -> None:
+        self._upload = Upload(name, total, offset=offset)
         self.line(f"operation {op_id}: uploading {name} ({humanize.size(total)})")
         self._next_line = time.monotonic() + PLAIN_EVERY_SECONDS
 
@@ -125,11 +128,11 @@ class BarDisplay:
     def line(self, text: str) -> None:
         self.console.print(text, markup=False, highlight=False)
 
-    def upload_started(self, op_id: int, name: str, total: int) -> None:
+    def upload_started(self, op_id: int, name: str, total: int, *, offset: int = 0) -> None:
         self.line(f"operation {op_id}: uploading {name}")
-        self._upload = Upload(name, total)
+        self._upload = Upload(name, total, offset=offset)
         self._start()
-        self._upload_task = self.progress.add_task("upload", total=total or 1, detail="")
+        self._upload_task = self.progress.add_task("upload", total=total or 1, completed=offset, detail="")
 
     def upload_progress(self, done: int) -> None:
         self._upload.done = done

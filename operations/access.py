@@ -11,8 +11,8 @@ operation that a user may not see answers exactly like a missing one (404); one 
 see but not act on answers 403.
 
 An operation's file (an Upload's input, an Export's result) is the data itself, not how the
-work goes: it is downloaded by those who may act on the operation, its owner and those who
-control everyone's, never by a user who may only watch (403).
+work goes: only its owner downloads it (SPEC §9), through the API and the console alike. Those
+who see or control everyone's operations see and act on it, never read its data (403).
 """
 
 VIEW_ANY = "operations.view_operation"
@@ -47,4 +47,4 @@ def can_control(user, op) -> bool:
 
 
 def can_download(user, op) -> bool:
-    return can_control(user, op)
+    return owns(user, op)

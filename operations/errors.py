@@ -38,9 +38,14 @@ class TooLarge(OperationError):
 
 
 class QuotaExceeded(OperationError):
-    """The caller has too many of something: wait, or clean up first."""
+    """The caller has too many of something: wait (`retry_after` seconds, when waiting frees
+    any), or clean up first."""
 
     status_code = 429
+
+    def __init__(self, message: str | None = None, *, hint: str = "", retry_after: int | None = None):
+        super().__init__(message, hint=hint)
+        self.retry_after = retry_after
 
 
 class LeaseLost(Exception):

@@ -4,11 +4,15 @@ checked by the upload handler before a byte of the body is stored:
 - Uploads in flight: at most LONG_TASK_QUOTA_CONCURRENT_UPLOADS request bodies of one user
   streaming in at once (429 past it). Each takes a slot, a key in Django's cache taken with
   `cache.add` (atomic in every backend, shared by the web's processes when they share a cache);
-  the slot lives while the body arrives and runs out on its own if its process dies.
+  the slot lives while the body arrives and runs out on its own if its process dies. The 429
+  says to try again in UPLOAD_RETRY_SECONDS (Retry-After): when an upload in flight ends cannot
+  be known, but it frees its slot at once, so a short wait is the way forward.
 - Stored bytes: the files kept for the user's operations (uploads, exports) together at most
   LONG_TASK_QUOTA_STORED_BYTES; an upload that would go over is refused (413) before it is
   read, or cut off where it goes over. Two uploads in flight at once are each measured against
-  what was stored when they began.
+  what was stored when they began. This 413 has no Retry-After: stored bytes are not freed by
+  waiting, only by terminating operations (or, for finished ones, when retention ends), which
+  its message says.
 
 0 turns either off. Anonymous callers (LONG_TASK_ALLOW_ANONYMOUS) share one owner: nobody.
 """
@@ -26,6 +30,8 @@ from operations.models import Operation, ResumableUpload
 
 # A slot lives this long past the last chunk of its body; kept alive while the chunks arrive.
 SLOT_SECONDS = 60.0
+# What the 429 of an owner with every upload slot taken asks a client to wait before it retries.
+UPLOAD_RETRY_SECONDS = 10
 
 
 class UploadSlot:
@@ -67,6 +73,7 @@ def take_upload_slot(owner) -> UploadSlot:
             return UploadSlot(key, token)
     raise QuotaExceeded(
         f"You have {limit} uploads in progress, the most at once; try again when one has finished",
+        retry_after=UPLOAD_RETRY_SECONDS,
     )
 
 

@@ -105,13 +105,17 @@ class CuttingProxy:
     """A TCP proxy on a loopback port in front of `target_port`. `refuse = True` closes every
     new connection at once (the store is away); `cut_after = N` closes the next connection's
     answer after N bytes of it (a connection lost mid-read), once, counted in `cuts`;
-    `cut_all()` resets the connections open now."""
+    `cut_request_after = N` resets the next connection once N bytes of the request side went
+    through (a link lost mid-upload); `cut_all()` resets the connections open now.
+    `request_bytes` counts what went through on the request side, all connections together."""
 
     def __init__(self, target_port: int):
         self.target_port = target_port
         self.refuse = False
         self.cut_after: int | None = None
+        self.cut_request_after: int | None = None
         self.cuts = 0
+        self.request_bytes = 0
         self.connections = 0
         self._open: set[socket.socket] = set()
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -131,15 +135,16 @@ class CuttingProxy:
                 client.close()
                 continue
             limit, self.cut_after = self.cut_after, None
-            threading.Thread(target=self._pipe, args=(client, limit), daemon=True).start()
+            request_limit, self.cut_request_after = self.cut_request_after, None
+            threading.Thread(target=self._pipe, args=(client, limit, request_limit), daemon=True).start()
 
-    def _pipe(self, client: socket.socket, limit: int | None) -> None:
+    def _pipe(self, client: socket.socket, limit: int | None, request_limit: int | None = None) -> None:
         try:
             upstream = socket.create_connection(("127.0.0.1", self.target_port))
         except OSError:
             client.close()
             return
-        sent_back = 0
+        sent_back = sent_on = 0
         polite = False
         self._open.add(client)
         try:
@@ -161,8 +166,16 @@ class CuttingProxy:
                             return
                         sent_back += len(data)
                         client.sendall(data)
+                    elif request_limit is not None and sent_on + len(data) >= request_limit:
+                        upstream.sendall(data[: max(0, request_limit - sent_on)])
+                        self.request_bytes += max(0, request_limit - sent_on)
+                        self.cuts += 1
+                        _reset(upstream)
+                        return
                     else:
+                        sent_on += len(data)
                         upstream.sendall(data)
+                        self.request_bytes += len(data)
         except OSError:
             return
         finally:

@@ -23,6 +23,7 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from long_task_shared import humanize
 from operations import params, selectors, services, targets
 from operations.admin.formatting import CONTROLS, figures
+from operations.api.resumable import start_files
 from operations.errors import BadInput, OperationError
 from operations.models import Operation
 from operations.state_machine import Actor, allows
@@ -36,6 +37,9 @@ POLL_MILLISECONDS = 1000
 IDLE_POLL_MILLISECONDS = 5000
 # The import page previews the first bytes of the chosen file (console.js sends this many).
 PREVIEW_MAX_BYTES = 64 * 1024
+# The pieces the import page sends a file in (import_upload.js, over tus): each piece is one
+# request, under the body limits of common proxies and hosting platforms (often 100 MB).
+UPLOAD_CHUNK_BYTES = 50_000_000
 
 
 def console_context(model_admin: ModelAdmin, request: HttpRequest) -> dict:
@@ -50,6 +54,8 @@ def console_context(model_admin: ModelAdmin, request: HttpRequest) -> dict:
         "poll_ms": POLL_MILLISECONDS,
         "idle_poll_ms": IDLE_POLL_MILLISECONDS,
         "preview_bytes": PREVIEW_MAX_BYTES,
+        "uploads_url": reverse("resumable-uploads"),
+        "upload_chunk_bytes": UPLOAD_CHUNK_BYTES,
         "has_import_permission": model_admin.has_import_permission(request),
     }
 
@@ -155,8 +161,9 @@ def control_message(verb: str, op: Operation) -> str:
 class ImportView(ConsoleView):
     """The "Import CSV" page: a file and the options; the upload streams through the same
     handler as the API's (FILE_UPLOAD_HANDLERS), and the same services register and start
-    the operation, so the 400 and 413 messages are the API's. console.js posts it with a
-    progress bar and asks for JSON; without the script it is a plain form.
+    the operation, so the 400 and 413 messages are the API's. import_upload.js sends the file
+    first, resumable, to /api/uploads/ (tus), then posts the form with `upload=<its URL>` and
+    asks for JSON; without the script it is a plain form with the file.
 
     The CSRF check is Django's `csrf_protect`, on `post` rather than before the view as
     admin_view would place it: an upload over the limit by its Content-Length is refused before
@@ -187,7 +194,9 @@ class ImportView(ConsoleView):
         except OperationError as error:
             return self.answer(request, error=error)
         try:
-            op, _ = services.operation_start(op_id=op.pk, actor=actor, data=data, files=request.FILES)
+            # The file in the form, or `upload=<URL>` of the file import_upload.js sent in pieces.
+            with start_files(request, request.POST) as files:
+                op, _ = services.operation_start(op_id=op.pk, actor=actor, data=data, files=files)
         except OperationError as error:
             # Withdraw the operation registered for this import, as the command-line client
             # does: it never had input, so it terminates at once with nothing to roll back.

@@ -13,7 +13,7 @@ from operations.state_machine import allows
 
 # The buttons of an operation's page: verb -> the transition that decides whether it is offered.
 CONTROLS = {"pause": "pause", "resume": "resume", "terminate": "force_terminate"}
-NOT_YOURS = "For its owner, and for those who may control everyone's operations"
+NOT_YOURS = "For its owner only"
 # A failure's reason in a list's row (the whole of it: the operation's page).
 REASON_CHARS = 120
 

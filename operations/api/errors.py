@@ -29,6 +29,8 @@ def exception_handler(exc, context) -> Response | None:
         code, message = exc.status_code, exc.message
         if exc.hint:
             extra["hint"] = exc.hint
+        if getattr(exc, "retry_after", None):
+            headers["Retry-After"] = str(exc.retry_after)
     elif isinstance(exc, exceptions.APIException):
         code, message = exc.status_code, _message(exc.detail)
         if getattr(exc, "auth_header", None):

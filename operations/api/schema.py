@@ -15,7 +15,10 @@ ERRORS = {
     403: "Not allowed (e.g. another user's operation seen but not controllable, a missing CSRF token)",
     404: "No such operation, or one the caller may not see (or no such page)",
     406: "The Accept header asks for a format the API does not give",
-    429: "Throttled, or a quota reached: Retry-After says when to try again",
+    429: (
+        "Throttled, or a quota reached: Retry-After says when to try again where waiting helps "
+        "(not for registered operations that never started: start or terminate some)"
+    ),
 }
 WRITE_ERRORS = {
     409: "The operation's state does not allow it",

@@ -55,6 +55,8 @@ LINES_FIELD = serializers.IntegerField(
 STRICT_FIELD = serializers.BooleanField(required=False, default=False, help_text="Fail at the first bad CSV row.")
 UPLOAD_FIELD = serializers.CharField(
     required=False,
+    allow_blank=True,
+    default="",
     help_text="In place of file: the id or URL of a finished resumable upload (tus, /api/uploads/).",
 )
 
@@ -399,7 +401,7 @@ class OperationViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
     @extend_schema(
         description="The operation's file: an Export's result once completed, an Upload's input while stored. "
-        "For its owner and those who may control everyone's operations.",
+        "For its owner only (403 for anyone else who may see the operation).",
         responses={(200, "text/csv"): OpenApiTypes.BINARY, **dict.fromkeys((403, 404, 409), MessageSerializer)},
     )
     @action(detail=True, methods=["get"])

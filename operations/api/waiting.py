@@ -31,6 +31,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import cache
 from django.core.handlers.asgi import ASGIRequest
+from django.db import connection
 from django.http import JsonResponse
 from rest_framework.exceptions import Throttled
 from rest_framework.response import Response
@@ -162,7 +163,16 @@ async def _wait(event: asyncio.Event, seconds: float) -> None:
             await event.wait()
 
 
+def _give_pooled_connection_back() -> None:
+    """While a long poll waits, its connection serves other requests when it came from a pool
+    (each read takes one again at no cost); a connection of its own is kept, since each read
+    would otherwise open a new one."""
+    if connection.settings_dict.get("OPTIONS", {}).get("pool"):
+        connection.close()
+
+
 async def _answer_when_changed(pending: PendingChange) -> Response:
+    await sync_to_async(_give_pooled_connection_back)()
     try:
         op, error = await changed(pending.op, pending.etag, pending.deadline, notified=pending.notified), None
     except NotFound as exc:  # deleted meanwhile

@@ -319,8 +319,8 @@ def test_live_view_answers_a_filter_the_list_does_not_have_in_json(admin_client,
 
 
 @pytest.mark.django_db
-def test_live_view_follows_an_operations_page_row_errors_error_and_file(admin_client, media_root):
-    op = operation_in_state(S.RUNNING, file_name="people.csv")
+def test_live_view_follows_an_operations_page_row_errors_error_and_file(admin_client, admin_user, media_root):
+    op = operation_in_state(S.RUNNING, owner=admin_user, file_name="people.csv")  # the file: its owner's
     op.file.save("people.csv", ContentFile(b"a,b\n1,2\n"))
     RowError.objects.bulk_create(RowError(operation=op, line_number=n, reason=f"bad {n}") for n in (3, 9))
 
@@ -365,8 +365,8 @@ def test_page_shows_at_most_the_first_row_errors_and_the_live_view_adds_up_to_th
 
 
 @pytest.mark.django_db
-def test_download_link_is_offered_only_with_a_file_the_user_may_download(client, admin_client, user, media_root):
-    op = operation_in_state(S.COMPLETED, owner=user, file_name="people.csv")
+def test_download_link_is_offered_only_with_a_file_the_user_may_download(client, admin_client, admin_user, media_root):
+    op = operation_in_state(S.COMPLETED, owner=admin_user, file_name="people.csv")
     html = admin_client.get(change_url(op)).content.decode()
     # No file: the card's link is there for the script, hidden, and the reason is said.
     assert re.search(r'<span data-op="\d+" data-when="download" hidden>', html)
@@ -375,14 +375,14 @@ def test_download_link_is_offered_only_with_a_file_the_user_may_download(client,
     html = admin_client.get(change_url(op)).content.decode()
     assert re.search(r'<span data-op="\d+" data-when="download">', html)
 
-    watcher = type(user).objects.create_user("watcher", password="pw", is_staff=True)
+    watcher = type(admin_user).objects.create_user("watcher", password="pw", is_staff=True)
     watcher.user_permissions.add(Permission.objects.get(codename="view_operation"))
     client.force_login(watcher)
     html = client.get(change_url(op)).content.decode()
     assert 'data-when="download"' not in html and "/download/" not in html  # never theirs to download
-    assert "For its owner, and for those who may control everyone" in html
+    assert "For its owner only" in html
     entry = client.get(LIVE, {"ids": op.pk}).json()["operations"][0]
-    assert entry["download"] is False and entry["text"]["no_download"].startswith("For its owner")
+    assert entry["download"] is False and entry["text"]["no_download"] == "For its owner only"
 
 
 @pytest.mark.django_db
@@ -534,10 +534,11 @@ def test_ids_in_the_consoles_urls_that_are_no_ids_match_nothing(admin_client, ba
 
 
 @pytest.mark.django_db
-def test_page_shows_the_record_of_a_completed_run(admin_client):
+def test_page_shows_the_record_of_a_completed_run(admin_client, admin_user):
     start = timezone.now() - timedelta(seconds=125)
     op = operation_in_state(
         S.COMPLETED,
+        owner=admin_user,
         lines_finished=300_000,
         lines_failed=42,
         total_lines=300_000,

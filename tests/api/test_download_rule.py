@@ -1,8 +1,8 @@
-"""Who may download an operation's file (SPEC §9): its owner, and a user who may control
-everyone's operations (`control_any_operation`, see operations/access.py). A user who may only
-view everyone's (`view_operation`) sees the operation but not its file: 403, as for acting on
-it; a user who may not see the operation gets the 404 of a missing one. The console offers the
-link only to those the API would serve."""
+"""Who may download an operation's file (SPEC §9): its owner only. A user who may view or
+control everyone's operations (`view_operation`, `control_any_operation`, a superuser) sees the
+operation, and acts on it if allowed, but does not get its file: 403; a user who may not see the
+operation gets the 404 of a missing one. The console offers the link only to those the API
+serves."""
 
 import pytest
 from django.contrib.auth.models import Permission
@@ -40,16 +40,17 @@ def test_the_owner_downloads_the_file(api, alices):
 
 
 @pytest.mark.parametrize("staff", [False, True])
-def test_a_user_who_may_control_everyones_operations_downloads_it(alices, django_user_model, staff):
+def test_a_user_who_may_control_everyones_operations_may_not(alices, django_user_model, staff):
     operator = token_client(user_with(django_user_model, "operator", "control_any_operation", staff=staff))
+    assert operator.get(f"/api/operations/{alices}/").status_code == 200  # sees it
     response = operator.get(download_url(alices))
-    assert response.status_code == 200
-    assert b"".join(response.streaming_content) == CONTENT
+    assert (response.status_code, response.json()) == (403, NOT_YOURS)
 
 
-def test_a_superuser_downloads_it(alices, django_user_model):
+def test_a_superuser_may_not(alices, django_user_model):
     root = django_user_model.objects.create_superuser("root", password="root-pw")
-    assert token_client(root).get(download_url(alices)).status_code == 200
+    response = token_client(root).get(download_url(alices))
+    assert (response.status_code, response.json()) == (403, NOT_YOURS)
 
 
 @pytest.mark.parametrize("staff", [False, True])
@@ -86,7 +87,8 @@ def test_the_console_links_the_file_only_for_those_who_may_download_it(client, a
     operator = user_with(django_user_model, "operator", "control_any_operation", staff=True)
     client.force_login(operator)
     html = client.get(page).content.decode()
-    assert html.count(link) == 2  # the "file" field and the "Download the file" link
+    assert response.status_code == 200
+    assert link not in html and "For its owner only" in html
 
     # The owner, staff with the view permission only: their own file.
     user.is_staff = True

@@ -7,6 +7,7 @@ import threading
 import pytest
 from django.test.client import FakePayload
 
+from operations import quotas
 from operations.models import Operation
 from tests.support import csv_bytes, token_client, upload_file
 
@@ -57,6 +58,7 @@ def test_a_user_whose_quota_is_used_up_is_refused_before_the_body_is_read(
     monkeypatch.setattr(FakePayload, "read", lambda payload, size=-1: read.append(size) or original(payload, size))
     response = api.post("/upload/", {"op_id": op_id, "file": upload_file(csv_bytes(20))})
     assert response.status_code == 413 and "quota" in response.json()["message"]
+    assert "Retry-After" not in response  # waiting frees no stored bytes: the message says what does
     assert read == []
 
 
@@ -126,6 +128,7 @@ def test_uploads_past_the_concurrent_quota_are_refused_while_the_others_stream(u
     assert response.json() == {
         "message": "You have 2 uploads in progress, the most at once; try again when one has finished"
     }
+    assert response["Retry-After"] == str(quotas.UPLOAD_RETRY_SECONDS)  # an upload's end cannot be known
     assert Operation.objects.get(pk=op_ids[2]).state == S.REGISTERED
 
     release.set()

@@ -154,6 +154,7 @@ def test_registered_operations_that_never_started_have_a_quota(user, other_user,
     assert refused.json() == {
         "message": "You have 3 registered operations that never started (at most 3): start or terminate some first"
     }
+    assert "Retry-After" not in refused  # waiting frees nothing here
     assert token_client(other_user).post("/register/", {}, format="json").status_code == 201
     # Starting (or terminating) one makes room.
     assert alice.post("/upload/", {"op_id": ops[0], "file": upload_file(csv_bytes(2))}).status_code == 202

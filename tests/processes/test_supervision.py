@@ -35,6 +35,8 @@ from tests.support import (
 pytestmark = [pytest.mark.processes, pytest.mark.django_db(transaction=True)]
 
 ALL_GONE_SECONDS = 10
+# A web worker looks at its parent every second; the machine is loaded.
+ORPHANS_GONE_SECONDS = 30
 STOPPING = "stopping after the current chunk"
 
 
@@ -233,3 +235,26 @@ def test_procfile_processes_stop_whole_on_one_sigterm(media_root, tmp_path, tree
     assert_all_gone(web_processes, port, web)
     assert_all_gone(worker_processes, port, worker)
     assert worker.returncode == 0
+
+
+def test_procfile_web_workers_end_when_gunicorns_master_is_killed(media_root, tmp_path, tree):
+    """A SIGKILL of gunicorn's master alone (the OOM killer, a `kill -9` of its pid) leaves its
+    workers to init: each notices that its parent has changed and stops, within a bound."""
+    port = free_port()
+    env = procfile_environment(port=port, media_root=media_root)
+    with open(tmp_path / "web.log", "wb") as log:
+        web = subprocess.Popen(["sh", "-c", procfile()["web"]], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    wait_for(lambda: port_open(port), timeout=30, what="gunicorn")
+    wait_for(lambda: len(psutil.Process(web.pid).children()) == 2, what="gunicorn's 2 workers")
+    master, *workers = tree(web.pid, 3)
+    assert "gunicorn" in " ".join(master.cmdline())
+
+    master.send_signal(signal.SIGKILL)
+    web.wait(timeout=10)
+
+    deadline = time.monotonic() + ORPHANS_GONE_SECONDS
+    while running(workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    survivors = [f"{p.pid} {' '.join(p.cmdline()[1:4])}" for p in running(workers)]
+    assert not survivors, f"outlived their master: {survivors}"
+    assert not port_open(port), "the port is still taken"

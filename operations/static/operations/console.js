@@ -1,5 +1,5 @@
 /* The operator console's script (its views: operations/admin/console.py): live figures on the
-   list and an operation's page, and the import form's upload progress. Vanilla JavaScript, no
+   list and an operation's page, and the import form's preview (its upload: import_upload.js). Vanilla JavaScript, no
    build. Every figure arrives formatted from the server; this only copies text into the page. */
 (function () {
   "use strict";
@@ -256,7 +256,7 @@
     schedule(fast);
   }
 
-  // --- the import form: the upload with a progress bar ----------------------------------------
+  // --- the import form: the preview of the chosen file -----------------------------------------
 
   function size(bytes) {
     if (bytes < 1000) return bytes + " B";
@@ -269,15 +269,10 @@
 
   function startImport(form) {
     var error = document.getElementById("lt-import-error");
-    var box = document.getElementById("lt-upload");
-    var bar = document.getElementById("lt-upload-bar");
-    var text = document.getElementById("lt-upload-text");
-    var submit = document.getElementById("lt-import-submit");
 
     function fail(message) {
       error.textContent = message;
       error.hidden = false;
-      submit.disabled = false;
     }
 
     var preview = document.getElementById("lt-preview");
@@ -288,43 +283,7 @@
       showPreview(form, preview, file, fail);
     });
 
-    form.addEventListener("submit", function (event) {
-      event.preventDefault();
-      var file = form.elements.file.files[0];
-      if (!file) { fail("Choose a CSV file to import."); return; }
-      error.hidden = true;
-      submit.disabled = true;
-      box.hidden = false;
-      var xhr = new XMLHttpRequest();
-      xhr.open("POST", form.action || window.location.href);
-      xhr.setRequestHeader("Accept", "application/json");
-      xhr.setRequestHeader("X-CSRFToken", form.elements.csrfmiddlewaretoken.value);
-      xhr.upload.addEventListener("progress", function (progress) {
-        if (!progress.lengthComputable) return;
-        bar.value = (100 * progress.loaded) / progress.total;
-        text.textContent = "sending " + file.name + ": " + size(progress.loaded) + " of " + size(progress.total);
-      });
-      xhr.upload.addEventListener("load", function () {
-        bar.value = 100;
-        text.textContent = "sent " + file.name + " (" + size(file.size) + "); checking it";
-      });
-      xhr.addEventListener("load", function () {
-        var body = {};
-        try { body = JSON.parse(xhr.responseText); } catch (ignored) { body = {}; }
-        if (xhr.status === 202 && body.redirect) {
-          text.textContent = "import #" + body.op_id + " started";
-          window.location.assign(body.redirect);
-        } else {
-          box.hidden = true;
-          fail(body.message || "The upload failed (HTTP " + xhr.status + ").");
-        }
-      });
-      xhr.addEventListener("error", function () {
-        box.hidden = true;
-        fail("The upload was interrupted: the server could not be reached.");
-      });
-      xhr.send(new FormData(form));
-    });
+    // The upload itself, resumable, is import_upload.js's.
   }
 
   // The preview: the first bytes of the file, checked by the server as an import would (a dry
