@@ -88,20 +88,21 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         fake = self.fake
-        fake.requests.append(("POST", self.path))
-        if self.path == "/api/uploads/":
+        path = self.path.split("?", 1)[0]  # the client names the operation of /upload/ in its query too
+        fake.requests.append(("POST", path))
+        if path == "/api/uploads/":
             url = f"/api/uploads/{next(fake.ids)}/"
             fake.uploads[url] = {"data": b"", "length": int(self.headers["Upload-Length"]), "meta": self.metadata()}
             self.answer(201, Location=f"http://127.0.0.1:{self.server.server_port}{url}")
-        elif self.path == "/register/":
+        elif path == "/register/":
             op_id = next(fake.ids)
             body = self.body()
             fake.registered.append(body)
             fake.operations[op_id] = {"op_id": op_id, "state": "registered", "options": json.loads(body)}
             self.answer(201, {"op_id": op_id, "state": "registered"})
-        elif self.path == "/upload/":
+        elif path == "/upload/":
             self.start()
-        elif self.path == "/terminate/":
+        elif path == "/terminate/":
             op = fake.operations[json.loads(self.body())["op_id"]]
             op["state"] = "terminated"
             self.answer(200, {"op_id": op["op_id"], "state": "terminated"})
