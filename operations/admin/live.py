@@ -78,6 +78,7 @@ class LiveView(ScriptEndpoint):
         if detail:
             queryset = selectors.with_row_error_count(queryset)
         ops = list(queryset)
+        selectors.attach_upload_progress(ops)
         counts, latest = counts_and_latest(request.user)
         is_list = "since" in request.GET
         # The page polls fast while its operations move; a list, while any does (one that its

@@ -64,6 +64,15 @@ class OperationSerializer(serializers.ModelSerializer):
         return selectors.operation_status(op)
 
 
+class OperationPageSerializer(serializers.ListSerializer):
+    """A page of the list: what the statuses read beside the operations, read for the page."""
+
+    def to_representation(self, data) -> list[dict]:
+        ops = list(data.all() if hasattr(data, "all") else data)
+        selectors.attach_upload_progress(ops)
+        return super().to_representation(ops)
+
+
 class OperationListSerializer(OperationSerializer):
     """An operation in the list: the status object, and what tells operations apart (the
     file's name, how long it ran; `created_at` and `error` are the status object's)."""
@@ -76,6 +85,7 @@ class OperationListSerializer(OperationSerializer):
     class Meta(OperationSerializer.Meta):
         fields = [*OperationSerializer.Meta.fields, "file_name", "duration_seconds"]
         read_only_fields = fields
+        list_serializer_class = OperationPageSerializer
 
     def to_representation(self, op: Operation) -> dict:
         return selectors.operation_list_entry(op)

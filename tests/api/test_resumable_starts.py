@@ -4,6 +4,8 @@ registration that waits for its file), on local disk and on S3 (the suite's moto
 import hashlib
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from operations import storage as tus_storage
 from operations.models import Operation, ResumableUpload
@@ -129,3 +131,29 @@ def test_an_upload_whose_finish_failed_is_finished_by_the_start(api, register, s
     response = api.post("/upload/", {"op_id": register(), "upload": url})
     assert response.status_code == 202, response.content
     assert run(Operation.objects.get().pk).lines_finished == 1
+
+
+def registered_waiting(api, count: int) -> None:
+    for _ in range(count):
+        url = tc.created(api, 100)
+        assert api.post("/register/", {"upload": url}, format="json").status_code == 201
+
+
+@pytest.mark.parametrize("path", ["/api/operations/", "/admin/operations/operation/live/?since=0&ids={ids}"])
+def test_a_list_of_operations_waiting_for_their_uploads_costs_no_query_each(api, admin_user, client, path):
+    """Each listed status shows its upload's progress: read for the whole page at once."""
+    client.force_login(admin_user)
+    api.force_authenticate(admin_user)
+    caller = client if path.startswith("/admin/") else api
+
+    def queries_of_a_list() -> int:
+        ids = ",".join(str(pk) for pk in Operation.objects.values_list("pk", flat=True))
+        with CaptureQueriesContext(connection) as captured:
+            response = caller.get(path.format(ids=ids))
+        assert response.status_code == 200, response.content
+        return len(captured)
+
+    registered_waiting(api, 1)
+    one = queries_of_a_list()
+    registered_waiting(api, 6)
+    assert queries_of_a_list() == one
