@@ -3,16 +3,21 @@
 Writing goes through the driver, as for UploadedRow (rowstore.py), inside the chunk's
 transaction, so that the rows and the checkpoint commit together (I1, I4):
 
-- PostgreSQL: the chunk is COPYed (text format) into a temporary staging table of the
-  connection, then moved with one `INSERT ... SELECT ... ORDER BY line ON CONFLICT DO NOTHING`:
-  the first row with a key wins, in the file's order, and a row that would break any unique
-  constraint of the model is skipped, never failing the chunk (pgloader's way of keeping the
-  speed of COPY and still rejecting single rows);
+- PostgreSQL: the chunk's unique keys are looked up in the table first (one query a key), and
+  the rows are screened in the file's order: the first row with a key wins, a row whose key the
+  table or an earlier row of the chunk holds is refused. The others are COPYed (text format)
+  straight into the table, inside a savepoint. Where that COPY still meets a unique violation
+  (a concurrent writer took a key meanwhile, or two texts that differ spell equal values), or
+  the keys cannot be read from the COPY text, the chunk goes through a temporary staging table
+  of the connection instead, moved with one `INSERT ... SELECT ... ORDER BY line ON CONFLICT
+  DO NOTHING`: the same verdicts from the table itself, never failing the chunk (pgloader's way
+  of keeping the speed of COPY and still rejecting single rows);
 - elsewhere (SQLite): one `executemany` of `INSERT ... ON CONFLICT DO NOTHING`.
 
-The count of rows inserted against rows sent says whether any was skipped (the common case
-costs nothing more); only then are the skipped lines looked up, and for each the unique key it
-collided with, for the row error's reason.
+Elsewhere, and in the staging table's move, the count of rows inserted against rows sent says
+whether any was skipped (the common case costs nothing more); only then are the skipped lines
+looked up. The reason of a refused row is the first unique key it collided with, looked up in
+the table once the chunk's rows are in.
 
 Every row carries the operation and its line (`ImportedRow`), unique together: a chunk that
 runs again after a kill cannot double a row, and a terminate deletes exactly the operation's
@@ -22,6 +27,8 @@ rows, by ranges of lines (the unique constraint's index).
 import datetime
 import decimal
 import itertools
+import operator
+import re
 import uuid
 import zlib
 from collections.abc import Callable, Iterable, Sequence
@@ -31,6 +38,8 @@ from django.utils import timezone
 
 from operations.targets.convert import PG_NULL, copy_text, quoted
 from operations.targets.declare import LINE_FIELD, OPERATION_FIELD, Plan, Target, missing_value
+
+PG_NULL_BYTES = PG_NULL.encode()
 
 
 class _Undo(Exception):
@@ -64,6 +73,10 @@ class TargetTable:
         self.copy_columns = ", ".join(copied)
         self.stage = q(f"lt_stage_{zlib.crc32(self.copy_columns.encode()):08x}_{meta.db_table}"[:63])
         self.shown = dict(zip(plan.fields, plan.columns, strict=True))  # field -> its CSV column
+        self.screen = None
+        copied_fields = [OPERATION_FIELD, LINE_FIELD, *plan.fields, *(f.name for f in fixed)]
+        if connection.vendor == "postgresql" and self.fixed_in_rows and _Screen.fits(target, copied_fields):
+            self.screen = _Screen(target, copied_fields)
 
     # --- writing ---
 
@@ -86,20 +99,36 @@ class TargetTable:
         return refused
 
     def _write_postgresql(self, batches) -> list[tuple[int, str, str]]:
-        """Straight into the table when no row is refused (a savepoint around the COPY), else
-        through the staging table. The chunk's COPY text is kept meanwhile (a chunk's worth)."""
+        """The rows the screen lets through COPYed straight into the table (a savepoint around
+        the COPY), else the chunk through the staging table."""
+        from psycopg.errors import UniqueViolation
+
+        with connection.connection.cursor() as cursor:
+            if self.screen is None:
+                return self._unscreened(cursor, batches)
+            rows = [row for batch in batches for row in batch]
+            taken, refused = self.screen.sort(cursor, rows)
+            try:
+                with transaction.atomic():
+                    self._copy(cursor, self.table, [taken], [])
+            except UniqueViolation:
+                return self._staged(cursor, [b"".join(rows)])
+            return [self._refused(line, values) for line, values in self.screen.values(cursor, refused)]
+
+    def _unscreened(self, cursor, batches) -> list[tuple[int, str, str]]:
+        """Straight into the table when no row is refused, else through the staging table. The
+        chunk's COPY text is kept meanwhile (a chunk's worth)."""
         from psycopg.errors import UniqueViolation
 
         held: list[bytes] = []
-        with connection.connection.cursor() as cursor:
-            if self.fixed_in_rows:
-                try:
-                    with transaction.atomic():
-                        self._copy(cursor, self.table, batches, held)
-                    return []
-                except UniqueViolation:
-                    held.extend(b"".join(batch) for batch in batches)  # the rest of the chunk
-            return self._staged(cursor, held or _joined(batches))
+        if self.fixed_in_rows:
+            try:
+                with transaction.atomic():
+                    self._copy(cursor, self.table, batches, held)
+                return []
+            except UniqueViolation:
+                held.extend(b"".join(batch) for batch in batches)  # the rest of the chunk
+        return self._staged(cursor, held or _joined(batches))
 
     def _copy(self, cursor, table: str, batches, held: list[bytes]) -> None:
         with cursor.copy(f"COPY {table} ({self.copy_columns}) FROM STDIN") as copy:
@@ -203,6 +232,131 @@ class TargetTable:
                 f"DELETE FROM {self.table} WHERE {self.op_column} = %s AND {self.line_column} > %s{bound}", params
             )
             return cursor.rowcount
+
+
+class _Screen:
+    """A chunk's rows sorted, before they are written, into those the table takes and those its
+    unique keys refuse, from their COPY text: the first row with a key, in line order, wins over
+    the later ones of the chunk and loses to a row the table already holds (one query a key).
+    A verdict it misses (two texts of equal values) makes the COPY fail, and the staging table
+    decides instead."""
+
+    @staticmethod
+    def fits(target: Target, copied_fields: list[str]) -> bool:
+        """Every key's fields are in the COPY text."""
+        return all(name in copied_fields for key in target.unique_keys() for name in key)
+
+    def __init__(self, target: Target, copied_fields: list[str]):
+        q = connection.ops.quote_name
+        meta = target.model._meta
+        keys = target.unique_keys()
+        self.slots = [tuple(copied_fields.index(name) for name in key) for key in keys]
+        self.getters = [operator.itemgetter(*slots) for slots in self.slots]
+        self.null_free = [_single_not_null if len(slots) == 1 else _none_null for slots in self.slots]
+        self.lookups = [self._lookup(q, meta, key) for key in keys]
+        # The fields of the file in a key, as the table spells them: for the reason of a refused row.
+        self.shown = sorted({name for key in keys for name in key if copied_fields.index(name) >= 2})
+        self.shown_slots = [copied_fields.index(name) for name in self.shown]
+        self.width = 1 + max([1, *self.shown_slots, *itertools.chain.from_iterable(self.slots)])  # fields to split off
+        texts = ", ".join(["%s::text[]"] * len(self.shown))
+        typed = ", ".join(f"k.v{i}::{meta.get_field(n).cast_db_type(connection)}" for i, n in enumerate(self.shown))
+        names = ", ".join(f"v{i}" for i in range(len(self.shown)))
+        self.typed_values = f"SELECT {typed} FROM unnest({texts}) WITH ORDINALITY AS k({names}, i) ORDER BY k.i"
+
+    @staticmethod
+    def _lookup(q, meta, key: Sequence[str]) -> str:
+        """SQL: the (1-based) places in the given arrays of the values that a row of the table holds.
+        One probe of the key's unique index a value (a LATERAL subquery with LIMIT is not turned
+        into a join): as a semi-join, a table whose statistics are behind (emptied, vacuumed)
+        would be scanned whole for each chunk."""
+        fields = [meta.get_field(name) for name in key]
+        texts = ", ".join(["%s::text[]"] * len(key))
+        names = ", ".join(f"v{i}" for i in range(len(key)))
+        match = " AND ".join(f"t.{q(f.column)} = k.v{i}::{f.cast_db_type(connection)}" for i, f in enumerate(fields))
+        return (
+            f"SELECT k.i FROM unnest({texts}) WITH ORDINALITY AS k({names}, i)"
+            f", LATERAL (SELECT 1 FROM {q(meta.db_table)} t WHERE {match} LIMIT 1) AS found"
+        )
+
+    def sort(self, cursor, rows: list[bytes]) -> tuple[list[bytes], list[list[bytes]]]:
+        """The rows the table takes, and the fields of those it refuses, both in line order."""
+        split = [row[:-1].split(b"\t", self.width) for row in rows]
+        keys = [list(map(get, split)) for get in self.getters]  # a column of values a key
+        held = [self._held(cursor, k, column) for k, column in enumerate(keys)]
+        kept: list[bytes] = []
+        refused: list[list[bytes]] = []
+        # A NULL in a key collides with nothing: such a key may go into `held`, but a hit on it is no collision.
+        if len(keys) == 1:
+            held_values, null_free = held[0], self.null_free[0]
+            for row, fields, key in zip(rows, split, keys[0], strict=True):
+                if key in held_values and null_free(key):
+                    refused.append(fields)
+                else:
+                    kept.append(row)
+                    held_values.add(key)
+            return kept, refused
+        pairs = list(zip(held, self.null_free, strict=True))
+        for row, fields, row_keys in zip(rows, split, zip(*keys, strict=True), strict=True):
+            if any(key in values and null_free(key) for key, (values, null_free) in zip(row_keys, pairs, strict=True)):
+                refused.append(fields)
+                continue
+            kept.append(row)
+            for key, values in zip(row_keys, held, strict=True):
+                values.add(key)
+        return kept, refused
+
+    def _held(self, cursor, k: int, keys: list) -> set:
+        """Those of `keys` (key k's values, COPY text) that a row of the table holds."""
+        null_free = self.null_free[k]
+        distinct = [key for key in set(keys) if null_free(key)]
+        if not distinct:
+            return set()
+        if len(self.slots[k]) == 1:
+            columns = [[_copy_value(key) for key in distinct]]
+        else:
+            columns = [[_copy_value(key[i]) for key in distinct] for i in range(len(self.slots[k]))]
+        import psycopg
+
+        # Bound on the server, the arrays in binary, and prepared: the statement is the same each chunk.
+        with psycopg.Cursor(cursor.connection) as bound:
+            bound.execute(self.lookups[k], columns, prepare=True)
+            return {distinct[i - 1] for (i,) in bound.fetchall()}
+
+    def values(self, cursor, refused: list[list[bytes]]) -> list[tuple[int, dict]]:
+        """(line, {field: value}) of refused rows, their key fields' values as the table's
+        columns would hold them."""
+        if not refused:
+            return []
+        lines = [int(fields[1]) for fields in refused]
+        if not self.shown:
+            return [(line, {}) for line in lines]
+        columns = [[_copy_value(fields[slot]) for fields in refused] for slot in self.shown_slots]
+        cursor.execute(self.typed_values, columns)
+        return [
+            (line, dict(zip(self.shown, row, strict=True))) for line, row in zip(lines, cursor.fetchall(), strict=True)
+        ]
+
+
+_COPY_UNESCAPES = {"\\\\": "\\", "\\t": "\t", "\\n": "\n", "\\r": "\r"}
+_copy_escape = re.compile(r"\\[\\tnr]")
+
+
+def _single_not_null(value: bytes) -> bool:
+    return value != PG_NULL_BYTES
+
+
+def _none_null(values: tuple[bytes, ...]) -> bool:
+    return PG_NULL_BYTES not in values
+
+
+def _copy_value(text: bytes) -> str | None:
+    """A field of COPY's text format (as `copy_text` writes it) read back."""
+    if text == PG_NULL_BYTES:
+        return None
+    value = text.decode()
+    if "\\" in value:
+        value = _copy_escape.sub(lambda found: _COPY_UNESCAPES[found.group()], value)
+    return value
 
 
 def _joined(batches) -> list[bytes]:

@@ -1,0 +1,66 @@
+"""How a chunk's rows are sorted into those a target's table takes and those its unique keys
+refuse before they are written (PostgreSQL), and the staging table that decides when that
+sorting missed a collision: the verdicts and reasons stay those of the table itself."""
+
+import operator
+
+import pytest
+from django.db import connection
+
+from contacts.models import Contact
+from operations import worker
+from operations.targets import store
+from tests.api.test_targets import errors, imported, people, start
+
+postgresql_only = pytest.mark.skipif(connection.vendor != "postgresql", reason="the screen is PostgreSQL's")
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_a_key_the_screen_did_not_see_taken_still_refuses_its_row_only(api, chunks, monkeypatch):
+    # As if another writer stored the keys between the screen's look-up and the COPY.
+    monkeypatch.setattr(store._Screen, "_held", lambda self, cursor, k, keys: set())
+    Contact.objects.create(name="Mine", email="p2@example.com")
+    chunks.size = 3
+    rows = people(5)
+    rows[3][1] = "p1@example.com"
+    op_id = start(api, b"name,email,phone,city,signup_date,score\n" + _csv(rows))
+    worker.work_operation(op_id)
+    assert [line for line, *_ in imported(op_id)] == [1, 3, 5]
+    assert errors(op_id) == [
+        (2, 'email: "p2@example.com" is already in the table'),
+        (4, 'email: "p1@example.com" is already in line 1 of this file'),
+    ]
+
+
+def _csv(rows: list[list[str]]) -> bytes:
+    return "".join(",".join(row) + "\n" for row in rows).encode()
+
+
+def _screen(keys: list[tuple[int, ...]], held: list[set]) -> store._Screen:
+    """A screen of rows `line\\tkey fields...` with these keys (slots), whose look-ups in the
+    table find `held`."""
+    screen = object.__new__(store._Screen)
+    screen.slots = keys
+    screen.getters = [operator.itemgetter(*slots) for slots in keys]
+    screen.null_free = [store._single_not_null if len(s) == 1 else store._none_null for s in keys]
+    screen.width = 1 + max(max(slots) for slots in keys)
+    screen._held = lambda cursor, k, column: set(held[k])
+    return screen
+
+
+def _rows(*rows: str) -> list[bytes]:
+    return [f"7\t{line}\t{fields}\n".encode() for line, fields in enumerate(rows, 1)]
+
+
+def test_the_first_row_with_a_key_wins_and_a_null_collides_with_nothing():
+    screen = _screen([(2,), (3, 4)], [{b"held"}, {(b"x", b"y")}])
+    rows = _rows(
+        *("a\tb\tc", "a\tb\t\\N", "held\tq\tr", "\\N\tb\t\\N", "\\N\tx\ty"),
+        *("e\tb\tc", "\\N\tb\tc", "a\tz\tz", "e\tm\tn", "\\N\tb\t\\N"),
+    )
+    kept, refused = screen.sort(None, rows)
+    # 2 and 8: line 1 holds their first key; 6 and 7 its second. 3 and 5: the table holds one.
+    # 9: line 6 was refused, so its first key is free. 4 and 10: a NULL in a key.
+    assert kept == [rows[0], rows[3], rows[8], rows[9]]
+    assert [int(fields[1]) for fields in refused] == [2, 3, 5, 6, 7, 8]
