@@ -265,12 +265,12 @@ class _Screen:
 
     @staticmethod
     def _lookup(q, meta, key: Sequence[str]) -> str:
-        """SQL: the (1-based) places in the given arrays of the values that a row of the table holds.
+        """SQL: the (1-based) places of the values (`_held`'s) that a row of the table holds.
         One probe of the key's unique index a value (a LATERAL subquery with LIMIT is not turned
         into a join): as a semi-join, a table whose statistics are behind (emptied, vacuumed)
         would be scanned whole for each chunk."""
         fields = [meta.get_field(name) for name in key]
-        texts = ", ".join(["%s::text[]"] * len(key))
+        texts = ", ".join(["string_to_array(%s::text, E'\\n') || %s::text[]"] * len(key))
         names = ", ".join(f"v{i}" for i in range(len(key)))
         match = " AND ".join(f"t.{q(f.column)} = k.v{i}::{f.cast_db_type(connection)}" for i, f in enumerate(fields))
         return (
@@ -311,16 +311,25 @@ class _Screen:
         distinct = [key for key in set(keys) if null_free(key)]
         if not distinct:
             return set()
+        # Each of the key's columns goes as one text of the values that need no unescaping, a
+        # line each (COPY's text has no line breaks), then an array of the others.
         if len(self.slots[k]) == 1:
-            columns = [[_copy_value(key) for key in distinct]]
+            plain = [key for key in distinct if key and b"\\" not in key]
+            others = [key for key in distinct if not key or b"\\" in key]
+            params = [b"\n".join(plain).decode(), [_copy_value(key) for key in others]]
         else:
-            columns = [[_copy_value(key[i]) for key in distinct] for i in range(len(self.slots[k]))]
+            plain = [key for key in distinct if all(value and b"\\" not in value for value in key)]
+            others = [key for key in distinct if not all(value and b"\\" not in value for value in key)]
+            params = []
+            for i in range(len(self.slots[k])):
+                params += [b"\n".join(key[i] for key in plain).decode(), [_copy_value(key[i]) for key in others]]
+        ordered = plain + others
         import psycopg
 
-        # Bound on the server, the arrays in binary, and prepared: the statement is the same each chunk.
+        # Bound on the server and prepared: the statement is the same each chunk.
         with psycopg.Cursor(cursor.connection) as bound:
-            bound.execute(self.lookups[k], columns, prepare=True)
-            return {distinct[i - 1] for (i,) in bound.fetchall()}
+            bound.execute(self.lookups[k], params, prepare=True)
+            return {ordered[i - 1] for (i,) in bound.fetchall()}
 
     def values(self, cursor, refused: list[list[bytes]]) -> list[tuple[int, dict]]:
         """(line, {field: value}) of refused rows, their key fields' values as the table's

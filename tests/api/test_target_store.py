@@ -33,6 +33,10 @@ def test_a_key_the_screen_did_not_see_taken_still_refuses_its_row_only(api, chun
     ]
 
 
+def _not_staged(self, cursor, held):
+    raise AssertionError("a chunk went through the staging table")
+
+
 def _csv(rows: list[list[str]]) -> bytes:
     return "".join(",".join(row) + "\n" for row in rows).encode()
 
@@ -64,3 +68,27 @@ def test_the_first_row_with_a_key_wins_and_a_null_collides_with_nothing():
     # 9: line 6 was refused, so its first key is free. 4 and 10: a NULL in a key.
     assert kept == [rows[0], rows[3], rows[8], rows[9]]
     assert [int(fields[1]) for fields in refused] == [2, 3, 5, 6, 7, 8]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_keys_with_copy_escapes_are_looked_up_as_stored(api, chunks, monkeypatch):
+    monkeypatch.setattr(store.TargetTable, "_staged", _not_staged)  # the screen alone sorts these rows
+    Contact.objects.create(name="Mine", email='"a\\b"@example.com')
+    chunks.size = 2
+    rows = [
+        ["A", '"a\\b"@example.com'],
+        ["C", '"c\\d"@example.com'],
+        ["P", "p@example.com"],
+        ["C2", '"c\\d"@example.com'],
+    ]
+    content = "name,email\n" + "".join(f'{name},"{email.replace(chr(34), chr(34) * 2)}"\n' for name, email in rows)
+    op_id = start(api, content.encode())
+    worker.work_operation(op_id)
+    assert [(line, email) for line, _, email, *_ in imported(op_id)] == [
+        (2, '"c\\d"@example.com'),
+        (3, "p@example.com"),
+    ]
+    assert errors(op_id) == [
+        (1, 'email: "\\"a\\\\b\\"@example.com" is already in the table'),
+        (4, 'email: "\\"c\\\\d\\"@example.com" is already in line 2 of this file'),
+    ]
