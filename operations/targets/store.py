@@ -27,8 +27,6 @@ rows, by ranges of lines (the unique constraint's index).
 import datetime
 import decimal
 import itertools
-import operator
-import re
 import uuid
 import zlib
 from collections.abc import Callable, Iterable, Sequence
@@ -38,8 +36,7 @@ from django.utils import timezone
 
 from operations.targets.convert import PG_NULL, copy_text, quoted
 from operations.targets.declare import LINE_FIELD, OPERATION_FIELD, Plan, Target, missing_value
-
-PG_NULL_BYTES = PG_NULL.encode()
+from operations.targets.screen import Screen
 
 
 class _Undo(Exception):
@@ -75,8 +72,8 @@ class TargetTable:
         self.shown = dict(zip(plan.fields, plan.columns, strict=True))  # field -> its CSV column
         self.screen = None
         copied_fields = [OPERATION_FIELD, LINE_FIELD, *plan.fields, *(f.name for f in fixed)]
-        if connection.vendor == "postgresql" and self.fixed_in_rows and _Screen.fits(target, copied_fields):
-            self.screen = _Screen(target, copied_fields)
+        if connection.vendor == "postgresql" and self.fixed_in_rows and Screen.fits(target, copied_fields):
+            self.screen = Screen(target, copied_fields, plan.fields)
 
     # --- writing ---
 
@@ -113,7 +110,8 @@ class TargetTable:
                     self._copy(cursor, self.table, [taken], [])
             except UniqueViolation:
                 return self._staged(cursor, [b"".join(rows)])
-            return [self._refused(line, values) for line, values in self.screen.values(cursor, refused)]
+            reasons = self.screen.reasons(cursor, refused)
+            return [self._refused(line, values, holders.get) for line, values, holders in reasons]
 
     def _unscreened(self, cursor, batches) -> list[tuple[int, str, str]]:
         """Straight into the table when no row is refused, else through the staging table. The
@@ -195,12 +193,15 @@ class TargetTable:
             if row[1] not in stored
         ]
 
-    def _refused(self, line: int, values: dict) -> tuple[int, str, str]:
-        """The row error of a row the table refused: the unique key it collided with."""
+    def _refused(
+        self, line: int, values: dict, holder: Callable[[int], tuple | None] | None = None
+    ) -> tuple[int, str, str]:
+        """The row error of a row the table refused: the unique key it collided with. `holder`:
+        (operation, line) of the row that holds key number i, if looked up already."""
         for index, key in enumerate(self.target.unique_keys()):
             if not all(values.get(name) is not None for name in key):
                 continue
-            found = self._holder(index, key, line, values)
+            found = self._holder(index, key, line, values) if holder is None else holder(index)
             if found is None:
                 continue
             shown = ", ".join(f"{self.shown.get(name, name)}: {quoted(str(values[name]))}" for name in key)
@@ -232,140 +233,6 @@ class TargetTable:
                 f"DELETE FROM {self.table} WHERE {self.op_column} = %s AND {self.line_column} > %s{bound}", params
             )
             return cursor.rowcount
-
-
-class _Screen:
-    """A chunk's rows sorted, before they are written, into those the table takes and those its
-    unique keys refuse, from their COPY text: the first row with a key, in line order, wins over
-    the later ones of the chunk and loses to a row the table already holds (one query a key).
-    A verdict it misses (two texts of equal values) makes the COPY fail, and the staging table
-    decides instead."""
-
-    @staticmethod
-    def fits(target: Target, copied_fields: list[str]) -> bool:
-        """Every key's fields are in the COPY text."""
-        return all(name in copied_fields for key in target.unique_keys() for name in key)
-
-    def __init__(self, target: Target, copied_fields: list[str]):
-        q = connection.ops.quote_name
-        meta = target.model._meta
-        keys = target.unique_keys()
-        self.slots = [tuple(copied_fields.index(name) for name in key) for key in keys]
-        self.getters = [operator.itemgetter(*slots) for slots in self.slots]
-        self.null_free = [_single_not_null if len(slots) == 1 else _none_null for slots in self.slots]
-        self.lookups = [self._lookup(q, meta, key) for key in keys]
-        # The fields of the file in a key, as the table spells them: for the reason of a refused row.
-        self.shown = sorted({name for key in keys for name in key if copied_fields.index(name) >= 2})
-        self.shown_slots = [copied_fields.index(name) for name in self.shown]
-        self.width = 1 + max([1, *self.shown_slots, *itertools.chain.from_iterable(self.slots)])  # fields to split off
-        texts = ", ".join(["%s::text[]"] * len(self.shown))
-        typed = ", ".join(f"k.v{i}::{meta.get_field(n).cast_db_type(connection)}" for i, n in enumerate(self.shown))
-        names = ", ".join(f"v{i}" for i in range(len(self.shown)))
-        self.typed_values = f"SELECT {typed} FROM unnest({texts}) WITH ORDINALITY AS k({names}, i) ORDER BY k.i"
-
-    @staticmethod
-    def _lookup(q, meta, key: Sequence[str]) -> str:
-        """SQL: the (1-based) places of the values (`_held`'s) that a row of the table holds.
-        One probe of the key's unique index a value (a LATERAL subquery with LIMIT is not turned
-        into a join): as a semi-join, a table whose statistics are behind (emptied, vacuumed)
-        would be scanned whole for each chunk."""
-        fields = [meta.get_field(name) for name in key]
-        texts = ", ".join(["string_to_array(%s::text, E'\\n') || %s::text[]"] * len(key))
-        names = ", ".join(f"v{i}" for i in range(len(key)))
-        match = " AND ".join(f"t.{q(f.column)} = k.v{i}::{f.cast_db_type(connection)}" for i, f in enumerate(fields))
-        return (
-            f"SELECT k.i FROM unnest({texts}) WITH ORDINALITY AS k({names}, i)"
-            f", LATERAL (SELECT 1 FROM {q(meta.db_table)} t WHERE {match} LIMIT 1) AS found"
-        )
-
-    def sort(self, cursor, rows: list[bytes]) -> tuple[list[bytes], list[list[bytes]]]:
-        """The rows the table takes, and the fields of those it refuses, both in line order."""
-        split = [row[:-1].split(b"\t", self.width) for row in rows]
-        keys = [list(map(get, split)) for get in self.getters]  # a column of values a key
-        held = [self._held(cursor, k, column) for k, column in enumerate(keys)]
-        kept: list[bytes] = []
-        refused: list[list[bytes]] = []
-        # A NULL in a key collides with nothing: such a key may go into `held`, but a hit on it is no collision.
-        if len(keys) == 1:
-            held_values, null_free = held[0], self.null_free[0]
-            for row, fields, key in zip(rows, split, keys[0], strict=True):
-                if key in held_values and null_free(key):
-                    refused.append(fields)
-                else:
-                    kept.append(row)
-                    held_values.add(key)
-            return kept, refused
-        pairs = list(zip(held, self.null_free, strict=True))
-        for row, fields, row_keys in zip(rows, split, zip(*keys, strict=True), strict=True):
-            if any(key in values and null_free(key) for key, (values, null_free) in zip(row_keys, pairs, strict=True)):
-                refused.append(fields)
-                continue
-            kept.append(row)
-            for key, values in zip(row_keys, held, strict=True):
-                values.add(key)
-        return kept, refused
-
-    def _held(self, cursor, k: int, keys: list) -> set:
-        """Those of `keys` (key k's values, COPY text) that a row of the table holds."""
-        null_free = self.null_free[k]
-        distinct = [key for key in set(keys) if null_free(key)]
-        if not distinct:
-            return set()
-        # Each of the key's columns goes as one text of the values that need no unescaping, a
-        # line each (COPY's text has no line breaks), then an array of the others.
-        if len(self.slots[k]) == 1:
-            plain = [key for key in distinct if key and b"\\" not in key]
-            others = [key for key in distinct if not key or b"\\" in key]
-            params = [b"\n".join(plain).decode(), [_copy_value(key) for key in others]]
-        else:
-            plain = [key for key in distinct if all(value and b"\\" not in value for value in key)]
-            others = [key for key in distinct if not all(value and b"\\" not in value for value in key)]
-            params = []
-            for i in range(len(self.slots[k])):
-                params += [b"\n".join(key[i] for key in plain).decode(), [_copy_value(key[i]) for key in others]]
-        ordered = plain + others
-        import psycopg
-
-        # Bound on the server and prepared: the statement is the same each chunk.
-        with psycopg.Cursor(cursor.connection) as bound:
-            bound.execute(self.lookups[k], params, prepare=True)
-            return {ordered[i - 1] for (i,) in bound.fetchall()}
-
-    def values(self, cursor, refused: list[list[bytes]]) -> list[tuple[int, dict]]:
-        """(line, {field: value}) of refused rows, their key fields' values as the table's
-        columns would hold them."""
-        if not refused:
-            return []
-        lines = [int(fields[1]) for fields in refused]
-        if not self.shown:
-            return [(line, {}) for line in lines]
-        columns = [[_copy_value(fields[slot]) for fields in refused] for slot in self.shown_slots]
-        cursor.execute(self.typed_values, columns)
-        return [
-            (line, dict(zip(self.shown, row, strict=True))) for line, row in zip(lines, cursor.fetchall(), strict=True)
-        ]
-
-
-_COPY_UNESCAPES = {"\\\\": "\\", "\\t": "\t", "\\n": "\n", "\\r": "\r"}
-_copy_escape = re.compile(r"\\[\\tnr]")
-
-
-def _single_not_null(value: bytes) -> bool:
-    return value != PG_NULL_BYTES
-
-
-def _none_null(values: tuple[bytes, ...]) -> bool:
-    return PG_NULL_BYTES not in values
-
-
-def _copy_value(text: bytes) -> str | None:
-    """A field of COPY's text format (as `copy_text` writes it) read back."""
-    if text == PG_NULL_BYTES:
-        return None
-    value = text.decode()
-    if "\\" in value:
-        value = _copy_escape.sub(lambda found: _COPY_UNESCAPES[found.group()], value)
-    return value
 
 
 def _joined(batches) -> list[bytes]:

@@ -9,7 +9,7 @@ from django.db import connection
 
 from contacts.models import Contact
 from operations import worker
-from operations.targets import store
+from operations.targets import screen, store
 from tests.api.test_targets import errors, imported, people, start
 
 postgresql_only = pytest.mark.skipif(connection.vendor != "postgresql", reason="the screen is PostgreSQL's")
@@ -19,7 +19,7 @@ postgresql_only = pytest.mark.skipif(connection.vendor != "postgresql", reason="
 @pytest.mark.django_db(transaction=True)
 def test_a_key_the_screen_did_not_see_taken_still_refuses_its_row_only(api, chunks, monkeypatch):
     # As if another writer stored the keys between the screen's look-up and the COPY.
-    monkeypatch.setattr(store._Screen, "_held", lambda self, cursor, k, keys: set())
+    monkeypatch.setattr(screen.Screen, "_held", lambda self, cursor, k, keys: set())
     Contact.objects.create(name="Mine", email="p2@example.com")
     chunks.size = 3
     rows = people(5)
@@ -41,16 +41,16 @@ def _csv(rows: list[list[str]]) -> bytes:
     return "".join(",".join(row) + "\n" for row in rows).encode()
 
 
-def _screen(keys: list[tuple[int, ...]], held: list[set]) -> store._Screen:
+def _screen(keys: list[tuple[int, ...]], held: list[set]) -> screen.Screen:
     """A screen of rows `line\\tkey fields...` with these keys (slots), whose look-ups in the
     table find `held`."""
-    screen = object.__new__(store._Screen)
-    screen.slots = keys
-    screen.getters = [operator.itemgetter(*slots) for slots in keys]
-    screen.null_free = [store._single_not_null if len(s) == 1 else store._none_null for s in keys]
-    screen.width = 1 + max(max(slots) for slots in keys)
-    screen._held = lambda cursor, k, column: set(held[k])
-    return screen
+    sorter = object.__new__(screen.Screen)
+    sorter.slots = keys
+    sorter.getters = [operator.itemgetter(*slots) for slots in keys]
+    sorter.null_free = [screen._single_not_null if len(s) == 1 else screen._none_null for s in keys]
+    sorter.width = 1 + max(max(slots) for slots in keys)
+    sorter._held = lambda cursor, k, column: set(held[k])
+    return sorter
 
 
 def _rows(*rows: str) -> list[bytes]:
@@ -58,12 +58,12 @@ def _rows(*rows: str) -> list[bytes]:
 
 
 def test_the_first_row_with_a_key_wins_and_a_null_collides_with_nothing():
-    screen = _screen([(2,), (3, 4)], [{b"held"}, {(b"x", b"y")}])
+    sorter = _screen([(2,), (3, 4)], [{b"held"}, {(b"x", b"y")}])
     rows = _rows(
         *("a\tb\tc", "a\tb\t\\N", "held\tq\tr", "\\N\tb\t\\N", "\\N\tx\ty"),
         *("e\tb\tc", "\\N\tb\tc", "a\tz\tz", "e\tm\tn", "\\N\tb\t\\N"),
     )
-    kept, refused = screen.sort(None, rows)
+    kept, refused = sorter.sort(None, rows)
     # 2 and 8: line 1 holds their first key; 6 and 7 its second. 3 and 5: the table holds one.
     # 9: line 6 was refused, so its first key is free. 4 and 10: a NULL in a key.
     assert kept == [rows[0], rows[3], rows[8], rows[9]]
