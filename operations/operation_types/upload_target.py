@@ -103,14 +103,19 @@ class TargetWriter:
 
 
 def _save_row_errors(errors: list[RowError]) -> None:
-    """RowError.objects.bulk_create written out through the driver: nearly every chunk has some."""
+    """RowError.objects.bulk_create written out through the driver (COPY on PostgreSQL, where an
+    `executemany` would be a statement a row): nearly every chunk has some."""
     meta, quote = RowError._meta, connection.ops.quote_name
     columns = ", ".join(quote(meta.get_field(name).column) for name in ("operation", "line_number", "reason", "raw"))
+    rows = [(error.operation_id, error.line_number, error.reason, error.raw) for error in errors]
+    if connection.vendor == "postgresql":
+        copy_sql = f"COPY {quote(meta.db_table)} ({columns}) FROM STDIN"
+        with connection.wrap_database_errors, connection.connection.cursor() as cursor, cursor.copy(copy_sql) as copy:
+            for row in rows:
+                copy.write_row(row)
+        return
     with connection.cursor() as cursor:
-        cursor.executemany(
-            f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES (%s, %s, %s, %s)",
-            [(error.operation_id, error.line_number, error.reason, error.raw) for error in errors],
-        )
+        cursor.executemany(f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES (%s, %s, %s, %s)", rows)
 
 
 def forget_keys(op: Operation) -> None:
