@@ -23,8 +23,9 @@ class Screen:
 
     @staticmethod
     def fits(target: Target, copied_fields: list[str]) -> bool:
-        """Every key's fields are in the COPY text."""
-        return all(name in copied_fields for key in target.unique_keys() for name in key)
+        """The target has unique keys, and every key's fields are in the COPY text."""
+        keys = target.unique_keys()
+        return bool(keys) and all(name in copied_fields for key in keys for name in key)
 
     def __init__(self, target: Target, copied_fields: list[str], file_fields: Sequence[str]):
         q = connection.ops.quote_name
