@@ -40,7 +40,6 @@ State = Operation.State
 _stop = threading.Event()
 _identity: tuple[int, str] | None = None
 STOPPING = "worker stopping"
-FIRST_CHUNK_ROWS = 100
 
 chunk_written = Signal()
 chunk_committed = Signal()
@@ -164,11 +163,11 @@ class Runner:
         self.op = op
         self.worker = worker
         self.op_type = registry.get(op.op_type)
-        # A run's first chunk is sized before any row was timed, and its rows may cost many times
-        # the usual (a file whose rows the target's table all refuses): start small, for the
-        # pause latency; doubling at most, the sizer is at its pace within a few chunks.
+        # Doubling at most, the sizer is at its pace within a few chunks of a small first one.
         self.sizer = ChunkSizer(
-            target=settings.LONG_TASK_CHUNK_SECONDS, initial=FIRST_CHUNK_ROWS, maximum=settings.LONG_TASK_CHUNK_ROWS
+            target=settings.LONG_TASK_CHUNK_SECONDS,
+            initial=settings.LONG_TASK_FIRST_CHUNK_ROWS,
+            maximum=settings.LONG_TASK_CHUNK_ROWS,
         )
         self.db_failures = 0
         self.heartbeat = heartbeats.for_worker(worker)
