@@ -343,6 +343,9 @@ LONG_TASK_ROLLBACK_CHUNK_SECONDS = float(
 # time up to these. A low bound makes the chunk count of a file predictable (the tests use it).
 LONG_TASK_CHUNK_ROWS = int(os.environ.get("LONG_TASK_CHUNK_ROWS", "200000"))
 LONG_TASK_ROLLBACK_CHUNK_ROWS = int(os.environ.get("LONG_TASK_ROLLBACK_CHUNK_ROWS", "5000000"))
+# The rows of a run's first chunk, sized before any row was timed: small, since its rows may cost
+# many times the usual (a file whose rows the target's table all refuses) and a pause waits for it.
+LONG_TASK_FIRST_CHUNK_ROWS = int(os.environ.get("LONG_TASK_FIRST_CHUNK_ROWS", "100"))
 # CPU niceness of process_tasks workers (0-19): the web keeps answering at once during imports.
 LONG_TASK_WORKER_NICE = int(os.environ.get("LONG_TASK_WORKER_NICE", "10"))
 # How often an idle worker looks for stalled operations (expired leases).

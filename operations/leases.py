@@ -75,8 +75,8 @@ def operation_checkpoint(*, op: Operation, worker_id: str, state: str = State.RU
     It is a conditional UPDATE, so it also takes the row lock that a pause or terminate
     request takes: whichever commits first wins, and the other sees it.
     """
-    if connection.vendor == "postgresql":
-        updated = _checkpoint_update_postgresql(op.pk, state, worker_id, fields)
+    if connection.vendor in ("postgresql", "sqlite"):
+        updated = _checkpoint_update(op.pk, state, worker_id, fields)
     else:
         updated = Operation.objects.filter(pk=op.pk, state=state, lease_owner=worker_id).update(
             lease_expires_at=lease_until(), updated_at=timezone.now(), **fields
@@ -87,22 +87,29 @@ def operation_checkpoint(*, op: Operation, worker_id: str, state: str = State.RU
         setattr(op, name, value)
 
 
-def _checkpoint_update_postgresql(op_id: int, state: str, worker_id: str, fields: dict) -> int:
+def _checkpoint_update(op_id: int, state: str, worker_id: str, fields: dict) -> int:
     """The same UPDATE as the ORM's in operation_checkpoint, written out: building and compiling
     it through the ORM on every chunk cost the worker about as much CPU as the rest of a
-    chunk's overhead together (docs/performance.md). STATEMENT_TIMESTAMP() is the ORM's Now()."""
+    chunk's overhead together (docs/performance.md). On PostgreSQL STATEMENT_TIMESTAMP() is the
+    ORM's Now(); SQLite's clock is this machine's, as the ORM's Now() there."""
     quote, opts = connection.ops.quote_name, Operation._meta
     names = [opts.get_field(name) for name in fields]
     assignments = "".join(f", {quote(field.column)} = %s" for field in names)
+    now = timezone.now()
+    lease = timedelta(seconds=settings.LONG_TASK_LEASE_SECONDS)
+    if connection.vendor == "postgresql":
+        expiry, expiry_params = "STATEMENT_TIMESTAMP() + %s", [lease]
+    else:
+        expiry, expiry_params = "%s", [opts.get_field("lease_expires_at").get_db_prep_save(now + lease, connection)]
     sql = (
-        f"UPDATE {quote(opts.db_table)} SET {quote('lease_expires_at')} = STATEMENT_TIMESTAMP() + %s, "
+        f"UPDATE {quote(opts.db_table)} SET {quote('lease_expires_at')} = {expiry}, "
         f"{quote('updated_at')} = %s{assignments} WHERE {quote('id')} = %s AND {quote('state')} = %s "
         f"AND {quote('lease_owner')} = %s"
     )
     values = [field.get_db_prep_save(fields[field.name], connection) for field in names]
-    lease = timedelta(seconds=settings.LONG_TASK_LEASE_SECONDS)
+    updated_at = opts.get_field("updated_at").get_db_prep_save(now, connection)
     with connection.cursor() as cursor:
-        cursor.execute(sql, [lease, timezone.now(), *values, op_id, state, worker_id])
+        cursor.execute(sql, [*expiry_params, updated_at, *values, op_id, state, worker_id])
         return cursor.rowcount
 
 
@@ -111,7 +118,14 @@ def operation_is_held(*, op_id: int, worker_id: str, state: str = State.RUNNING)
     before each chunk takes the write lock, so that a pause that came while the chunk was read
     costs no wasted write; the guarantee is still the conditional UPDATE of
     `operation_checkpoint`."""
-    return Operation.objects.filter(pk=op_id, state=state, lease_owner=worker_id).exists()
+    quote = connection.ops.quote_name
+    with connection.cursor() as cursor:  # written out, as the checkpoint: it runs every chunk
+        cursor.execute(
+            f"SELECT 1 FROM {quote(Operation._meta.db_table)} WHERE {quote('id')} = %s AND {quote('state')} = %s"
+            f" AND {quote('lease_owner')} = %s",
+            [op_id, state, worker_id],
+        )
+        return cursor.fetchone() is not None
 
 
 def _held(op_id: int, worker_id: str) -> Operation:

@@ -163,7 +163,12 @@ class Runner:
         self.op = op
         self.worker = worker
         self.op_type = registry.get(op.op_type)
-        self.sizer = ChunkSizer(target=settings.LONG_TASK_CHUNK_SECONDS, maximum=settings.LONG_TASK_CHUNK_ROWS)
+        # Doubling at most, the sizer is at its pace within a few chunks of a small first one.
+        self.sizer = ChunkSizer(
+            target=settings.LONG_TASK_CHUNK_SECONDS,
+            initial=settings.LONG_TASK_FIRST_CHUNK_ROWS,
+            maximum=settings.LONG_TASK_CHUNK_ROWS,
+        )
         self.db_failures = 0
         self.heartbeat = heartbeats.for_worker(worker)
 

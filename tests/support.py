@@ -153,10 +153,13 @@ def procfile_environment(*, port: int, media_root: Path, **env: str) -> dict[str
 
 
 def exact_chunks(rows: int) -> dict[str, str]:
-    """Worker settings for chunks of exactly `rows` rows (at most 500, where sizing starts): a
-    chunk is sized by time up to LONG_TASK_CHUNK_ROWS, and a minute's target is never reached."""
-    assert rows <= 500
-    return {"LONG_TASK_CHUNK_ROWS": str(rows), "LONG_TASK_CHUNK_SECONDS": "60"}
+    """Worker settings for chunks of exactly `rows` rows: the first chunk has them, the next are
+    sized by time up to LONG_TASK_CHUNK_ROWS, and a minute's target is never reached."""
+    return {
+        "LONG_TASK_CHUNK_ROWS": str(rows),
+        "LONG_TASK_FIRST_CHUNK_ROWS": str(rows),
+        "LONG_TASK_CHUNK_SECONDS": "60",
+    }
 
 
 class Workers:

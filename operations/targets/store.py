@@ -3,16 +3,21 @@
 Writing goes through the driver, as for UploadedRow (rowstore.py), inside the chunk's
 transaction, so that the rows and the checkpoint commit together (I1, I4):
 
-- PostgreSQL: the chunk is COPYed (text format) into a temporary staging table of the
-  connection, then moved with one `INSERT ... SELECT ... ORDER BY line ON CONFLICT DO NOTHING`:
-  the first row with a key wins, in the file's order, and a row that would break any unique
-  constraint of the model is skipped, never failing the chunk (pgloader's way of keeping the
-  speed of COPY and still rejecting single rows);
+- PostgreSQL: the chunk's unique keys are looked up in the table first (one query a key), and
+  the rows are screened in the file's order: the first row with a key wins, a row whose key the
+  table or an earlier row of the chunk holds is refused. The others are COPYed (text format)
+  straight into the table, inside a savepoint. Where that COPY still meets a unique violation
+  (a concurrent writer took a key meanwhile, or two texts that differ spell equal values), or
+  the keys cannot be read from the COPY text, the chunk goes through a temporary staging table
+  of the connection instead, moved with one `INSERT ... SELECT ... ORDER BY line ON CONFLICT
+  DO NOTHING`: the same verdicts from the table itself, never failing the chunk (pgloader's way
+  of keeping the speed of COPY and still rejecting single rows);
 - elsewhere (SQLite): one `executemany` of `INSERT ... ON CONFLICT DO NOTHING`.
 
-The count of rows inserted against rows sent says whether any was skipped (the common case
-costs nothing more); only then are the skipped lines looked up, and for each the unique key it
-collided with, for the row error's reason.
+Elsewhere, and in the staging table's move, the count of rows inserted against rows sent says
+whether any was skipped (the common case costs nothing more); only then are the skipped lines
+looked up. The reason of a refused row is the first unique key it collided with, looked up in
+the table once the chunk's rows are in.
 
 Every row carries the operation and its line (`ImportedRow`), unique together: a chunk that
 runs again after a kill cannot double a row, and a terminate deletes exactly the operation's
@@ -31,6 +36,7 @@ from django.utils import timezone
 
 from operations.targets.convert import PG_NULL, copy_text, quoted
 from operations.targets.declare import LINE_FIELD, OPERATION_FIELD, Plan, Target, missing_value
+from operations.targets.screen import Screen
 
 
 class _Undo(Exception):
@@ -64,6 +70,10 @@ class TargetTable:
         self.copy_columns = ", ".join(copied)
         self.stage = q(f"lt_stage_{zlib.crc32(self.copy_columns.encode()):08x}_{meta.db_table}"[:63])
         self.shown = dict(zip(plan.fields, plan.columns, strict=True))  # field -> its CSV column
+        self.screen = None
+        copied_fields = [OPERATION_FIELD, LINE_FIELD, *plan.fields, *(f.name for f in fixed)]
+        if connection.vendor == "postgresql" and self.fixed_in_rows and Screen.fits(target, copied_fields):
+            self.screen = Screen(target, copied_fields, plan.fields)
 
     # --- writing ---
 
@@ -86,20 +96,37 @@ class TargetTable:
         return refused
 
     def _write_postgresql(self, batches) -> list[tuple[int, str, str]]:
-        """Straight into the table when no row is refused (a savepoint around the COPY), else
-        through the staging table. The chunk's COPY text is kept meanwhile (a chunk's worth)."""
+        """The rows the screen lets through COPYed straight into the table (a savepoint around
+        the COPY), else the chunk through the staging table."""
+        from psycopg.errors import UniqueViolation
+
+        with connection.connection.cursor() as cursor:
+            if self.screen is None:
+                return self._unscreened(cursor, batches)
+            rows = [row for batch in batches for row in batch]
+            taken, refused = self.screen.sort(cursor, rows)
+            try:
+                with transaction.atomic():
+                    self._copy(cursor, self.table, [taken], [])
+            except UniqueViolation:
+                return self._staged(cursor, [b"".join(rows)])
+            reasons = self.screen.reasons(cursor, refused)
+            return [self._refused(line, values, holders.get) for line, values, holders in reasons]
+
+    def _unscreened(self, cursor, batches) -> list[tuple[int, str, str]]:
+        """Straight into the table when no row is refused, else through the staging table. The
+        chunk's COPY text is kept meanwhile (a chunk's worth)."""
         from psycopg.errors import UniqueViolation
 
         held: list[bytes] = []
-        with connection.connection.cursor() as cursor:
-            if self.fixed_in_rows:
-                try:
-                    with transaction.atomic():
-                        self._copy(cursor, self.table, batches, held)
-                    return []
-                except UniqueViolation:
-                    held.extend(b"".join(batch) for batch in batches)  # the rest of the chunk
-            return self._staged(cursor, held or _joined(batches))
+        if self.fixed_in_rows:
+            try:
+                with transaction.atomic():
+                    self._copy(cursor, self.table, batches, held)
+                return []
+            except UniqueViolation:
+                held.extend(b"".join(batch) for batch in batches)  # the rest of the chunk
+        return self._staged(cursor, held or _joined(batches))
 
     def _copy(self, cursor, table: str, batches, held: list[bytes]) -> None:
         with cursor.copy(f"COPY {table} ({self.copy_columns}) FROM STDIN") as copy:
@@ -166,12 +193,15 @@ class TargetTable:
             if row[1] not in stored
         ]
 
-    def _refused(self, line: int, values: dict) -> tuple[int, str, str]:
-        """The row error of a row the table refused: the unique key it collided with."""
+    def _refused(
+        self, line: int, values: dict, holder: Callable[[int], tuple | None] | None = None
+    ) -> tuple[int, str, str]:
+        """The row error of a row the table refused: the unique key it collided with. `holder`:
+        (operation, line) of the row that holds key number i, if looked up already."""
         for index, key in enumerate(self.target.unique_keys()):
             if not all(values.get(name) is not None for name in key):
                 continue
-            found = self._holder(index, key, line, values)
+            found = self._holder(index, key, line, values) if holder is None else holder(index)
             if found is None:
                 continue
             shown = ", ".join(f"{self.shown.get(name, name)}: {quoted(str(values[name]))}" for name in key)

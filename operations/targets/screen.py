@@ -1,0 +1,170 @@
+"""A chunk's rows sorted, before a PostgreSQL import writes them, into those the target's table
+takes and those its unique keys refuse (targets/store.py), from their COPY text."""
+
+import itertools
+import operator
+import re
+from collections.abc import Sequence
+
+from django.db import connection
+
+from operations.targets.convert import PG_NULL
+from operations.targets.declare import LINE_FIELD, OPERATION_FIELD, Target
+
+PG_NULL_BYTES = PG_NULL.encode()
+
+
+class Screen:
+    """A chunk's rows sorted, before they are written, into those the table takes and those its
+    unique keys refuse, from their COPY text: the first row with a key, in line order, wins over
+    the later ones of the chunk and loses to a row the table already holds (one query a key).
+    A verdict it misses (two texts of equal values) makes the COPY fail, and the staging table
+    decides instead."""
+
+    @staticmethod
+    def fits(target: Target, copied_fields: list[str]) -> bool:
+        """The target has unique keys, and every key's fields are in the COPY text."""
+        keys = target.unique_keys()
+        return bool(keys) and all(name in copied_fields for key in keys for name in key)
+
+    def __init__(self, target: Target, copied_fields: list[str], file_fields: Sequence[str]):
+        q = connection.ops.quote_name
+        meta = target.model._meta
+        keys = target.unique_keys()
+        self.slots = [tuple(copied_fields.index(name) for name in key) for key in keys]
+        self.getters = [operator.itemgetter(*slots) for slots in self.slots]
+        self.null_free = [_single_not_null if len(slots) == 1 else _none_null for slots in self.slots]
+        self.lookups = [self._lookup(q, meta, key) for key in keys]
+        self.width = 1 + max([1, *itertools.chain.from_iterable(self.slots)])  # the fields to split off
+        self._reasons_query(q, meta, keys, copied_fields, file_fields)
+
+    def _reasons_query(self, q, meta, keys, copied_fields: list[str], file_fields: Sequence[str]) -> None:
+        """What a refused row's reason needs (`TargetTable._refused`), in one query for the
+        chunk's refused rows: the values of the file's fields in a key as the table's columns
+        hold them, and for each key made of them the row of the table that holds it (as
+        `TargetTable._holder`, once the chunk's rows are in)."""
+        self.shown = sorted({name for key in keys for name in key if name in file_fields})
+        self.shown_slots = [copied_fields.index(name) for name in self.shown]
+        self.reasoned = [index for index, key in enumerate(keys) if all(name in self.shown for name in key)]
+        typed = {n: f"k.v{i}::{meta.get_field(n).cast_db_type(connection)}" for i, n in enumerate(self.shown)}
+        operation, line = (q(meta.get_field(name).column) for name in (OPERATION_FIELD, LINE_FIELD))
+        holders = "".join(
+            f" LEFT JOIN LATERAL (SELECT true AS found, t.{operation} AS operation, t.{line} AS line"
+            f" FROM {q(meta.db_table)} t WHERE "
+            + " AND ".join(f"t.{q(meta.get_field(n).column)} = {typed[n]}" for n in keys[index])
+            + f" LIMIT 1) AS h{index} ON true"
+            for index in self.reasoned
+        )
+        picked = [*typed.values(), *(f"h{i}.found, h{i}.operation, h{i}.line" for i in self.reasoned)]
+        texts = ", ".join(["%s::text[]"] * len(self.shown))
+        names = ", ".join(f"v{i}" for i in range(len(self.shown)))
+        self.reasons_sql = (
+            f"SELECT {', '.join(picked)} FROM unnest({texts}) WITH ORDINALITY AS k({names}, i){holders} ORDER BY k.i"
+        )
+
+    @staticmethod
+    def _lookup(q, meta, key: Sequence[str]) -> str:
+        """SQL: the (1-based) places of the values (`_held`'s) that a row of the table holds.
+        One probe of the key's unique index a value (a LATERAL subquery with LIMIT is not turned
+        into a join): as a semi-join, a table whose statistics are behind (emptied, vacuumed)
+        would be scanned whole for each chunk."""
+        fields = [meta.get_field(name) for name in key]
+        texts = ", ".join(["string_to_array(%s::text, E'\\n') || %s::text[]"] * len(key))
+        names = ", ".join(f"v{i}" for i in range(len(key)))
+        match = " AND ".join(f"t.{q(f.column)} = k.v{i}::{f.cast_db_type(connection)}" for i, f in enumerate(fields))
+        return (
+            f"SELECT k.i FROM unnest({texts}) WITH ORDINALITY AS k({names}, i)"
+            f", LATERAL (SELECT 1 FROM {q(meta.db_table)} t WHERE {match} LIMIT 1) AS found"
+        )
+
+    def sort(self, cursor, rows: list[bytes]) -> tuple[list[bytes], list[list[bytes]]]:
+        """The rows the table takes, and the fields of those it refuses, both in line order."""
+        split = [row[:-1].split(b"\t", self.width) for row in rows]
+        keys = [list(map(get, split)) for get in self.getters]  # a column of values a key
+        held = [self._held(cursor, k, column) for k, column in enumerate(keys)]
+        kept: list[bytes] = []
+        refused: list[list[bytes]] = []
+        # A NULL in a key collides with nothing: such a key may go into `held`, but a hit on it is no collision.
+        if len(keys) == 1:
+            held_values, null_free = held[0], self.null_free[0]
+            for row, fields, key in zip(rows, split, keys[0], strict=True):
+                if key in held_values and null_free(key):
+                    refused.append(fields)
+                else:
+                    kept.append(row)
+                    held_values.add(key)
+            return kept, refused
+        pairs = list(zip(held, self.null_free, strict=True))
+        for row, fields, row_keys in zip(rows, split, zip(*keys, strict=True), strict=True):
+            if any(key in values and null_free(key) for key, (values, null_free) in zip(row_keys, pairs, strict=True)):
+                refused.append(fields)
+                continue
+            kept.append(row)
+            for key, values in zip(row_keys, held, strict=True):
+                values.add(key)
+        return kept, refused
+
+    def _held(self, cursor, k: int, keys: list) -> set:
+        """Those of `keys` (key k's values, COPY text) that a row of the table holds."""
+        null_free = self.null_free[k]
+        distinct = [key for key in set(keys) if null_free(key)]
+        if not distinct:
+            return set()
+        # Each of the key's columns goes as one text of the values that need no unescaping, a
+        # line each (COPY's text has no line breaks), then an array of the others.
+        if len(self.slots[k]) == 1:
+            plain = [key for key in distinct if key and b"\\" not in key]
+            others = [key for key in distinct if not key or b"\\" in key]
+            params = [b"\n".join(plain).decode(), [_copy_value(key) for key in others]]
+        else:
+            plain = [key for key in distinct if all(value and b"\\" not in value for value in key)]
+            others = [key for key in distinct if not all(value and b"\\" not in value for value in key)]
+            params = []
+            for i in range(len(self.slots[k])):
+                params += [b"\n".join(key[i] for key in plain).decode(), [_copy_value(key[i]) for key in others]]
+        ordered = plain + others
+        import psycopg
+
+        # Bound on the server and prepared: the statement is the same each chunk.
+        with psycopg.Cursor(cursor.connection) as bound:
+            bound.execute(self.lookups[k], params, prepare=True)
+            return {ordered[i - 1] for (i,) in bound.fetchall()}
+
+    def reasons(self, cursor, refused: list[list[bytes]]) -> list[tuple[int, dict, dict]]:
+        """(line, {field: value}, {key index: (operation, line) of its holder, or None}) of
+        the refused rows (`_reasons_query`)."""
+        lines = [int(fields[1]) for fields in refused]
+        if not refused or not self.shown:
+            return [(line, {}, {}) for line in lines]
+        columns = [[_copy_value(fields[slot]) for fields in refused] for slot in self.shown_slots]
+        cursor.execute(self.reasons_sql, columns)
+        width, found = len(self.shown), []
+        for line, row in zip(lines, cursor.fetchall(), strict=True):
+            holders = {
+                index: tuple(row[at + 1 : at + 3]) if row[at] else None
+                for index, at in zip(self.reasoned, range(width, len(row), 3), strict=True)
+            }
+            found.append((line, dict(zip(self.shown, row[:width], strict=True)), holders))
+        return found
+
+
+_COPY_UNESCAPES = {"\\\\": "\\", "\\t": "\t", "\\n": "\n", "\\r": "\r"}
+_copy_escape = re.compile(r"\\[\\tnr]")
+
+
+def _single_not_null(value: bytes) -> bool:
+    return value != PG_NULL_BYTES
+
+
+def _none_null(values: tuple[bytes, ...]) -> bool:
+    return PG_NULL_BYTES not in values
+
+
+def _copy_value(text: bytes) -> str | None:
+    """A field of COPY's text format (as `copy_text` writes it) read back."""
+    if text == PG_NULL_BYTES:
+        return None
+    value = text.decode()
+    if "\\" in value:
+        value = _copy_escape.sub(lambda found: _COPY_UNESCAPES[found.group()], value)
+    return value

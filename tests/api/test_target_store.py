@@ -1,0 +1,94 @@
+"""How a chunk's rows are sorted into those a target's table takes and those its unique keys
+refuse before they are written (PostgreSQL), and the staging table that decides when that
+sorting missed a collision: the verdicts and reasons stay those of the table itself."""
+
+import operator
+
+import pytest
+from django.db import connection
+
+from contacts.models import Contact
+from operations import worker
+from operations.targets import screen, store
+from tests.api.test_targets import errors, imported, people, start
+
+postgresql_only = pytest.mark.skipif(connection.vendor != "postgresql", reason="the screen is PostgreSQL's")
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_a_key_the_screen_did_not_see_taken_still_refuses_its_row_only(api, chunks, monkeypatch):
+    # As if another writer stored the keys between the screen's look-up and the COPY.
+    monkeypatch.setattr(screen.Screen, "_held", lambda self, cursor, k, keys: set())
+    Contact.objects.create(name="Mine", email="p2@example.com")
+    chunks.size = 3
+    rows = people(5)
+    rows[3][1] = "p1@example.com"
+    op_id = start(api, b"name,email,phone,city,signup_date,score\n" + _csv(rows))
+    worker.work_operation(op_id)
+    assert [line for line, *_ in imported(op_id)] == [1, 3, 5]
+    assert errors(op_id) == [
+        (2, 'email: "p2@example.com" is already in the table'),
+        (4, 'email: "p1@example.com" is already in line 1 of this file'),
+    ]
+
+
+def _not_staged(self, cursor, held):
+    raise AssertionError("a chunk went through the staging table")
+
+
+def _csv(rows: list[list[str]]) -> bytes:
+    return "".join(",".join(row) + "\n" for row in rows).encode()
+
+
+def _screen(keys: list[tuple[int, ...]], held: list[set]) -> screen.Screen:
+    """A screen of rows `line\\tkey fields...` with these keys (slots), whose look-ups in the
+    table find `held`."""
+    sorter = object.__new__(screen.Screen)
+    sorter.slots = keys
+    sorter.getters = [operator.itemgetter(*slots) for slots in keys]
+    sorter.null_free = [screen._single_not_null if len(s) == 1 else screen._none_null for s in keys]
+    sorter.width = 1 + max(max(slots) for slots in keys)
+    sorter._held = lambda cursor, k, column: set(held[k])
+    return sorter
+
+
+def _rows(*rows: str) -> list[bytes]:
+    return [f"7\t{line}\t{fields}\n".encode() for line, fields in enumerate(rows, 1)]
+
+
+def test_the_first_row_with_a_key_wins_and_a_null_collides_with_nothing():
+    sorter = _screen([(2,), (3, 4)], [{b"held"}, {(b"x", b"y")}])
+    rows = _rows(
+        *("a\tb\tc", "a\tb\t\\N", "held\tq\tr", "\\N\tb\t\\N", "\\N\tx\ty"),
+        *("e\tb\tc", "\\N\tb\tc", "a\tz\tz", "e\tm\tn", "\\N\tb\t\\N"),
+    )
+    kept, refused = sorter.sort(None, rows)
+    # 2 and 8: line 1 holds their first key; 6 and 7 its second. 3 and 5: the table holds one.
+    # 9: line 6 was refused, so its first key is free. 4 and 10: a NULL in a key.
+    assert kept == [rows[0], rows[3], rows[8], rows[9]]
+    assert [int(fields[1]) for fields in refused] == [2, 3, 5, 6, 7, 8]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_keys_with_copy_escapes_are_looked_up_as_stored(api, chunks, monkeypatch):
+    monkeypatch.setattr(store.TargetTable, "_staged", _not_staged)  # the screen alone sorts these rows
+    Contact.objects.create(name="Mine", email='"a\\b"@example.com')
+    chunks.size = 2
+    rows = [
+        ["A", '"a\\b"@example.com'],
+        ["C", '"c\\d"@example.com'],
+        ["P", "p@example.com"],
+        ["C2", '"c\\d"@example.com'],
+    ]
+    content = "name,email\n" + "".join(f'{name},"{email.replace(chr(34), chr(34) * 2)}"\n' for name, email in rows)
+    op_id = start(api, content.encode())
+    worker.work_operation(op_id)
+    assert [(line, email) for line, _, email, *_ in imported(op_id)] == [
+        (2, '"c\\d"@example.com'),
+        (3, "p@example.com"),
+    ]
+    assert errors(op_id) == [
+        (1, 'email: "\\"a\\\\b\\"@example.com" is already in the table'),
+        (4, 'email: "\\"c\\\\d\\"@example.com" is already in line 2 of this file'),
+    ]
