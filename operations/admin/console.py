@@ -23,10 +23,10 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from long_task_shared import humanize
 from operations import params, selectors, services, targets
 from operations.admin.formatting import CONTROLS, figures
-from operations.api.resumable import start_files
 from operations.errors import BadInput, OperationError
 from operations.models import Operation
 from operations.state_machine import Actor, allows
+from operations.tus.starting import start_files
 from operations.uploads import check_upload_size, take_files
 
 State = Operation.State

@@ -5,7 +5,7 @@ from rest_framework import exceptions
 from rest_framework.renderers import JSONRenderer
 from rest_framework.routers import SimpleRouter
 
-from operations.api import results, resumable, views, waiting
+from operations.api import results, resumable, seed, views, waiting
 
 
 class JsonErrors:
@@ -37,12 +37,12 @@ router = SimpleRouter(trailing_slash=True)
 router.register("operations", views.OperationViewSet, basename="operation")
 
 seed_urlpatterns = [
-    path("register/", views.RegisterView.as_view(), name="register"),
-    path("upload/", views.UploadView.as_view(), name="upload"),
-    path("pause/", views.PauseView.as_view(), name="pause"),
-    path("resume/", views.ResumeView.as_view(), name="resume"),
-    path("terminate/", views.TerminateView.as_view(), name="terminate"),
-    path("get_status/", views.StatusView.as_view(), name="get_status"),
+    path("register/", seed.RegisterView.as_view(), name="register"),
+    path("upload/", seed.UploadView.as_view(), name="upload"),
+    path("pause/", seed.PauseView.as_view(), name="pause"),
+    path("resume/", seed.ResumeView.as_view(), name="resume"),
+    path("terminate/", seed.TerminateView.as_view(), name="terminate"),
+    path("get_status/", seed.StatusView.as_view(), name="get_status"),
 ]
 
 api_urlpatterns = [

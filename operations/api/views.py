@@ -1,4 +1,5 @@
-"""The HTTP interface: the seed-compatible endpoints (SPEC §5) and the REST API (§6).
+"""The HTTP interface: the command functions of the seed-compatible endpoints (SPEC §5, whose
+views are in seed.py) and the REST API (§6).
 
 Views only parse, call a service or a selector and serialize. Both interfaces share the command
 functions below, so they follow the same rules and give the same messages.
@@ -13,16 +14,14 @@ from drf_spectacular.utils import (
     OpenApiParameter,
     extend_schema,
     extend_schema_field,
-    extend_schema_view,
     inline_serializer,
 )
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from operations import access, params, selectors, services, storage, uploads
-from operations.api import parsing, results, resumable, waiting
+from operations.api import parsing, results, waiting
 from operations.api.serializers import (
     EventSerializer,
     MessageSerializer,
@@ -35,6 +34,7 @@ from operations.errors import BadInput, Conflict, Forbidden
 from operations.models import Operation
 from operations.operation_types import registry
 from operations.state_machine import Actor
+from operations.tus import starting
 
 State = Operation.State
 # What a download hands the server at a time (FileResponse's default is 4 KiB).
@@ -80,7 +80,7 @@ def register_operation(request, data: Mapping) -> Response:
 
 def start_operation(request, op_id: int, data: Mapping) -> Response:
     """Start a registered operation with its input, or resume a paused or failed one."""
-    with resumable.start_files(request, data) as files:
+    with starting.start_files(request, data) as files:
         op, resumed = services.operation_start(op_id=op_id, actor=Actor.for_user(request.user), data=data, files=files)
     message = f"{op.op_type.lower()} {'resumed' if resumed else 'started'}"
     return Response({"message": message, **_status(op)}, status=status.HTTP_202_ACCEPTED)
@@ -95,7 +95,7 @@ def pause_operation(request, op_id: int, data: Mapping) -> Response:
 
 def resume_operation(request, op_id: int, data: Mapping) -> Response:
     """`lines`, a re-sent file and `strict` mean the same on /resume/ as on /upload/."""
-    with resumable.start_files(request, data) as files:
+    with starting.start_files(request, data) as files:
         op = services.operation_resume(op_id=op_id, actor=Actor.for_user(request.user), data=data, files=files)
     return Response({"success": True, **_status(op)}, status=status.HTTP_202_ACCEPTED)
 
@@ -133,89 +133,6 @@ def _status_response(op: Operation, *, known: str | None) -> Response:
 # --- Seed-compatible endpoints: POST, op_id in the body -------------------------------------
 
 
-class SeedEndpoint(APIView):
-    command = None  # one of the command functions above
-    http_method_names = ["post", "options"]
-    throttle_scopes = ("writes",)  # see api/throttling.py
-    accepts_files = False  # a file part is refused before it is read (see uploads.take_files)
-
-    def initial(self, request, *args, **kwargs):
-        if self.accepts_files:  # read once the caller is authenticated, within its quotas
-            uploads.take_files(request._request)
-        super().initial(request, *args, **kwargs)
-
-    def post(self, request):
-        data = parsing.body(request)
-        return type(self).command(request, parsing.op_id(data), data)
-
-
-REGISTERED = inline_serializer(
-    "Registered",
-    {"op_id": serializers.IntegerField(), "op_type": serializers.CharField(), "state": serializers.CharField()},
-)
-
-
-class RegisterView(SeedEndpoint):
-    @extend_schema(request=RegisterSerializer, responses={201: REGISTERED, 400: MessageSerializer})
-    def post(self, request):
-        return register_operation(request, parsing.body(request))
-
-
-def _seed_schema(name: str, description: str, fields: dict, ok: int, *, multipart: bool = False):
-    body = inline_serializer(f"{name}Body", {"op_id": serializers.IntegerField(), **fields})
-    return extend_schema_view(
-        post=extend_schema(
-            description=description,
-            request={"multipart/form-data": body} if multipart else body,
-            responses={ok: OperationSerializer, 400: MessageSerializer, 404: MessageSerializer, 409: MessageSerializer},
-        )
-    )
-
-
-@_seed_schema(
-    "Upload",
-    "Upload: start a registered upload with its file, or resume a paused one.",
-    {
-        "file": BinaryFileField(required=False),
-        "upload": UPLOAD_FIELD,
-        "lines": LINES_FIELD,
-        "strict": STRICT_FIELD,
-    },
-    202,
-    multipart=True,
-)
-class UploadView(SeedEndpoint):
-    command = start_operation
-    throttle_scopes = ("writes", "uploads")
-    accepts_files = True
-
-    def post(self, request):
-        # `op_id` may come in the query string too, where a refusal before the body can read it.
-        data = parsing.body_of_start(request, op_id=parsing.optional_id(request.query_params, "op_id"))
-        return start_operation(request, parsing.op_id(data), data)
-
-
-@_seed_schema("Pause", "Pause: stop at the next chunk boundary.", {"wait": serializers.FloatField(required=False)}, 200)
-class PauseView(SeedEndpoint):
-    command = pause_operation
-
-
-@_seed_schema("Resume", "Resume: continue from the checkpoint.", {}, 202)
-class ResumeView(SeedEndpoint):
-    command = resume_operation
-    accepts_files = True  # a re-sent file, compared with the stored one
-
-
-@_seed_schema(
-    "Terminate",
-    "Terminate: roll back everything the operation wrote.",
-    {"force": serializers.BooleanField(required=False), "wait": serializers.FloatField(required=False)},
-    200,
-)
-class TerminateView(SeedEndpoint):
-    command = terminate_operation
-
-
 WAIT_FOR_CHANGE = OpenApiParameter(
     "wait_for_change",
     float,
@@ -225,29 +142,6 @@ WAIT_FOR_CHANGE = OpenApiParameter(
 IF_NONE_MATCH = OpenApiParameter(
     "If-None-Match", str, OpenApiParameter.HEADER, description="An ETag of this status: 304 while it still matches."
 )
-
-
-@extend_schema_view(
-    get=extend_schema(
-        description="Status of an operation, with an ETag.",
-        parameters=[OpenApiParameter("op_id", int, required=True), WAIT_FOR_CHANGE, IF_NONE_MATCH],
-        responses={200: OperationSerializer, 304: None, 404: MessageSerializer},
-    )
-)
-@_seed_schema(
-    "Status", "Status of an operation, with an ETag.", {"wait_for_change": serializers.FloatField(required=False)}, 200
-)
-class StatusView(SeedEndpoint):
-    command = status_of_operation
-    http_method_names = ["get", "post", "options"]
-    throttle_scopes = ("reads",)
-
-    @classmethod
-    def as_view(cls, **initkwargs):
-        return waiting.bounded(super().as_view(**initkwargs))  # a long poll waits without a thread
-
-    def get(self, request):
-        return self.post(request)
 
 
 # --- REST API under /api/ -------------------------------------------------------------------

@@ -65,7 +65,8 @@ from operations.management.commands.process_tasks import Command
 command = Command()
 command.check(**command.get_check_kwargs({}))  # what `manage.py process_tasks` runs before handle()
 autodiscover()
-web = ["long_task.urls", "operations.api.views", "rest_framework.views", "drf_spectacular.plumbing", "django.test"]
+web = ["long_task.urls", "operations.api.views", "operations.api.seed", "rest_framework.views",
+       "drf_spectacular.plumbing", "django.test"]
 print(" ".join(name for name in web if name in sys.modules))
 """
 
