@@ -8,7 +8,8 @@ bytes only.
 - S3 (`s3_pieces`): one multipart upload, parts of LONG_TASK_S3_PART_BYTES sent as they fill.
   What does not fill a part yet (S3 refuses parts under 5 MiB but for the last) is kept in a
   small object of its own, the tail, read back and sent first with the next piece: held in the
-  store, not in a web process's memory or on its disk.
+  store, not in a web process's memory or on its disk. A piece of a known size (Content-Length)
+  of 5 MiB or more ends in a part of its own, and leaves no tail.
 
 Finished (`finish`), the pieces are one file under `StoredPieces.name`, which an operation can
 take over as it is (no copy).
@@ -53,10 +54,13 @@ def begin(name: str) -> StoredPieces:
     return StoredPieces(name=name)
 
 
-def writer(pieces: StoredPieces) -> PieceWriter:
-    """A writer that appends one piece to `pieces`."""
+def writer(pieces: StoredPieces, *, length: int, piece_bytes: int | None = None) -> PieceWriter:
+    """A writer that appends one piece (of `piece_bytes`, if known) to `pieces`, a file of
+    `length` bytes in the end."""
     s3 = _s3()
-    return s3.S3PieceWriter(pieces) if s3 is not None else LocalPieceWriter(pieces)
+    if s3 is not None:
+        return s3.S3PieceWriter(pieces, length=length, piece_bytes=piece_bytes)
+    return LocalPieceWriter(pieces)
 
 
 def finish(pieces: StoredPieces) -> None:

@@ -19,6 +19,9 @@ from operations.storage.stored_pieces import PieceWriter, StoredPieces
 
 logger = logging.getLogger(__name__)
 
+# S3's least part, but for the last one of an object.
+MIN_PART_BYTES = 5 * 1024**2
+
 
 def supports(backend) -> bool:
     return isinstance(backend, S3Store)
@@ -64,33 +67,47 @@ def _send_part(objects: S3Objects, pieces: StoredPieces, number: int, data) -> d
 
 
 class S3PieceWriter(PieceWriter):
-    """The tail read back first, then the piece: every full part is sent at once, what is left
-    becomes the new tail (an object under a new name, so that the recorded one stays valid
-    until the new state is recorded). Memory: one part."""
+    """The tail read back first, then the piece: every full part is sent at once. What is left
+    at the end of the piece is sent as a part too when S3 takes it (5 MiB or more, or the last
+    bytes of the file), and else becomes the new tail (an object under a new name, so that the
+    recorded one stays valid until the new state is recorded). A piece whose size is known
+    (`piece_bytes`) ends in a part of its own, a little longer than the others rather than
+    leaving a tail to store, read back and send again with the next piece. Memory: one part
+    and 5 MiB."""
 
-    def __init__(self, pieces: StoredPieces):
+    def __init__(self, pieces: StoredPieces, *, length: int, piece_bytes: int | None = None):
         self.objects = _objects()
-        self.pieces = pieces
+        self.pieces, self.length, self.piece_bytes = pieces, length, piece_bytes
         self.written = 0
         self.new_parts: list[dict] = []
         self.new_tail = ""
-        self.buffer = mmap.mmap(-1, settings.LONG_TASK_S3_PART_BYTES)
+        self.part_bytes = settings.LONG_TASK_S3_PART_BYTES
+        self.buffer = mmap.mmap(-1, self.part_bytes + MIN_PART_BYTES)
         tail = _read_tail(self.objects, pieces)
         self.buffer[: len(tail)] = tail
         self.filled = len(tail)
+        self.limit = self.part_bytes
 
     def write(self, data: bytes) -> None:
         view = memoryview(data)
-        self.written += len(view)
         while view:
-            n = min(len(view), len(self.buffer) - self.filled)
+            n = min(len(view), self.limit - self.filled)
             self.buffer[self.filled : self.filled + n] = view[:n]
             self.filled += n
+            self.written += n
             view = view[n:]
-            if self.filled == len(self.buffer):
-                self._send_full_part()
+            if self.filled == self.limit:
+                self._part_filled()
 
-    def _send_full_part(self) -> None:
+    def _part_filled(self) -> None:
+        rest = None if self.piece_bytes is None else self.piece_bytes - self.written
+        if self.limit == self.part_bytes and rest is not None and 0 < rest < MIN_PART_BYTES:
+            self.limit += rest  # the piece's last bytes go with this part, not to a tail
+            return
+        self._send_part()
+        self.limit = self.part_bytes
+
+    def _send_part(self) -> None:
         number = len(self.pieces.parts) + len(self.new_parts) + 1
         with memoryview(self.buffer) as view:
             part = view[: self.filled]
@@ -102,14 +119,17 @@ class S3PieceWriter(PieceWriter):
         if not self.written:
             self._close()
             return self.pieces
-        if self.filled:
+        size = self.pieces.size + self.written
+        if self.filled >= MIN_PART_BYTES or (self.filled and size == self.length):
+            self._send_part()  # S3's least, or the file's last part
+        elif self.filled:
             self.new_tail = f"{self.pieces.name}.tail-{uuid.uuid4().hex}"
             data = bytes(self.buffer[: self.filled])
             self.objects.retrying(f"storing {self.new_tail}", lambda: self.objects.put(self.new_tail, data))
         self._close()
         return replace(
             self.pieces,
-            size=self.pieces.size + self.written,
+            size=size,
             parts=[*self.pieces.parts, *self.new_parts],
             tail_name=self.new_tail,
         )

@@ -48,7 +48,7 @@ def receive(
     if content_length is not None and content_length > room:
         raise TooLarge(f"The piece has {content_length} bytes, more than the {room} the upload still takes")
     text = TextCheck(pending=text_pending)
-    writer = resumable.writer(pieces)
+    writer = resumable.writer(pieces, length=length, piece_bytes=content_length)
     try:
         hashes = [h for h in (checksum[0] if checksum else None, running_hash) if h is not None]
         received, cut = _read_into(writer, body, room=room, text=text, hashes=hashes, keep_alive=keep_alive)

@@ -225,6 +225,24 @@ def test_an_upload_cut_after_pieces_and_mid_piece_resumes_to_the_same_file(api, 
     assert upload.sha256 == hashlib.sha256(content).hexdigest()
 
 
+@pytest.mark.s3
+def test_s3_pieces_of_a_known_size_end_in_parts_of_their_own_and_leave_no_tail(api, settings, s3):
+    settings.LONG_TASK_S3_PART_BYTES = 5 * MiB
+    store = tc.S3Store(s3)
+    content = big_csv()
+    url = tc.created(api, len(content))
+    at = 0
+    for parts in (1, 2):  # 6 MiB: a part of 5 MiB and 1 MiB would leave a tail; one part of 6 MiB
+        at = tc.send(api, url, content, piece_bytes=6 * MiB, start=at, pieces=1)
+        upload = upload_of(url)
+        assert (upload.tail_name, len(upload.parts)) == ("", parts)
+    tc.send(api, url, content, piece_bytes=6 * MiB, start=at)  # the last, short part
+    upload = upload_of(url)
+    assert upload.finished
+    assert store.read(upload.stored_name) == content
+    assert store.leftovers() == [f"{s3.prefix}/{upload.stored_name}"]
+
+
 def test_a_cut_piece_with_a_checksum_keeps_nothing(api, user, store):
     url = tc.created(api, 8)
     broken = CutBody(b"a,b\n1,2\n", 5)
