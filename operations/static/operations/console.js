@@ -266,6 +266,9 @@
     while (value >= 1000 && unit < units.length - 1) { value /= 1000; unit += 1; }
     return value.toFixed(1) + " " + units[unit];
   }
+  // Shared with import_upload.js (loaded after this file).
+  window.longTask = window.longTask || {};
+  window.longTask.size = size;
 
   function startImport(form) {
     var error = document.getElementById("lt-import-error");

@@ -15,14 +15,7 @@
   // request of it still running, too many requests.
   var KEEP_AFTER = [409, 423, 429];
 
-  function size(bytes) {
-    if (bytes < 1000) return bytes + " B";
-    var units = ["kB", "MB", "GB", "TB"];
-    var value = bytes / 1000;
-    var unit = 0;
-    while (value >= 1000 && unit < units.length - 1) { value /= 1000; unit += 1; }
-    return value.toFixed(1) + " " + units[unit];
-  }
+  var size = window.longTask.size; // console.js's
 
   function startResumableImport(form) {
     var error = document.getElementById("lt-import-error");
