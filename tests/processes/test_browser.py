@@ -617,11 +617,9 @@ def test_the_list_on_a_phone_shows_every_column_without_cutting_any(page, operat
     screenshot(page, tmp_path, "list-phone")
 
 
-def test_the_list_and_a_page_hold_at_1366_px_with_badges_on_one_line(page, operator, workers, gate, tmp_path):
-    """A laptop's screen: with an import running beside operations in every other kind of
-    state, the list and the import's page fit the window, state badges each on one line; the
-    page says what it is, its size and options in words. (Its screenshots are docs/'s.)"""
-    ops = operations_to_tell_apart(operator)
+def import_held_at_1500_rows(operator, workers, gate):
+    """people.csv (3,000 rows, 500 a chunk) imported by a real worker, held after its third
+    chunk's commit: 1,500 rows read, the bad lines 5 and 1,000 among them. The import and its gate."""
     held = gate("committed")
     workers.start(gate=held, **exact_chunks(500))
     actor = Actor.for_user(operator)
@@ -629,7 +627,16 @@ def test_the_list_and_a_page_hold_at_1366_px_with_badges_on_one_line(page, opera
     files = {"file": upload_file(with_bad_rows(3000), "people.csv")}
     services.operation_start(op_id=running.pk, actor=actor, data={}, files=files)
     held.wait_held(running.pk)
-    held.pass_through(running.pk, "committed", 2)  # 1,500 rows: the bad lines 5 and 1,000
+    held.pass_through(running.pk, "committed", 2)
+    return running, held
+
+
+def test_the_list_and_a_page_hold_at_1366_px_with_badges_on_one_line(page, operator, workers, gate, tmp_path):
+    """A laptop's screen: with an import running beside operations in every other kind of
+    state, the list and the import's page fit the window, state badges each on one line; the
+    page says what it is, its size and options in words. (Its screenshots are docs/'s.)"""
+    ops = operations_to_tell_apart(operator)
+    running, held = import_held_at_1500_rows(operator, workers, gate)
     page.set_viewport_size(LAPTOP)
     admin_login(page, operator, LIST)
     expect(page.locator(f'[data-op="{running.pk}"][data-field="counts"]')).to_contain_text("1,498 imported")

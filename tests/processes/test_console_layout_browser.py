@@ -6,9 +6,7 @@ nothing is cut off or scrolled sideways. The screenshots go under the test's tmp
 
 import pytest
 
-from operations import services
 from operations.models import Operation, RowError
-from operations.state_machine import Actor
 from tests.processes.test_browser import (  # noqa: F401 (fixtures)
     LAPTOP,
     LIST,
@@ -18,6 +16,7 @@ from tests.processes.test_browser import (  # noqa: F401 (fixtures)
     browser,
     change_page,
     expect,
+    import_held_at_1500_rows,
     operator,
     page,
     pytestmark,
@@ -25,7 +24,7 @@ from tests.processes.test_browser import (  # noqa: F401 (fixtures)
     server,
     with_bad_rows,
 )
-from tests.support import exact_chunks, operation_in_state, upload_file
+from tests.support import operation_in_state
 
 S = Operation.State
 
@@ -74,14 +73,7 @@ def a_dry_run_and_a_failed_import(user) -> dict[str, Operation]:
 @pytest.mark.parametrize("viewport", [LAPTOP, PHONE], ids=["1366px", "390px"])
 def test_the_console_holds_at_1366_and_390_px(page, operator, workers, gate, tmp_path, viewport):  # noqa: F811
     made = a_dry_run_and_a_failed_import(operator)
-    held = gate("committed")
-    workers.start(gate=held, **exact_chunks(500))
-    actor = Actor.for_user(operator)
-    running = services.operation_register(op_type="Upload", actor=actor, data={"strict": "false"})
-    files = {"file": upload_file(with_bad_rows(3000), "people.csv")}
-    services.operation_start(op_id=running.pk, actor=actor, data={}, files=files)
-    held.wait_held(running.pk)
-    held.pass_through(running.pk, "committed", 2)
+    running, held = import_held_at_1500_rows(operator, workers, gate)
     page.set_viewport_size(viewport)
     width = viewport["width"]
     admin_login(page, operator)
