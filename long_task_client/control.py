@@ -29,6 +29,10 @@ LIST_COLUMNS = [
     "reason",
 ]
 LEFT_ALIGNED = {"type", "file", "state", "created", "reason"}
+# On a narrow terminal, the columns left out, in this order, and the least that the file name
+# and the reason are cut to first.
+SHORTENED_CHARS = 16
+LEFT_OUT_FIRST = ("type", "eta", "rows/s", "rejected", "ran", "created", "reason")
 # A list's line cuts a long file name and a failure's reason (`status ID` shows the whole reason).
 FILE_CHARS = 30
 REASON_CHARS = 60
@@ -159,6 +163,22 @@ def list_row(op: dict, *, for_terminal: bool) -> list[str]:
     ]
 
 
+def columns_that_fit(rows: list[list[str]], width: int) -> dict[int, int]:
+    """The columns of the list a terminal of `width` shows, each operation on one line: the
+    least telling ones are left out first (as the console's list does on a phone). By index,
+    the least width each needs."""
+    widths = [max([len(name), *(len(row[i]) for row in rows)]) for i, name in enumerate(LIST_COLUMNS)]
+    for name in ("file", "reason"):  # shortened by the table when the terminal is narrow
+        index = LIST_COLUMNS.index(name)
+        widths[index] = min(widths[index], SHORTENED_CHARS)
+    shown = list(range(len(LIST_COLUMNS)))
+    for name in LEFT_OUT_FIRST:
+        if sum(widths[i] + 2 for i in shown) <= width:
+            break
+        shown.remove(LIST_COLUMNS.index(name))
+    return {i: widths[i] for i in shown}
+
+
 def cmd_list(api: Api, args) -> int:
     ops = list(api.operations(state=args.state, limit=args.limit))
     if args.json:
@@ -166,11 +186,17 @@ def cmd_list(api: Api, args) -> int:
         return outcome.COMPLETED
     console = Console(highlight=False)
     if console.is_terminal:
-        table = Table(*LIST_COLUMNS, box=None, header_style="bold")
-        for column in table.columns:
+        rows = [list_row(op, for_terminal=True) for op in ops]
+        shown = columns_that_fit(rows, console.width)
+        narrow = len(shown) < len(LIST_COLUMNS) or sum(shown.values()) + 2 * len(shown) > console.width
+        table = Table(*(LIST_COLUMNS[i] for i in shown), box=None, header_style="bold", pad_edge=False)
+        for column, least in zip(table.columns, shown.values(), strict=True):
             column.justify = "left" if column.header in LEFT_ALIGNED else "right"
-        for op in ops:
-            table.add_row(*list_row(op, for_terminal=True))
+            column.no_wrap, column.overflow, column.min_width = True, "ellipsis", least
+            if narrow and column.header in ("file", "reason"):
+                column.max_width = least
+        for row in rows:
+            table.add_row(*(row[i] for i in shown))
         console.print(table if ops else "no operations")
     else:  # for scripts: tab-separated, no header (as gh does)
         for op in ops:

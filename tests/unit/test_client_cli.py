@@ -420,3 +420,18 @@ def test_a_download_cut_half_way_leaves_no_file(export_server, outdir, capsys):
 def test_a_download_into_a_missing_directory_exits_3(export_server, outdir, capsys):
     assert long_task("download", "8", "-o", str(outdir / "nowhere" / "out.csv")) == outcome.USAGE
     assert "cannot write" in capsys.readouterr().err
+
+
+def test_list_on_a_narrow_terminal_keeps_an_operation_to_a_line_and_leaves_out_the_least_telling(
+    fake, capsys, monkeypatch
+):
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    monkeypatch.setenv("COLUMNS", "80")
+    fake.answers[("GET", "/api/operations/")] = list_of(*LISTED)
+    assert long_task("list") == 0
+    text = re.sub(r"\x1b\[[0-9;]*m", "", capsys.readouterr().out)
+    header, running, failed = text.splitlines()
+    assert header.split() == ["id", "file", "state", "percent", "rows", "created", "reason"]
+    assert running.split()[:3] == ["9", "people.csv", "running"]
+    assert failed.startswith(" 8  a name with spa\u2026  failed") and failed.endswith("\u2026")
+    assert max(len(line) for line in text.splitlines()) <= 80
