@@ -29,7 +29,7 @@ def test_bench_measures_and_reports_every_target():
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
     table = [line for line in run.stdout.splitlines() if line.startswith("| ")]
     targets = {line.split()[1] for line in table[1:]}
-    assert targets == {"1.", "2.", "3.", "4.", "5.", "6.", "7.", "8.", "9.", "10.", "11.", "12."}, run.stdout
+    assert targets == {"1.", "2.", "3.", "4.", "5.", "6.", "7.", "8.", "9.", "10.", "11.", "12.", "13."}, run.stdout
     assert all(line.rstrip(" |").split("|")[-1].strip() in ("PASS", "FAIL", "n/a") for line in table[1:])
     assert table[0].split("|")[4].strip() == "CPU ratio" and table[0].split("|")[5].strip() == "wall ratio"
     imports = next(line for line in table if line.startswith("| 1. import"))
