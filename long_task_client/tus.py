@@ -119,19 +119,30 @@ class TusClient:
             raise error_of(response)
 
     def send_piece(
-        self, url: str, piece: bytes, *, offset: int, algorithm: str | None, on_sent: Callable[[int], None]
+        self,
+        url: str,
+        handle: BinaryIO,
+        *,
+        offset: int,
+        length: int,
+        algorithm: str | None,
+        on_sent: Callable[[int], None],
     ) -> int:
-        """PATCH one piece at `offset`; the server's new offset."""
+        """PATCH the `length` bytes of `handle` at `offset`, read as they are sent (the file is
+        read while the server stores what came before, and no piece is held in memory); the
+        server's new offset."""
         headers = {
             "Content-Type": "application/offset+octet-stream",
             "Upload-Offset": str(offset),
-            "Content-Length": str(len(piece)),
+            "Content-Length": str(length),
         }
         if algorithm:
-            digest = base64.b64encode(hashlib.new(algorithm, piece).digest()).decode()
-            headers["Upload-Checksum"] = f"{algorithm} {digest}"
+            digest = hashlib.new(algorithm)
+            for block in _blocks(handle, offset, length, lambda sent: None):
+                digest.update(block)
+            headers["Upload-Checksum"] = f"{algorithm} {base64.b64encode(digest.digest()).decode()}"
         response = self._request(
-            "PATCH", url, headers=headers, content=_blocks(piece, offset, on_sent), timeout=PIECE_TIMEOUT
+            "PATCH", url, headers=headers, content=_blocks(handle, offset, length, on_sent), timeout=PIECE_TIMEOUT
         )
         if response.status_code in (404, 410):
             raise Gone(url)
@@ -140,11 +151,17 @@ class TusClient:
         return _number(response, "Upload-Offset")
 
 
-def _blocks(piece: bytes, offset: int, on_sent: Callable[[int], None]) -> Iterator[bytes]:
-    view = memoryview(piece)
-    for start in range(0, len(piece), SEND_BLOCK_BYTES):
-        yield bytes(view[start : start + SEND_BLOCK_BYTES])
-        on_sent(offset + min(start + SEND_BLOCK_BYTES, len(piece)))
+def _blocks(handle: BinaryIO, offset: int, length: int, on_sent: Callable[[int], None]) -> Iterator[bytes]:
+    """The file's bytes from `offset`, `length` of them, a block at a time."""
+    handle.seek(offset)
+    sent = 0
+    while sent < length:
+        block = handle.read(min(SEND_BLOCK_BYTES, length - sent))
+        if not block:
+            raise OSError(f"the file ends at {offset + sent} bytes, before the {offset + length} bytes announced")
+        sent += len(block)
+        yield block
+        on_sent(offset + sent)
 
 
 class Sender:
@@ -184,12 +201,13 @@ class Sender:
             self.on_piece(self.offset)
 
     def _send_next_piece(self) -> None:
-        self.handle.seek(self.offset)
-        piece = self.handle.read(min(self.chunk_bytes, self.total - self.offset))
-        if not piece:
-            raise OSError(f"the file ends at {self.offset} bytes, before its {self.total} bytes")
         confirmed = self.tus.send_piece(
-            self.url, piece, offset=self.offset, algorithm=self.algorithm, on_sent=self.on_progress
+            self.url,
+            self.handle,
+            offset=self.offset,
+            length=min(self.chunk_bytes, self.total - self.offset),
+            algorithm=self.algorithm,
+            on_sent=self.on_progress,
         )
         if not self.offset < confirmed <= self.total:
             raise ApiError(204, f"the server confirmed offset {confirmed} after a piece sent at {self.offset}")

@@ -160,6 +160,10 @@ class ResumableUpload:
             sender.run(offset)
         except KeyboardInterrupt:
             return self.interrupted(op_id, sender.offset)
+        except OSError as exc:  # the file changed while it was sent: what the server has is no longer it
+            self.give_up(state, key, sender.url)
+            self.withdraw_quietly(op_id)
+            raise UsageError(f"cannot read {self.args.file}: {exc.strerror or exc}") from None
         except Gone:
             state.forget(key)
             self.withdraw_quietly(op_id)

@@ -38,6 +38,8 @@ class TusFake:
         # Starts refused with a 409 before one is taken: the server still finishing the upload.
         self.unfinished_starts = 0
         self.registered: list[bytes] = []
+        # Called once a piece is kept, before the answer: a change to the file meanwhile.
+        self.after_piece = lambda: None
 
     def asked(self, method: str) -> list[str]:
         return [path for asked, path in self.requests if asked == method]
@@ -159,6 +161,7 @@ class Handler(BaseHTTPRequestHandler):
             self.answer(460, {"message": "checksum mismatch"})
             return
         upload["data"] += piece
+        fake.after_piece()
         self.answer(204, Upload_Offset=str(len(upload["data"])))
 
 
@@ -348,6 +351,20 @@ def test_a_refused_piece_deletes_the_upload_and_withdraws_the_operation(tus_fake
     assert [op["state"] for op in tus_fake.operations.values()] == ["terminated"]
     assert entries(tmp_path) == {}
     assert "Not UTF-8 text (operation" in capsys.readouterr().err
+
+
+def test_a_file_cut_short_while_it_is_sent_deletes_the_upload_and_says_so(tus_fake, tmp_path, capsys):
+    source = tmp_path / "big.csv"  # beyond what the client's reader buffers of it at once
+    source.write_bytes(b"id,name\n" + b"".join(b"%d,name %d\n" % (n, n) for n in range(3000)))
+    tus_fake.after_piece = lambda: source.write_bytes(source.read_bytes()[: PIECE + PIECE // 2])
+
+    assert upload(source) == outcome.USAGE
+
+    assert tus_fake.uploads == {} and len(tus_fake.asked("DELETE")) == 1
+    assert [op["state"] for op in tus_fake.operations.values()] == ["terminated"]
+    assert entries(tmp_path) == {}
+    err = capsys.readouterr().err
+    assert f"cannot read {source}: the file ends at" in err, err
 
 
 # --- the state file ---------------------------------------------------------------------------
