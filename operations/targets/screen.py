@@ -100,6 +100,7 @@ class Screen:
         self.null_free = [_single_not_null if len(slots) == 1 else _none_null for slots in self.slots]
         self.lookups = [self._lookup(q, meta, key) for key in keys]
         self.width = 1 + max([1, *itertools.chain.from_iterable(self.slots)])  # the fields to split off
+        self.key_is_last = self.width == len(copied_fields)
         self._reasons_query(q, meta, keys, copied_fields, file_fields)
         self.seen: SeenKeys | None = None  # made at the first chunk: a dry run never sorts
         self.speculation = Speculation()
@@ -147,25 +148,18 @@ class Screen:
         """The rows the table takes, and the fields of those it refuses, both in line order.
         `look_up_all`: every key is looked up in the table, not only those the filter may have
         seen (whose verdicts are then a guess that the COPY checks)."""
-        split = [row[:-1].split(b"\t", self.width) for row in rows]
-        keys = [list(map(get, split)) for get in self.getters]  # a column of values a key
         if self.seen is None:
             self.seen = SeenKeys()
+        if len(self.slots) == 1 and len(self.slots[0]) == 1:
+            return self._sort_by_one_value(cursor, rows, look_up_all)
+        split = [row[:-1].split(b"\t", self.width) for row in rows]
+        keys = [list(map(get, split)) for get in self.getters]  # a column of values a key
         # Every key is marked, looked up or not: a later chunk's repeat of it must be looked up.
         maybe_seen = [self.seen.mark(column) for column in keys]
         held = [self._held(cursor, k, keys[k] if look_up_all else maybe_seen[k]) for k in range(len(keys))]
         kept: list[bytes] = []
         refused: list[list[bytes]] = []
         # A NULL in a key collides with nothing: such a key may go into `held`, but a hit on it is no collision.
-        if len(keys) == 1:
-            held_values, null_free = held[0], self.null_free[0]
-            for row, fields, key in zip(rows, split, keys[0], strict=True):
-                if key in held_values and null_free(key):
-                    refused.append(fields)
-                else:
-                    kept.append(row)
-                    held_values.add(key)
-            return kept, refused
         pairs = list(zip(held, self.null_free, strict=True))
         for row, fields, row_keys in zip(rows, split, zip(*keys, strict=True), strict=True):
             if any(key in values and null_free(key) for key, (values, null_free) in zip(row_keys, pairs, strict=True)):
@@ -174,6 +168,31 @@ class Screen:
             kept.append(row)
             for key, values in zip(row_keys, held, strict=True):
                 values.add(key)
+        return kept, refused
+
+    def _sort_by_one_value(self, cursor, rows: list[bytes], look_up_all: bool) -> tuple[list, list]:
+        """`sort` for the common case, a single key of one field. Only the key's values are
+        kept a row (a list of fields a row, alive for the chunk, made the garbage collector's
+        young generations scan them and pass them on to the old one), the fields of a refused
+        row split again; and only a key the filter may have seen (a suspect) can be refused."""
+        slot, end = self.slots[0][0], (-1 if self.key_is_last else None)  # the last field ends with "\n"
+        keys = [row[:end].split(b"\t", slot + 1)[slot] for row in rows]
+        # Every key is marked, looked up or not: a later chunk's repeat of it must be looked up.
+        maybe_seen = self.seen.mark(keys)
+        held = self._held(cursor, 0, keys if look_up_all else maybe_seen)
+        suspects = None if look_up_all else set(maybe_seen)
+        if suspects is not None and not suspects:
+            return rows, []  # every key new to this process: the COPY alone can refuse a row
+        kept: list[bytes] = []
+        refused: list[list[bytes]] = []
+        null_free = self.null_free[0]  # a NULL collides with nothing: it may be in `held`
+        for row, key in zip(rows, keys, strict=True):
+            if suspects is None or key in suspects:
+                if key in held and null_free(key):
+                    refused.append(row[:-1].split(b"\t", self.width))
+                    continue
+                held.add(key)
+            kept.append(row)
         return kept, refused
 
     def _held(self, cursor, k: int, keys: list) -> set:

@@ -53,8 +53,9 @@ def _screen(keys: list[tuple[int, ...]], held: list[set]) -> screen.Screen:
     sorter.getters = [operator.itemgetter(*slots) for slots in keys]
     sorter.null_free = [screen._single_not_null if len(s) == 1 else screen._none_null for s in keys]
     sorter.width = 1 + max(max(slots) for slots in keys)
-    sorter._held = lambda cursor, k, column: set(held[k])
+    sorter._held = lambda cursor, k, column: set(column) & held[k]
     sorter.seen = screen.SeenKeys(1 << 10)
+    sorter.key_is_last = False
     return sorter
 
 
@@ -73,6 +74,29 @@ def test_the_first_row_with_a_key_wins_and_a_null_collides_with_nothing():
     # 9: line 6 was refused, so its first key is free. 4 and 10: a NULL in a key.
     assert kept == [rows[0], rows[3], rows[8], rows[9]]
     assert [int(fields[1]) for fields in refused] == [2, 3, 5, 6, 7, 8]
+
+
+@pytest.mark.parametrize("key_is_last", [False, True], ids=["key inside", "key last"])
+def test_a_single_key_is_refused_only_if_looked_up_or_repeated(key_is_last):
+    table = {b"held"}
+    sorter = _screen([(4 if key_is_last else 2,)], [table])
+    sorter.key_is_last = key_is_last
+
+    def rows(*keys: str) -> list[bytes]:
+        return _rows(*((f"q\tr\t{key}" if key_is_last else f"{key}\tq\tr") for key in keys))
+
+    def lines(refused):
+        return [int(fields[1]) for fields in refused]
+
+    first = rows("k1", "k2", "k1", "\\N", "\\N", "held")
+    kept, refused = sorter.sort(None, first, look_up_all=False)
+    # 3 repeats line 1; "held" is new to the filter, so only the COPY can refuse it (and would).
+    assert (kept, lines(refused)) == ([first[i] for i in (0, 1, 3, 4, 5)], [3])
+    table |= {b"k1", b"k2"}
+    second = rows("k2", "k3", "held")
+    for look_up_all in (False, True):  # an earlier chunk's keys: the filter's suspects are looked up
+        kept, refused = sorter.sort(None, second, look_up_all=look_up_all)
+        assert (kept, lines(refused)) == ([second[1]], [1, 3])
 
 
 @pytest.mark.django_db(transaction=True)
