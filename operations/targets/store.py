@@ -242,6 +242,13 @@ class TargetTable:
             )
             return cursor.fetchone()
 
+    def close(self) -> None:
+        """Free the screen's filter now: the job's objects are freed by the garbage collector's
+        oldest generation only (a converter refers to itself), which may come several jobs
+        later, each holding its filter meanwhile."""
+        if self.screen is not None:
+            self.screen.seen = None
+
     # --- terminate ---
 
     def delete_lines(self, *, after: int, up_to: int | None = None) -> int:
