@@ -74,6 +74,12 @@ def test_the_first_row_with_a_key_wins_and_a_null_collides_with_nothing():
     # 9: line 6 was refused, so its first key is free. 4 and 10: a NULL in a key.
     assert kept == [rows[0], rows[3], rows[8], rows[9]]
     assert [int(fields[1]) for fields in refused] == [2, 3, 5, 6, 7, 8]
+    # Speculating with a fresh filter: the same, but the keys the table holds (3, 5) are not
+    # looked up, and left to the COPY.
+    sorter = _screen([(2,), (3, 4)], [{b"held"}, {(b"x", b"y")}])
+    kept, refused = sorter.sort(None, rows, look_up_all=False)
+    assert kept == [rows[i] for i in (0, 2, 3, 4, 8, 9)]
+    assert [int(fields[1]) for fields in refused] == [2, 6, 7, 8]
 
 
 @pytest.mark.parametrize("key_is_last", [False, True], ids=["key inside", "key last"])
