@@ -366,3 +366,5 @@ class UploadJob(Job):
         self._stored.close()
         if self._raw is not None:
             self._raw.close()
+        if self.target is not None:
+            self.target.table.close()

@@ -205,6 +205,8 @@ def _same(value):
 
 def _text_converter(empty, max_length, checks, out) -> Callable[[str], object]:
     most = math.inf if max_length is None else max_length
+    if out is copy_text:
+        return _copy_text_converter(empty, max_length, most, checks)
     if not checks and out is _same:
 
         def convert_plain(text: str):
@@ -230,6 +232,43 @@ def _text_converter(empty, max_length, checks, out) -> Callable[[str], object]:
         return out(text)
 
     return convert
+
+
+def _copy_text_converter(empty, max_length, most, checks) -> Callable[[str], object]:
+    """A text cell as COPY's text: most cells hold neither a character that COPY escapes nor a
+    NUL, which a look for a backslash and `isprintable` (false for tabs, line breaks and NUL)
+    tell at once, where a look for each of them would cost a scan of the text each."""
+
+    def convert_copy_text(text: str):
+        if not text:
+            return empty()
+        if len(text) > most:
+            raise Invalid(f"is longer than {max_length} characters")
+        if "\\" in text or not text.isprintable():
+            return _unusual_copy_text(text, checks)
+        for check in checks:
+            check(text)
+        return text
+
+    def convert_unchecked_copy_text(text: str):  # the common text field: without the loop
+        if not text:
+            return empty()
+        if len(text) > most:
+            raise Invalid(f"is longer than {max_length} characters")
+        if "\\" in text or not text.isprintable():
+            return _unusual_copy_text(text, checks)
+        return text
+
+    return convert_copy_text if checks else convert_unchecked_copy_text
+
+
+def _unusual_copy_text(text: str, checks) -> str:
+    """A text cell that may hold a NUL or a character that COPY escapes, as COPY's text."""
+    if "\x00" in text:
+        raise Invalid("contains a NUL character")
+    for check in checks:
+        check(text)
+    return text.translate(_COPY_ESCAPES)
 
 
 def _parsed_converter(empty, parse, low, high, checks, out) -> Callable[[str], object]:
@@ -352,17 +391,17 @@ class RowConverter:
         cells = "".join(f"c{i}(f[{index}]), " for i, index in enumerate(indexes))
         names = {f"c{i}": c for i, c in enumerate(converters)}
         if connection.vendor == "postgresql":
-            cells_template = "\t".join(["%d", *["%s"] * len(indexes)])
-            template = prefix.replace("%", "%%") + cells_template + suffix.replace("%", "%%") + "\n"
-            body = f"return (template % (line, {cells})).encode()"
+            # An f-string (the constants as names of the scope): about half the cost of `%`.
+            fields = "\\t".join(["{prefix}{line}", *(f"{{c{i}(f[{index}])}}" for i, index in enumerate(indexes))])
+            body = f'return f"{fields}{{suffix}}\\n".encode()'
         else:
-            template = None
             body = f"return (operation_id, line, {cells}*fixed)"
         source = (
             f"def to_row(line, f):\n    try:\n        {body}\n    except Exception:\n        return reject(line, f)\n"
         )
         scope = {
-            "template": template,
+            "prefix": prefix,
+            "suffix": suffix,
             "operation_id": operation_id,
             "fixed": tuple(fixed),
             "reject": self.reject,

@@ -34,12 +34,11 @@ def quick_check(validator) -> Callable[[object], None]:
         return ok
 
     def check(value: str) -> None:
-        if "@" in value and len(value) <= 320:
-            user, domain = value.rsplit("@", 1)
-            if _dot_atom(user) or user_match(user):
-                ok = domains.get(domain)
-                if ok or (ok is None and domain_ok(domain)):
-                    return
+        user, at, domain = value.rpartition("@")  # one call for the look for "@" and the split
+        if at and len(value) <= 320 and (_dot_atom(user) or user_match(user)):
+            ok = domains.get(domain)
+            if ok or (ok is None and domain_ok(domain)):
+                return
         validator(value)
 
     return check

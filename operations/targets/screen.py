@@ -1,5 +1,15 @@
 """A chunk's rows sorted, before a PostgreSQL import writes them, into those the target's table
-takes and those its unique keys refuse (targets/store.py), from their COPY text."""
+takes and those its unique keys refuse (targets/store.py), from their COPY text.
+
+Most chunks' keys are new: the table holds none of them. So the screen keeps a fixed-size
+filter of every key it has seen in this process (`SeenKeys`) and looks up in the table only the
+keys the filter may have seen: a repeat of an earlier row of the file, or a false positive.
+That guess is never trusted for a verdict: a key it misses (a row of another import or of the
+application, one this operation stored before a restart, or two texts of equal values) makes
+the COPY fail, and the chunk is sorted again with every key looked up (`look_up_all`), as the
+next few chunks are (`Speculation`), so that a table that already holds the file's keys does
+not pay a failed COPY a chunk.
+"""
 
 import itertools
 import operator
@@ -12,14 +22,68 @@ from operations.targets.convert import PG_NULL
 from operations.targets.declare import LINE_FIELD, OPERATION_FIELD, Target
 
 PG_NULL_BYTES = PG_NULL.encode()
+# The seen keys' filter: a bit a hash slot, a fixed size whatever the file (the worker's memory
+# must not grow with it); at a million keys about 3 % of new keys are looked up in vain.
+SEEN_KEY_BITS = 1 << 25  # 4 MiB
+# After a speculative COPY failed, this many chunks look every key up, twice as many after each
+# further failure, up to the most.
+FIRST_FULL_LOOKUPS, MOST_FULL_LOOKUPS = 1, 64
+
+
+class SeenKeys:
+    """An approximate set of keys, of a fixed size: `mark` may say a key was seen when it was
+    not (two keys in one slot), never the contrary within this process."""
+
+    def __init__(self, bits: int = SEEN_KEY_BITS):
+        self.mask = bits - 1  # a power of two
+        self.bits = bytearray(bits // 8)
+
+    def mark(self, keys: list) -> list:
+        """Mark each key as seen; return those that may have been seen before (an earlier
+        chunk's, or an earlier row's of these)."""
+        bits, mask = self.bits, self.mask
+        again = []
+        for key in keys:
+            slot = hash(key) & mask  # stable within the process, which the filter never outlives
+            byte, bit = slot >> 3, 1 << (slot & 7)
+            if bits[byte] & bit:
+                again.append(key)
+            else:
+                bits[byte] |= bit
+        return again
+
+
+class Speculation:
+    """Whether the next chunk looks up only the keys the filter may have seen: not for a while
+    after that missed a key the table held (the table holds more of them, likely: a file imported
+    again), the while doubling with each miss in a row."""
+
+    def __init__(self):
+        self.full_lookups_left = 0
+        self.after_a_miss = FIRST_FULL_LOOKUPS
+
+    def next_chunk(self) -> bool:
+        """True: speculate for the next chunk."""
+        if self.full_lookups_left:
+            self.full_lookups_left -= 1
+            return False
+        return True
+
+    def missed(self) -> None:
+        self.full_lookups_left = self.after_a_miss
+        self.after_a_miss = min(MOST_FULL_LOOKUPS, 2 * self.after_a_miss)
+
+    def held(self) -> None:
+        self.after_a_miss = FIRST_FULL_LOOKUPS
 
 
 class Screen:
     """A chunk's rows sorted, before they are written, into those the table takes and those its
     unique keys refuse, from their COPY text: the first row with a key, in line order, wins over
-    the later ones of the chunk and loses to a row the table already holds (one query a key).
-    A verdict it misses (two texts of equal values) makes the COPY fail, and the staging table
-    decides instead."""
+    the later ones of the chunk and loses to a row the table already holds (one query a key, of
+    the keys looked up: see the module). A verdict it misses makes the COPY fail: the caller
+    sorts again with `look_up_all`, and if that misses too (two texts of equal values), the
+    staging table decides instead."""
 
     @staticmethod
     def fits(target: Target, copied_fields: list[str]) -> bool:
@@ -36,7 +100,10 @@ class Screen:
         self.null_free = [_single_not_null if len(slots) == 1 else _none_null for slots in self.slots]
         self.lookups = [self._lookup(q, meta, key) for key in keys]
         self.width = 1 + max([1, *itertools.chain.from_iterable(self.slots)])  # the fields to split off
+        self.key_is_last = self.width == len(copied_fields)
         self._reasons_query(q, meta, keys, copied_fields, file_fields)
+        self.seen: SeenKeys | None = None  # made at the first chunk: a dry run never sorts
+        self.speculation = Speculation()
 
     def _reasons_query(self, q, meta, keys, copied_fields: list[str], file_fields: Sequence[str]) -> None:
         """What a refused row's reason needs (`TargetTable._refused`), in one query for the
@@ -77,23 +144,22 @@ class Screen:
             f", LATERAL (SELECT 1 FROM {q(meta.db_table)} t WHERE {match} LIMIT 1) AS found"
         )
 
-    def sort(self, cursor, rows: list[bytes]) -> tuple[list[bytes], list[list[bytes]]]:
-        """The rows the table takes, and the fields of those it refuses, both in line order."""
+    def sort(self, cursor, rows: list[bytes], *, look_up_all: bool = True) -> tuple[list[bytes], list[list[bytes]]]:
+        """The rows the table takes, and the fields of those it refuses, both in line order.
+        `look_up_all`: every key is looked up in the table, not only those the filter may have
+        seen (whose verdicts are then a guess that the COPY checks)."""
+        if self.seen is None:
+            self.seen = SeenKeys()
+        if len(self.slots) == 1 and len(self.slots[0]) == 1:
+            return self._sort_by_one_value(cursor, rows, look_up_all)
         split = [row[:-1].split(b"\t", self.width) for row in rows]
         keys = [list(map(get, split)) for get in self.getters]  # a column of values a key
-        held = [self._held(cursor, k, column) for k, column in enumerate(keys)]
+        # Every key is marked, looked up or not: a later chunk's repeat of it must be looked up.
+        maybe_seen = [self.seen.mark(column) for column in keys]
+        held = [self._held(cursor, k, keys[k] if look_up_all else maybe_seen[k]) for k in range(len(keys))]
         kept: list[bytes] = []
         refused: list[list[bytes]] = []
         # A NULL in a key collides with nothing: such a key may go into `held`, but a hit on it is no collision.
-        if len(keys) == 1:
-            held_values, null_free = held[0], self.null_free[0]
-            for row, fields, key in zip(rows, split, keys[0], strict=True):
-                if key in held_values and null_free(key):
-                    refused.append(fields)
-                else:
-                    kept.append(row)
-                    held_values.add(key)
-            return kept, refused
         pairs = list(zip(held, self.null_free, strict=True))
         for row, fields, row_keys in zip(rows, split, zip(*keys, strict=True), strict=True):
             if any(key in values and null_free(key) for key, (values, null_free) in zip(row_keys, pairs, strict=True)):
@@ -102,6 +168,31 @@ class Screen:
             kept.append(row)
             for key, values in zip(row_keys, held, strict=True):
                 values.add(key)
+        return kept, refused
+
+    def _sort_by_one_value(self, cursor, rows: list[bytes], look_up_all: bool) -> tuple[list, list]:
+        """`sort` for the common case, a single key of one field. Only the key's values are
+        kept a row (a list of fields a row, alive for the chunk, made the garbage collector's
+        young generations scan them and pass them on to the old one), the fields of a refused
+        row split again; and only a key the filter may have seen (a suspect) can be refused."""
+        slot, end = self.slots[0][0], (-1 if self.key_is_last else None)  # the last field ends with "\n"
+        keys = [row[:end].split(b"\t", slot + 1)[slot] for row in rows]
+        # Every key is marked, looked up or not: a later chunk's repeat of it must be looked up.
+        maybe_seen = self.seen.mark(keys)
+        held = self._held(cursor, 0, keys if look_up_all else maybe_seen)
+        suspects = None if look_up_all else set(maybe_seen)
+        if suspects is not None and not suspects:
+            return rows, []  # every key new to this process: the COPY alone can refuse a row
+        kept: list[bytes] = []
+        refused: list[list[bytes]] = []
+        null_free = self.null_free[0]  # a NULL collides with nothing: it may be in `held`
+        for row, key in zip(rows, keys, strict=True):
+            if suspects is None or key in suspects:
+                if key in held and null_free(key):
+                    refused.append(row[:-1].split(b"\t", self.width))
+                    continue
+                held.add(key)
+            kept.append(row)
         return kept, refused
 
     def _held(self, cursor, k: int, keys: list) -> set:

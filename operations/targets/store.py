@@ -3,11 +3,13 @@
 Writing goes through the driver, as for UploadedRow (rowstore.py), inside the chunk's
 transaction, so that the rows and the checkpoint commit together (I1, I4):
 
-- PostgreSQL: the chunk's unique keys are looked up in the table first (one query a key), and
-  the rows are screened in the file's order: the first row with a key wins, a row whose key the
-  table or an earlier row of the chunk holds is refused. The others are COPYed (text format)
-  straight into the table, inside a savepoint. Where that COPY still meets a unique violation
-  (a concurrent writer took a key meanwhile, or two texts that differ spell equal values), or
+- PostgreSQL: the chunk's unique keys are looked up in the table first (one query a key; only
+  the keys this process may have seen before, as a rule: targets/screen.py), and the rows are
+  screened in the file's order: the first row with a key wins, a row whose key the table or an
+  earlier row of the chunk holds is refused. The others are COPYed (text format) straight into
+  the table, inside a savepoint. Where that COPY meets a unique violation, the chunk is
+  screened again with all its keys looked up; where the COPY still meets one (a concurrent
+  writer took a key meanwhile, or two texts that differ spell equal values), or
   the keys cannot be read from the COPY text, the chunk goes through a temporary staging table
   of the connection instead, moved with one `INSERT ... SELECT ... ORDER BY line ON CONFLICT
   DO NOTHING`: the same verdicts from the table itself, never failing the chunk (pgloader's way
@@ -97,21 +99,40 @@ class TargetTable:
 
     def _write_postgresql(self, batches) -> list[tuple[int, str, str]]:
         """The rows the screen lets through COPYed straight into the table (a savepoint around
-        the COPY), else the chunk through the staging table."""
-        from psycopg.errors import UniqueViolation
-
+        the COPY): first as the screen guesses from the keys it has seen, then (if the guess
+        missed a key the table holds) with every key looked up, else the chunk through the
+        staging table."""
         with connection.connection.cursor() as cursor:
             if self.screen is None:
                 return self._unscreened(cursor, batches)
             rows = [row for batch in batches for row in batch]
-            taken, refused = self.screen.sort(cursor, rows)
-            try:
-                with transaction.atomic():
-                    self._copy(cursor, self.table, [taken], [])
-            except UniqueViolation:
+            speculation = self.screen.speculation
+            refused = None
+            if speculation.next_chunk():
+                refused = self._screened_copy(cursor, rows, look_up_all=False)
+                if refused is None:
+                    speculation.missed()
+                else:
+                    speculation.held()
+            if refused is None:
+                refused = self._screened_copy(cursor, rows, look_up_all=True)
+            if refused is None:
                 return self._staged(cursor, [b"".join(rows)])
             reasons = self.screen.reasons(cursor, refused)
             return [self._refused(line, values, holders.get) for line, values, holders in reasons]
+
+    def _screened_copy(self, cursor, rows: list[bytes], *, look_up_all: bool) -> list[list[bytes]] | None:
+        """COPY the rows the screen lets through (in a savepoint); return the fields of those it
+        refused, or None if the COPY met a unique violation after all (rolled back)."""
+        from psycopg.errors import UniqueViolation
+
+        taken, refused = self.screen.sort(cursor, rows, look_up_all=look_up_all)
+        try:
+            with transaction.atomic():
+                self._copy(cursor, self.table, [taken], [])
+        except UniqueViolation:
+            return None
+        return refused
 
     def _unscreened(self, cursor, batches) -> list[tuple[int, str, str]]:
         """Straight into the table when no row is refused, else through the staging table. The
@@ -220,6 +241,13 @@ class TargetTable:
                 [values[name] for name in key],
             )
             return cursor.fetchone()
+
+    def close(self) -> None:
+        """Free the screen's filter now: the job's objects are freed by the garbage collector's
+        oldest generation only (a converter refers to itself), which may come several jobs
+        later, each holding its filter meanwhile."""
+        if self.screen is not None:
+            self.screen.seen = None
 
     # --- terminate ---
 
