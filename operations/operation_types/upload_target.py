@@ -21,6 +21,7 @@ from operations.operation_types.base import Progress
 from operations.targets import convert
 from operations.targets.declare import normalized
 from operations.targets.dry_run import DryRunTable
+from operations.targets.rows import RowConverter
 from operations.targets.store import TargetTable
 
 
@@ -58,7 +59,7 @@ class TargetWriter:
             convert.cell_converter(self.target.field(name), required=self.target.required(by_field[name]))
             for name in self.plan.fields
         ]
-        self.converter = convert.RowConverter(
+        self.converter = RowConverter(
             converters,
             self.plan.indexes,
             self.plan.columns,

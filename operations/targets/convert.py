@@ -5,8 +5,8 @@ database driver takes: on PostgreSQL the value as COPY's text format spells it, 
 Python value that Django itself would hand the driver. It accepts what the model field's own
 `to_python` and validators accept (tests/api/test_targets.py checks that against `full_clean`),
 but without building a model instance or a form a row: django-import-export's widgets, made
-into one call per cell. Then one generated function a row calls them all inside a single `try`;
-a row that raises is looked at again, cell by cell, for the reason (the rare path).
+into one call per cell. A row's code (targets/rows.py) spells out what each does with a common
+cell (`CommonCell`) and calls it for the others.
 
 An empty cell (only spaces, for non-text fields) is NULL where the field is nullable, "" for a
 text field that may be blank, the field's default if it has one; a required field, or one with
@@ -21,6 +21,7 @@ import json
 import math
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from django.core import validators as django_validators
 from django.core.exceptions import ImproperlyConfigured, ValidationError
@@ -193,10 +194,39 @@ def cell_converter(field: models.Field, *, required: bool) -> Callable[[str], ob
     empty = _empty_value(field, required=required, text=kind in _TEXT_TYPES, out=out, postgresql=postgresql)
     if kind in _TEXT_TYPES:
         convert = _text_converter(empty, max_length, checks, out)
+        common = _common_text(max_length, checks, out)
     else:
         convert = _parsed_converter(empty, _PARSERS[kind][0], low, high, checks, out)
+        # A date in ISO form, the common one, takes the quicker of the converter's two parsers.
+        parse = _iso_date if kind == "DateField" else _PARSERS[kind][0]
+        common = CommonCell(parse=parse, low=low, high=high, checks=tuple(checks), out=None if out is _same else out)
     convert.type_reason = _PARSERS[kind][1] if kind in _PARSERS else "is not valid"
+    convert.common = common
     return convert
+
+
+@dataclass(frozen=True)
+class CommonCell:
+    """What a converter does with a common cell, for the row code (targets/rows.py) to spell
+    out. Text: a cell not empty, not over `max_length`, without a character that needs care
+    (`copy_text`: COPY's escapes or a NUL; else a NUL) is itself once `checks` pass. Parsed: a
+    cell not empty is `out(parse(text))` (`out` None: the value itself) once in range and
+    `checks` pass, or `parse` raises and the converter decides. Other cells: the converter."""
+
+    text: bool = False
+    copy_text: bool = False
+    max_length: int | None = None
+    parse: Callable[[str], object] | None = None
+    low: object = None
+    high: object = None
+    checks: tuple = ()
+    out: Callable[[object], object] | None = None
+
+
+def _common_text(max_length, checks, out) -> CommonCell | None:
+    if out is not copy_text and out is not _same:
+        return None  # no such text type today: the converter is called as it is
+    return CommonCell(text=True, copy_text=out is copy_text, max_length=max_length, checks=tuple(checks))
 
 
 def _same(value):
@@ -364,60 +394,6 @@ def quoted(text: str) -> str:
     """A cell's value in a reason: JSON-quoted, cut at VALUE_IN_REASON characters."""
     cut = text if len(text) <= VALUE_IN_REASON else text[:VALUE_IN_REASON] + "…"
     return json.dumps(cut, ensure_ascii=False)
-
-
-# --- one row --------------------------------------------------------------------------------
-
-
-class RowConverter:
-    """`to_row(line, fields)` for CsvRecords: a row of the target's columns as the driver takes
-    it (PostgreSQL: a line of COPY text, `prefix`, `line`, the fields, `suffix`; elsewhere a
-    tuple `operation, line, *fields, *fixed`), or None for a row that does not convert, whose row error goes to
-    `errors` as (line, reason, raw text)."""
-
-    def __init__(
-        self,
-        converters: Sequence[Callable[[str], object]],
-        indexes: Sequence[int],
-        columns: Sequence[str],
-        *,
-        operation_id: int,
-        fixed: Sequence[object] = (),
-        prefix: str = "",
-        suffix: str = "",
-    ):
-        self.converters, self.indexes, self.columns = list(converters), list(indexes), list(columns)
-        self.errors: list[tuple[int, str, str]] = []
-        cells = "".join(f"c{i}(f[{index}]), " for i, index in enumerate(indexes))
-        names = {f"c{i}": c for i, c in enumerate(converters)}
-        if connection.vendor == "postgresql":
-            # An f-string (the constants as names of the scope): about half the cost of `%`.
-            fields = "\\t".join(["{prefix}{line}", *(f"{{c{i}(f[{index}])}}" for i, index in enumerate(indexes))])
-            body = f'return f"{fields}{{suffix}}\\n".encode()'
-        else:
-            body = f"return (operation_id, line, {cells}*fixed)"
-        source = (
-            f"def to_row(line, f):\n    try:\n        {body}\n    except Exception:\n        return reject(line, f)\n"
-        )
-        scope = {
-            "prefix": prefix,
-            "suffix": suffix,
-            "operation_id": operation_id,
-            "fixed": tuple(fixed),
-            "reject": self.reject,
-            **names,
-        }
-        exec(source, scope)  # noqa: S102 (our own source: indexes and names, no data)
-        self.to_row: Callable[[int, Sequence[str]], object] = scope["to_row"]
-
-    def reject(self, line: int, fields: Sequence[str]) -> None:
-        reasons = []
-        for convert, index, column in zip(self.converters, self.indexes, self.columns, strict=True):
-            text = fields[index]
-            reason = explain(convert, text)
-            if reason:
-                reasons.append(f"{column}: {quoted(text)} {reason}")
-        self.errors.append((line, "; ".join(reasons) or "the row does not convert", raw_line(fields)))
 
 
 def raw_line(fields: Sequence[str]) -> str:

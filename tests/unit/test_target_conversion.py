@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from operations.targets import convert
+from operations.targets.rows import RowConverter
 
 FIELDS = {
     "integer": models.IntegerField(null=True),
@@ -187,3 +188,55 @@ def test_the_email_check_gives_the_validators_verdict_again_for_a_domain_it_has_
     ]
     for text in addresses * 2:
         assert imported(convert_cell, text)[0] == django_accepts("email", field, text)[0], text
+
+
+# A row of every kind, with the empty cell's other cases (required, a default) besides.
+ROW_FIELDS = {
+    **FIELDS,
+    "required text": models.CharField(max_length=5),
+    "text with a default": models.CharField(max_length=5, blank=True, default="d"),
+    "unbounded text": models.TextField(blank=True),
+    "required integer": models.IntegerField(),
+    "long email": models.EmailField(max_length=400, null=True),  # over EmailValidator's own limit
+}
+ROW_CELLS = {**CELLS, "required text": junk, "text with a default": junk, "unbounded text": junk}
+ROW_CELLS["long email"] = st.one_of(CELLS["email"], st.emails().map(lambda address: "u" * 300 + address))
+ROW_CELLS["required integer"] = CELLS["integer"]
+
+
+def test_a_rows_inline_code_gives_what_its_converters_give():
+    """The row code spells out the common cells' conversion (operations/targets/rows.py): a row
+    gives the same row, or the same row error, as the converters called one by one."""
+    kinds = sorted(ROW_FIELDS)
+    converters = [convert.cell_converter(ROW_FIELDS[kind], required=kind.startswith("required")) for kind in kinds]
+    # Read from the end: the row's fields need not be in the file's order.
+    indexes = list(range(len(kinds)))[::-1]
+    row = RowConverter(converters, indexes, kinds, operation_id=7, fixed=("x",), prefix="7\t", suffix="\tx")
+
+    @settings(max_examples=500, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.tuples(*(ROW_CELLS[kind] for kind in reversed(kinds))))
+    @example(tuple("" for _ in kinds))
+    @example(tuple(" " for _ in kinds))
+    def check(cells):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # naive datetimes: made aware
+            inline = row.to_row(3, list(cells))
+            inline_errors = row.errors[:]
+            row.errors.clear()
+            exact = row.convert_exactly(3, list(cells))
+            exact_errors = row.errors[:]
+            row.errors.clear()
+        assert (inline, inline_errors) == (exact, exact_errors), cells
+
+    check()
+
+
+@pytest.mark.parametrize(
+    "parse", sorted({convert._iso_date, *(parse for parse, _ in convert._PARSERS.values())}, key=repr)
+)
+def test_every_parser_refuses_a_cell_of_spaces(parse):
+    """The row code parses a cell that is not empty without looking for spaces only first:
+    the converter, which makes such a cell empty, must then get it (a parser raises)."""
+    for text in (" ", "  ", "\t", "\u00a0"):
+        with pytest.raises((ValueError, TypeError, ArithmeticError, ValidationError)):
+            parse(text)
