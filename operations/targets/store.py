@@ -40,6 +40,9 @@ from operations.targets.convert import PG_NULL, copy_text, quoted
 from operations.targets.declare import LINE_FIELD, OPERATION_FIELD, Plan, Target, missing_value
 from operations.targets.screen import Screen
 
+# SQLite: the rows of a chunk go in by statements of at most this many (see TargetTable._write).
+ROWS_A_STATEMENT = 256
+
 
 class _Undo(Exception):
     """Rolls the move of a chunk back to its savepoint (`strict`)."""
@@ -187,32 +190,34 @@ class TargetTable:
         return [self._refused(row[0], dict(zip(self.plan.fields, row[1:], strict=True))) for row in skipped]
 
     def _write(self, batches) -> list[tuple[int, str, str]]:
+        """The rows inserted by parts of ROWS_A_STATEMENT: a part whose count of rows inserted
+        falls short has the lines of its rows looked up, not those of the whole chunk."""
         rows = list(itertools.chain.from_iterable(batches))
-        if not rows:
-            return []
         names = [self.op_column, self.line_column, *self.columns, *self.fixed_columns]
         marks = ", ".join(["?"] * len(names))
+        insert = f"INSERT INTO {self.table} ({', '.join(names)}) VALUES ({marks}) ON CONFLICT DO NOTHING"
+        skipped = []
         cursor = connection.connection.cursor()
         try:
-            cursor.executemany(
-                f"INSERT INTO {self.table} ({', '.join(names)}) VALUES ({marks}) ON CONFLICT DO NOTHING", rows
-            )
-            if cursor.rowcount == len(rows):
-                return []
-            cursor.execute(
-                f"SELECT {self.line_column} FROM {self.table}"
-                f" WHERE {self.op_column} = ? AND {self.line_column} BETWEEN ? AND ?",
-                [self.operation_id, rows[0][1], rows[-1][1]],
-            )
-            stored = {line for (line,) in cursor.fetchall()}
+            for start in range(0, len(rows), ROWS_A_STATEMENT):
+                part = rows[start : start + ROWS_A_STATEMENT]
+                cursor.executemany(insert, part)
+                if cursor.rowcount != len(part):
+                    skipped += self._not_stored(cursor, part)
         finally:
             cursor.close()
         width = len(self.plan.fields)
-        return [
-            self._refused(row[1], dict(zip(self.plan.fields, row[2 : 2 + width], strict=True)))
-            for row in rows
-            if row[1] not in stored
-        ]
+        return [self._refused(row[1], dict(zip(self.plan.fields, row[2 : 2 + width], strict=True))) for row in skipped]
+
+    def _not_stored(self, cursor, rows: list[tuple]) -> list[tuple]:
+        """Those of `rows` (in line order, just inserted) whose line the table does not hold."""
+        cursor.execute(
+            f"SELECT {self.line_column} FROM {self.table}"
+            f" WHERE {self.op_column} = ? AND {self.line_column} BETWEEN ? AND ?",
+            [self.operation_id, rows[0][1], rows[-1][1]],
+        )
+        stored = {line for (line,) in cursor.fetchall()}
+        return [row for row in rows if row[1] not in stored]
 
     def _refused(
         self, line: int, values: dict, holder: Callable[[int], tuple | None] | None = None
