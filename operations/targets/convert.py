@@ -194,7 +194,8 @@ def cell_converter(field: models.Field, *, required: bool) -> Callable[[str], ob
     empty = _empty_value(field, required=required, text=kind in _TEXT_TYPES, out=out, postgresql=postgresql)
     if kind in _TEXT_TYPES:
         convert = _text_converter(empty, max_length, checks, out)
-        common = _common_text(max_length, checks, out)
+        # A text's `out` is copy_text on PostgreSQL, else the text itself (see _other_out).
+        common = CommonCell(text=True, copy_text=out is copy_text, max_length=max_length, checks=tuple(checks))
     else:
         convert = _parsed_converter(empty, _PARSERS[kind][0], low, high, checks, out)
         # A date in ISO form, the common one, takes the quicker of the converter's two parsers.
@@ -221,12 +222,6 @@ class CommonCell:
     high: object = None
     checks: tuple = ()
     out: Callable[[object], object] | None = None
-
-
-def _common_text(max_length, checks, out) -> CommonCell | None:
-    if out is not copy_text and out is not _same:
-        return None  # no such text type today: the converter is called as it is
-    return CommonCell(text=True, copy_text=out is copy_text, max_length=max_length, checks=tuple(checks))
 
 
 def _same(value):
