@@ -275,16 +275,7 @@ def _copy_text_converter(empty, max_length, most, checks) -> Callable[[str], obj
             check(text)
         return text
 
-    def convert_unchecked_copy_text(text: str):  # the common text field: without the loop
-        if not text:
-            return empty()
-        if len(text) > most:
-            raise Invalid(f"is longer than {max_length} characters")
-        if "\\" in text or not text.isprintable():
-            return _unusual_copy_text(text, checks)
-        return text
-
-    return convert_copy_text if checks else convert_unchecked_copy_text
+    return convert_copy_text
 
 
 def _unusual_copy_text(text: str, checks) -> str:
