@@ -30,6 +30,9 @@ def test_schemathesis_finds_no_server_error_and_no_undocumented_status(user, med
         "DJANGO_DEBUG": "0",
         "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
         "DJANGO_SECURE_SSL_REDIRECT": "0",
+        # A generated `wait_for_change` would hold each of its requests for the default 10 s:
+        # most of the run's time, and near its timeout on a busy machine.
+        "LONG_TASK_MAX_WAIT_SECONDS": "0.5",
     }
     with running_server(media_root=media_root, log_path=tmp_path / "web.log", **production) as (_, port):
         run = subprocess.run(
