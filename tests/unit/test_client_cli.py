@@ -190,13 +190,17 @@ def test_list_for_scripts_keeps_its_fields_and_adds_file_created_ran_and_reason(
     assert len(failed[12]) == 60
 
 
-def test_list_on_a_terminal_shows_an_age_and_the_reason(fake, capsys, monkeypatch):
+def listed_on_a_terminal(fake, capsys, monkeypatch, *, columns: int) -> list[str]:
+    """`long-task list` of LISTED on a colour terminal this wide: its lines, colours taken out."""
     monkeypatch.setenv("FORCE_COLOR", "1")
-    monkeypatch.setenv("COLUMNS", "250")
+    monkeypatch.setenv("COLUMNS", str(columns))
     fake.answers[("GET", "/api/operations/")] = list_of(*LISTED)
     assert long_task("list") == 0
-    text = re.sub(r"\x1b\[[0-9;]*m", "", capsys.readouterr().out)
-    header, running, failed = text.splitlines()
+    return re.sub(r"\x1b\[[0-9;]*m", "", capsys.readouterr().out).splitlines()
+
+
+def test_list_on_a_terminal_shows_an_age_and_the_reason(fake, capsys, monkeypatch):
+    header, running, failed = listed_on_a_terminal(fake, capsys, monkeypatch, columns=250)
     assert header.split() == [
         "id",
         "type",
@@ -425,13 +429,8 @@ def test_a_download_into_a_missing_directory_exits_3(export_server, outdir, caps
 def test_list_on_a_narrow_terminal_keeps_an_operation_to_a_line_and_leaves_out_the_least_telling(
     fake, capsys, monkeypatch
 ):
-    monkeypatch.setenv("FORCE_COLOR", "1")
-    monkeypatch.setenv("COLUMNS", "80")
-    fake.answers[("GET", "/api/operations/")] = list_of(*LISTED)
-    assert long_task("list") == 0
-    text = re.sub(r"\x1b\[[0-9;]*m", "", capsys.readouterr().out)
-    header, running, failed = text.splitlines()
+    header, running, failed = listed_on_a_terminal(fake, capsys, monkeypatch, columns=80)
     assert header.split() == ["id", "file", "state", "percent", "rows", "created", "reason"]
     assert running.split()[:3] == ["9", "people.csv", "running"]
     assert failed.startswith(" 8  a name with spa\u2026  failed") and failed.endswith("\u2026")
-    assert max(len(line) for line in text.splitlines()) <= 80
+    assert max(len(line) for line in (header, running, failed)) <= 80
