@@ -4,7 +4,9 @@ Each chunk is one transaction that writes the chunk's rows and the checkpoint to
 renews the lease with a conditional UPDATE that fails when the operation was paused or
 terminated meanwhile, or taken by another worker. Then the whole chunk rolls back (I1, I2, I5).
 A killed worker leaves at most an uncommitted chunk behind; its lease expires and any live
-worker's recovery sweep continues from the checkpoint (I4).
+worker's recovery sweep continues from the checkpoint (I4). On PostgreSQL a pause or terminate
+request does not wait for the checkpoint: it cancels the chunk's statement at once
+(stop_requests.py), and the chunk rolls back as it would have there.
 
 Extension points, as Django signals sent by `Runner` (a send nobody listens to costs a lookup):
 
@@ -29,10 +31,11 @@ from django.conf import settings
 from django.db import DatabaseError, Error, InterfaceError, OperationalError, connection, transaction
 from django.dispatch import Signal
 
-from operations import heartbeats, leases, selectors
+from operations import heartbeats, leases, selectors, stop_requests
 from operations.errors import LeaseLost, OperationError
 from operations.models import Operation
 from operations.operation_types import registry
+from operations.operation_types.base import Chunk, Job, Progress
 
 logger = logging.getLogger(__name__)
 State = Operation.State
@@ -131,7 +134,8 @@ def work_operation(op_id: int) -> None:
     beat = heartbeats.for_worker(me)
     _report(beat.holding, op)
     try:
-        Runner(op, me).run()
+        with stop_requests.for_this_process().working_on(op.pk):
+            Runner(op, me).run()
     finally:
         _report(beat.done, op)
 
@@ -171,6 +175,7 @@ class Runner:
         )
         self.db_failures = 0
         self.heartbeat = heartbeats.for_worker(worker)
+        self.stops = stop_requests.for_this_process()
 
     def run(self) -> None:
         while True:
@@ -239,6 +244,8 @@ class Runner:
                 if stop_requested():
                     self._release()
                     return False
+                if self.stops.requested():
+                    return True  # a pause or terminate came between chunks: begin none
                 started = time.monotonic()
                 chunk = job.read_chunk(max_rows=self.sizer.size)
                 if prepare_first:
@@ -247,23 +254,8 @@ class Runner:
                 # (PostgreSQL reads while it writes: this would only cost a round trip per chunk.)
                 if prepare_first and not leases.operation_is_held(op_id=self.op.pk, worker_id=self.worker):
                     return True  # paused, terminated or taken over since the last chunk: write nothing
-                try:
-                    with transaction.atomic():
-                        job.write_chunk(chunk)
-                        chunk_written.send(Runner, op=self.op, chunk=chunk)
-                        progress = chunk.progress
-                        if progress.finished:
-                            _commits_wait_for_disk(True, local=True)  # the completion is durable
-                        rate = smoothed_rate(self.op.rows_per_second, chunk.units, time.monotonic() - started)
-                        leases.operation_checkpoint(
-                            op=self.op,
-                            worker_id=self.worker,
-                            fields={**progress.checkpoint, "rows_per_second": rate},
-                        )
-                        self.heartbeat.progressed(self.op, chunk.units)
-                        if progress.finished and not progress.error:
-                            leases.operation_complete(op_id=self.op.pk, worker_id=self.worker)
-                except LeaseLost:
+                progress = self._commit_chunk(job, chunk, started)
+                if progress is None:
                     return True  # paused, terminated or taken over: the chunk rolled back
                 self.db_failures = 0
                 self.sizer.observe(chunk.units, time.monotonic() - started)
@@ -277,6 +269,31 @@ class Runner:
         finally:
             job.close()
             _commits_wait_for_disk(True)
+
+    def _commit_chunk(self, job: Job, chunk: Chunk, started: float) -> Progress | None:
+        """Write the chunk and its checkpoint in one transaction; None: it rolled back, because
+        the operation was paused, terminated or taken over meanwhile."""
+        try:
+            with transaction.atomic(), self.stops.during_chunk():
+                job.write_chunk(chunk)
+                chunk_written.send(Runner, op=self.op, chunk=chunk)
+                progress = chunk.progress
+                if progress.finished:
+                    _commits_wait_for_disk(True, local=True)  # the completion is durable
+                rate = smoothed_rate(self.op.rows_per_second, chunk.units, time.monotonic() - started)
+                leases.operation_checkpoint(
+                    op=self.op, worker_id=self.worker, fields={**progress.checkpoint, "rows_per_second": rate}
+                )
+                self.heartbeat.progressed(self.op, chunk.units)
+                if progress.finished and not progress.error:
+                    leases.operation_complete(op_id=self.op.pk, worker_id=self.worker)
+                return progress
+        except LeaseLost:
+            return None
+        except Exception:
+            if self.stops.cancelled:
+                return None  # a pause or terminate cancelled the chunk's statement
+            raise
 
     def _rollback(self) -> None:
         """Delete what the operation wrote, chunk by chunk (resumable), then its file."""

@@ -31,13 +31,13 @@ RECONNECT_SECONDS = (0.1, 10.0)
 _DJANGO_ONLY = ("cursor_factory", "context", "prepare_threshold")
 
 
-def connection_params() -> dict:
+def connection_params(application_name: str = APPLICATION_NAME) -> dict:
     """The parameters of the default database, as Django connects to it."""
     params = connections["default"].get_connection_params()
     for name in _DJANGO_ONLY:
         params.pop(name, None)
     params.setdefault("connect_timeout", 10)
-    params.setdefault("application_name", APPLICATION_NAME)
+    params.setdefault("application_name", application_name)
     return params
 
 

@@ -24,6 +24,9 @@ class WorkerHooksConfig(AppConfig):
             worker.chunk_written.connect(gate.on_written, weak=False, dispatch_uid="gate-written")
             worker.chunk_committed.connect(gate.on_committed, weak=False, dispatch_uid="gate-committed")
             worker.rollback_chunk_committed.connect(gate.on_rollback, weak=False, dispatch_uid="gate-rollback")
+        stall_dir = os.environ.get("LONG_TASK_TEST_STALL")
+        if stall_dir:
+            worker.chunk_written.connect(Staller(Path(stall_dir)).on_written, weak=False, dispatch_uid="stall")
         delay = float(os.environ.get("LONG_TASK_TEST_CHUNK_DELAY") or 0)
         if delay:
             worker.chunk_written.connect(lambda **_: time.sleep(delay), weak=False, dispatch_uid="chunk-delay")
@@ -51,6 +54,28 @@ class Holder:
 
     def on_rollback(self, op, **_) -> None:
         self._at("rollback", op)
+
+
+class Staller:
+    """Holds each operation's first chunk in this process inside a database statement that
+    would run for an hour (PostgreSQL's pg_sleep; a minute at most, by a statement timeout),
+    after touching `<op>.stalled`: only a cancel of the statement ends that chunk soon."""
+
+    def __init__(self, directory: Path):
+        self.directory, self.stalled = directory, set()
+
+    def on_written(self, op, **_) -> None:
+        from django.db import connection
+
+        if op.pk in self.stalled:
+            return
+        self.stalled.add(op.pk)
+        (self.directory / f"{op.pk}.stalled").touch()
+        with connection.cursor() as cursor:
+            # Bounded all the same: a test that fails must not leave the statement holding its
+            # locks (the test database's flush waits for them) for the hour.
+            cursor.execute("SET LOCAL statement_timeout = '60s'")
+            cursor.execute("SELECT pg_sleep(3600)")
 
 
 class ChunkLog:

@@ -19,7 +19,7 @@ from django.conf import settings
 from django.core.checks import Tags
 from django.db import close_old_connections
 
-from operations import heartbeats, retention, tasks, worker
+from operations import heartbeats, retention, stop_requests, tasks, worker
 
 logger = logging.getLogger("operations.worker")
 PRUNE_SECONDS = 3600
@@ -55,6 +55,7 @@ class Command(BackgroundTasksCommand):
         sleep = options.get("sleep", 5.0)
         queue = options.get("queue")
         autodiscover()
+        stop_requests.listen()
         logger.info("worker %s: started", worker.worker_id())
         beat = heartbeats.for_worker(worker.worker_id())
         self._report(beat.started)

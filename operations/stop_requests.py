@@ -1,0 +1,182 @@
+"""PostgreSQL: a pause or a terminate takes effect inside the chunk it finds, not at its end.
+
+A trigger NOTIFYs `long_task_stop_requested` with the operation's id when its state becomes
+pausing or terminating (migration 0010). A worker process that `listen()`s keeps a thread with a
+connection of its own LISTENing on that channel. When the notice names the operation whose
+chunk the worker is writing (`StopRequests.during_chunk`), the thread cancels the statement
+that the worker's connection runs, as psql's Ctrl-C does: the chunk rolls back at once, as it
+would at its checkpoint anyway (the request committed first, so the checkpoint's conditional
+UPDATE would fail, I2), and the worker looks at the operation's state again. A chunk whose
+statements run long (a big table's index, a neighbour on the disk) no longer decides how long
+a pause waits.
+
+The server drops a cancel that comes between two statements (the worker converting rows in
+Python): so it is sent again every few milliseconds until the chunk has ended, for a bounded
+time. A notice that comes between chunks is kept, and the next chunk is not begun
+(`requested`). The cancels are sent under the lock that ends a chunk, so none reaches a
+statement after it: a commit, the acknowledgement, another operation's chunk.
+
+Where nothing listens (SQLite, a worker run in-process, a listener whose connection broke and
+is made again) a request takes effect at the chunk's checkpoint, as it always did.
+"""
+
+import logging
+import os
+import threading
+import time
+from contextlib import contextmanager, nullcontext
+
+import psycopg
+from django.db import connection
+
+from operations.api.notifications import connection_params
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "long_task_stop_requested"
+APPLICATION_NAME = "long_task stop requests"  # the listener's, in pg_stat_activity
+RESEND_SECONDS = 0.005
+# A cancel is sent again for at most this long: a chunk spends far less between two statements,
+# and a worker held in Python (a test's gate) must not get a cancel request every few ms.
+RESEND_FOR_SECONDS = 1.0
+RECONNECT_SECONDS = (0.1, 10.0)
+
+
+class StopRequests:
+    """One worker process's listener (see the module)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._op_id: int | None = None  # the operation this process works on
+        self._chunk_connection: psycopg.Connection | None = None  # while a chunk of it is written
+        self._chunk_ended = threading.Event()
+        self._pending = False  # a request for `_op_id` came between its chunks
+        self.cancelled = False  # a cancel was sent during the current (or last) chunk
+        self.listening = False
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="long_task stop requests", daemon=True)
+        self._thread.start()
+
+    # --- the worker's side ---
+
+    @contextmanager
+    def working_on(self, op_id: int):
+        """The worker runs `op_id` in the block: requests for it count, earlier ones do not."""
+        with self._lock:
+            self._op_id, self._pending = op_id, False
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._op_id, self._pending = None, False
+
+    def requested(self) -> bool:
+        """A pause or terminate of the operation came since the last look (between chunks)."""
+        with self._lock:
+            found, self._pending = self._pending, False
+        return found
+
+    @contextmanager
+    def during_chunk(self):
+        """The block writes a chunk of the operation, inside its transaction: a request for it
+        cancels the connection's statement. When the block is left, no cancel is on its way."""
+        connection.ensure_connection()
+        with self._lock:
+            self._chunk_connection, self.cancelled = connection.connection, False
+            self._chunk_ended.clear()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._chunk_connection = None
+                self._chunk_ended.set()
+
+    # --- the listener's side ---
+
+    def _notified(self, payload: str) -> None:
+        try:
+            op_id = int(payload)
+        except ValueError:
+            return
+        with self._lock:
+            if op_id != self._op_id:
+                return
+            if self._chunk_connection is None:
+                self._pending = True
+                return
+        self._cancel_chunk()
+
+    def _cancel_chunk(self) -> None:
+        """Cancel the chunk's statements until the chunk ends (or RESEND_FOR_SECONDS pass)."""
+        until = time.monotonic() + RESEND_FOR_SECONDS
+        while time.monotonic() < until:
+            with self._lock:
+                target = self._chunk_connection
+                if target is None:
+                    return
+                try:
+                    target.cancel_safe(timeout=2.0)
+                except psycopg.Error as exc:
+                    logger.warning("stop request: cancel failed: %s", exc)
+                    return
+                self.cancelled = True
+            if self._chunk_ended.wait(RESEND_SECONDS):
+                return
+
+    def _listen(self) -> None:
+        with psycopg.connect(**connection_params(APPLICATION_NAME), autocommit=True) as listener:
+            listener.execute(f'LISTEN "{CHANNEL}"')
+            self.listening = True
+            while not self._closed.is_set():
+                for notice in listener.notifies(timeout=1.0):
+                    self._notified(notice.payload)
+
+    def _run(self) -> None:
+        delay = RECONNECT_SECONDS[0]
+        while not self._closed.is_set():
+            try:
+                self._listen()
+            except (psycopg.Error, OSError) as exc:
+                logger.warning("stop requests: %s; connecting again", exc)
+            except Exception:
+                logger.exception("stop requests failed; connecting again")
+            finally:
+                was_listening, self.listening = self.listening, False
+            delay = RECONNECT_SECONDS[0] if was_listening else min(delay * 2, RECONNECT_SECONDS[1])
+            self._closed.wait(delay)
+
+    def close(self) -> None:
+        self._closed.set()
+
+
+class _Unheard:
+    """Where nothing listens: every request takes effect at the chunk's checkpoint."""
+
+    cancelled = False
+
+    def working_on(self, op_id: int):
+        return nullcontext()
+
+    def requested(self) -> bool:
+        return False
+
+    def during_chunk(self):
+        return nullcontext()
+
+
+_listener: tuple[int, StopRequests] | None = None
+
+
+def listen() -> None:
+    """Start this worker process's listener (PostgreSQL only; once a process)."""
+    global _listener
+    if connection.vendor != "postgresql" or (_listener is not None and _listener[0] == os.getpid()):
+        return
+    _listener = (os.getpid(), StopRequests())
+
+
+def for_this_process() -> StopRequests | _Unheard:
+    """The listener `listen()` started in this process, else one that hears nothing."""
+    if _listener is not None and _listener[0] == os.getpid():
+        return _listener[1]
+    return _Unheard()
