@@ -10,11 +10,14 @@ UPDATE would fail, I2), and the worker looks at the operation's state again. A c
 statements run long (a big table's index, a neighbour on the disk) no longer decides how long
 a pause waits.
 
-The server drops a cancel that comes between two statements (the worker converting rows in
-Python): so it is sent again every few milliseconds until the chunk has ended, for a bounded
-time. A notice that comes between chunks is kept, and the next chunk is not begun
-(`requested`). The cancels are sent under the lock that ends a chunk, so none reaches a
-statement after it: a commit, the acknowledgement, another operation's chunk.
+The server drops a cancel that comes between two statements, and keeps the error of a
+cancelled COPY until the client ends it: so the worker's loops that read rows in Python ask
+`check_chunk()` and give up the chunk themselves, and the cancel is sent again every few
+milliseconds until the chunk has ended, for a bounded time. A notice that comes between chunks
+is kept, and the next chunk is not begun (`requested`). The cancels are sent under the lock
+that ends a chunk, each for the chunk the notice found, so none reaches a statement after it
+(a commit, the acknowledgement, another chunk); one that timed out may still arrive, and the
+worker then drops its connection after the chunk (`in_doubt`).
 
 Where nothing listens (SQLite, a worker run in-process, a listener whose connection broke and
 is made again) a request takes effect at the chunk's checkpoint, as it always did.
@@ -42,6 +45,10 @@ RESEND_FOR_SECONDS = 1.0
 RECONNECT_SECONDS = (0.1, 10.0)
 
 
+class ChunkCancelled(Exception):
+    """A pause or terminate request cancelled the chunk being written."""
+
+
 class StopRequests:
     """One worker process's listener (see the module)."""
 
@@ -49,9 +56,11 @@ class StopRequests:
         self._lock = threading.Lock()
         self._op_id: int | None = None  # the operation this process works on
         self._chunk_connection: psycopg.Connection | None = None  # while a chunk of it is written
+        self._chunk = 0  # counts the chunks: a notice's cancels are for the chunk it found
         self._chunk_ended = threading.Event()
         self._pending = False  # a request for `_op_id` came between its chunks
         self.cancelled = False  # a cancel was sent during the current (or last) chunk
+        self._in_doubt = False  # a cancel failed or timed out: it may still reach the connection
         self.listening = False
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._run, name="long_task stop requests", daemon=True)
@@ -79,10 +88,15 @@ class StopRequests:
     @contextmanager
     def during_chunk(self):
         """The block writes a chunk of the operation, inside its transaction: a request for it
-        cancels the connection's statement. When the block is left, no cancel is on its way."""
+        cancels the connection's statement. When the block is left, no cancel is on its way
+        (unless `in_doubt`)."""
+        self.cancelled = False
         connection.ensure_connection()
         with self._lock:
-            self._chunk_connection, self.cancelled = connection.connection, False
+            if self._pending:  # came since `requested()` was asked
+                self._pending, self.cancelled = False, True
+                raise ChunkCancelled
+            self._chunk_connection, self._chunk = connection.connection, self._chunk + 1
             self._chunk_ended.clear()
         try:
             yield
@@ -90,6 +104,12 @@ class StopRequests:
             with self._lock:
                 self._chunk_connection = None
                 self._chunk_ended.set()
+
+    def in_doubt(self) -> bool:
+        """A cancel of the last chunk may still reach its connection (asked once)."""
+        with self._lock:
+            found, self._in_doubt = self._in_doubt, False
+        return found
 
     # --- the listener's side ---
 
@@ -104,22 +124,23 @@ class StopRequests:
             if self._chunk_connection is None:
                 self._pending = True
                 return
-        self._cancel_chunk()
+            chunk = self._chunk
+        self._cancel_chunk(chunk)
 
-    def _cancel_chunk(self) -> None:
-        """Cancel the chunk's statements until the chunk ends (or RESEND_FOR_SECONDS pass)."""
+    def _cancel_chunk(self, chunk: int) -> None:
+        """Cancel that chunk's statements until it ends (or RESEND_FOR_SECONDS pass)."""
         until = time.monotonic() + RESEND_FOR_SECONDS
         while time.monotonic() < until:
             with self._lock:
-                target = self._chunk_connection
-                if target is None:
-                    return
-                try:
-                    target.cancel_safe(timeout=2.0)
-                except psycopg.Error as exc:
-                    logger.warning("stop request: cancel failed: %s", exc)
+                if self._chunk_connection is None or self._chunk != chunk:
                     return
                 self.cancelled = True
+                try:
+                    self._chunk_connection.cancel_safe(timeout=2.0)
+                except psycopg.Error as exc:
+                    self._in_doubt = True
+                    logger.warning("stop request: cancel failed: %s", exc)
+                    return
             if self._chunk_ended.wait(RESEND_SECONDS):
                 return
 
@@ -163,6 +184,9 @@ class _Unheard:
     def during_chunk(self):
         return nullcontext()
 
+    def in_doubt(self) -> bool:
+        return False
+
 
 _listener: tuple[int, StopRequests] | None = None
 
@@ -173,6 +197,13 @@ def listen() -> None:
     if connection.vendor != "postgresql" or (_listener is not None and _listener[0] == os.getpid()):
         return
     _listener = (os.getpid(), StopRequests())
+
+
+def check_chunk() -> None:
+    """Raise ChunkCancelled if a request cancelled the chunk this process is writing: for the
+    loops that read a chunk's rows in Python, which a cancel does not reach."""
+    if _listener is not None and _listener[1].cancelled and _listener[0] == os.getpid():
+        raise ChunkCancelled
 
 
 def for_this_process() -> StopRequests | _Unheard:

@@ -290,10 +290,15 @@ class Runner:
                 return progress
         except LeaseLost:
             return None
-        except Exception:
-            if self.stops.cancelled:
-                return None  # a pause or terminate cancelled the chunk's statement
-            raise
+        except Exception as exc:
+            if not self.stops.cancelled:
+                raise
+            # What a cancelled statement raises, or a later one of the failed transaction.
+            logger.info("operation %s: a stop request cancelled the chunk (%s)", self.op.pk, type(exc).__name__)
+            return None
+        finally:
+            if self.stops.in_doubt():
+                connection.close()  # a cancel may still come: none must reach what follows
 
     def _rollback(self) -> None:
         """Delete what the operation wrote, chunk by chunk (resumable), then its file."""

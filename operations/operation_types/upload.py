@@ -17,7 +17,7 @@ from typing import BinaryIO
 
 from django.conf import settings
 
-from operations import rowstore, storage, targets
+from operations import rowstore, stop_requests, storage, targets
 from operations.csv_reader import CsvProblem, TextCheck, read_header
 from operations.csv_records import BLOCK_BYTES, BadRecord, CsvRecords
 from operations.errors import BadInput, Conflict
@@ -336,6 +336,7 @@ class UploadJob(Job):
         # core) would otherwise make a long chunk, which a pause request waits for.
         deadline = time.monotonic() + settings.LONG_TASK_CHUNK_SECONDS if chunk.streamed else math.inf
         for records in self.records.read(max_rows=max_rows, deadline=deadline):
+            stop_requests.check_chunk()
             if records.__class__ is BadRecord:
                 chunk.rejected.append(self._row_error(records))
             else:
