@@ -104,6 +104,11 @@ class Screen:
         self._reasons_query(q, meta, keys, copied_fields, file_fields)
         self.seen: SeenKeys | None = None  # made at the first chunk: a dry run never sorts
         self.speculation = Speculation()
+        # The look-ups' estimated cost grows with a chunk's keys, past jit_above_cost at a few
+        # thousand: compiling the query then took many times the look-up itself, and a cancel
+        # (a pause, stop_requests.py) waits for the compilation. This connection imports.
+        with connection.cursor() as cursor:
+            cursor.execute("SET jit = off")
 
     def _reasons_query(self, q, meta, keys, copied_fields: list[str], file_fields: Sequence[str]) -> None:
         """What a refused row's reason needs (`TargetTable._refused`), in one query for the
