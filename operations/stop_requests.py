@@ -52,7 +52,8 @@ class ChunkCancelled(Exception):
 class StopRequests:
     """One worker process's listener (see the module)."""
 
-    def __init__(self):
+    def __init__(self, *, listen: bool = True):
+        """`listen`: start the listening thread (a test drives `_notified` itself)."""
         self._lock = threading.Lock()
         self._op_id: int | None = None  # the operation this process works on
         self._chunk_connection: psycopg.Connection | None = None  # while a chunk of it is written
@@ -63,8 +64,8 @@ class StopRequests:
         self._in_doubt = False  # a cancel failed or timed out: it may still reach the connection
         self.listening = False
         self._closed = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="long_task stop requests", daemon=True)
-        self._thread.start()
+        if listen:
+            threading.Thread(target=self._run, name="long_task stop requests", daemon=True).start()
 
     # --- the worker's side ---
 
