@@ -32,7 +32,7 @@ from contextlib import contextmanager, nullcontext
 import psycopg
 from django.db import connection
 
-from operations.api.notifications import connection_params
+from operations.api.notifications import RECONNECT_SECONDS, connection_params
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +42,6 @@ RESEND_SECONDS = 0.005
 # A cancel is sent again for at most this long: a chunk spends far less between two statements,
 # and a worker held in Python (a test's gate) must not get a cancel request every few ms.
 RESEND_FOR_SECONDS = 1.0
-RECONNECT_SECONDS = (0.1, 10.0)
 
 
 class ChunkCancelled(Exception):
@@ -63,7 +62,6 @@ class StopRequests:
         self.cancelled = False  # a cancel was sent during the current (or last) chunk
         self._in_doubt = False  # a cancel failed or timed out: it may still reach the connection
         self.listening = False
-        self._closed = threading.Event()
         if listen:
             threading.Thread(target=self._run, name="long_task stop requests", daemon=True).start()
 
@@ -149,13 +147,12 @@ class StopRequests:
         with psycopg.connect(**connection_params(APPLICATION_NAME), autocommit=True) as listener:
             listener.execute(f'LISTEN "{CHANNEL}"')
             self.listening = True
-            while not self._closed.is_set():
-                for notice in listener.notifies(timeout=1.0):
-                    self._notified(notice.payload)
+            for notice in listener.notifies():
+                self._notified(notice.payload)
 
     def _run(self) -> None:
         delay = RECONNECT_SECONDS[0]
-        while not self._closed.is_set():
+        while True:
             try:
                 self._listen()
             except (psycopg.Error, OSError) as exc:
@@ -165,10 +162,7 @@ class StopRequests:
             finally:
                 was_listening, self.listening = self.listening, False
             delay = RECONNECT_SECONDS[0] if was_listening else min(delay * 2, RECONNECT_SECONDS[1])
-            self._closed.wait(delay)
-
-    def close(self) -> None:
-        self._closed.set()
+            time.sleep(delay)
 
 
 class _Unheard:
