@@ -85,12 +85,9 @@ class ChunkSizer:
         if rows < self.size or seconds <= 0:
             return  # a short chunk (end of file) says nothing about the speed
         ideal = rows * self.target / seconds
-        # Move half way: one slow chunk (a checkpoint, a lock wait) should not swing the size.
-        # Grow at most twofold while far below the target (the first chunks), else by a quarter:
-        # in a long import one quick chunk should not make the next much bigger, which a pause
-        # would wait for and the worker's memory (a prepared chunk's rows) would keep.
-        most = 2 * self.size if seconds < self.target / 2 else 1.25 * self.size
-        self.size = int(max(self.minimum, min(self.maximum, most, (self.size + ideal) / 2)))
+        # Move half way, at most doubling: one slow chunk (a checkpoint, a lock wait) should
+        # not swing the size.
+        self.size = int(max(self.minimum, min(self.maximum, 2 * self.size, (self.size + ideal) / 2)))
 
 
 def _commits_wait_for_disk(wait: bool, *, local: bool = False) -> None:

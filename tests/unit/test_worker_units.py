@@ -27,14 +27,6 @@ def test_chunk_size_at_most_doubles_and_stays_within_bounds():
     assert sizer.size == 20
 
 
-def test_near_its_target_a_chunk_grows_by_a_quarter_at_most():
-    sizer = ChunkSizer(target=0.05, initial=1_000)
-    sizer.observe(1_000, 0.025)  # half the target: ideal 2,000, half way 1,500
-    assert sizer.size == 1_250
-    sizer.observe(1_250, 0.024)  # under half the target: ramping up, half way to 2,604
-    assert sizer.size == 1_927
-
-
 def test_a_short_chunk_says_nothing_about_the_speed():
     sizer = ChunkSizer(target=0.05, initial=500)
     sizer.observe(3, 1.0)  # the end of the file
