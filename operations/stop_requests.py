@@ -29,10 +29,9 @@ import threading
 import time
 from contextlib import contextmanager, nullcontext
 
-import psycopg
 from django.db import connection
 
-from operations.api.notifications import RECONNECT_SECONDS, connection_params
+# psycopg is imported where it is used: a worker on SQLite would carry it (and libpq) for nothing.
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +54,7 @@ class StopRequests:
         """`listen`: start the listening thread (a test drives `_notified` itself)."""
         self._lock = threading.Lock()
         self._op_id: int | None = None  # the operation this process works on
-        self._chunk_connection: psycopg.Connection | None = None  # while a chunk of it is written
+        self._chunk_connection = None  # psycopg's, while a chunk of the operation is written
         self._chunk = 0  # counts the chunks: a notice's cancels are for the chunk it found
         self._chunk_ended = threading.Event()
         self._pending = False  # a request for `_op_id` came between its chunks
@@ -128,6 +127,8 @@ class StopRequests:
 
     def _cancel_chunk(self, chunk: int) -> None:
         """Cancel that chunk's statements until it ends (or RESEND_FOR_SECONDS pass)."""
+        import psycopg
+
         until = time.monotonic() + RESEND_FOR_SECONDS
         while time.monotonic() < until:
             with self._lock:
@@ -144,6 +145,10 @@ class StopRequests:
                 return
 
     def _listen(self) -> None:
+        import psycopg
+
+        from operations.api.notifications import connection_params
+
         with psycopg.connect(**connection_params(APPLICATION_NAME), autocommit=True) as listener:
             listener.execute(f'LISTEN "{CHANNEL}"')
             self.listening = True
@@ -151,6 +156,10 @@ class StopRequests:
                 self._notified(notice.payload)
 
     def _run(self) -> None:
+        import psycopg
+
+        from operations.api.notifications import RECONNECT_SECONDS
+
         delay = RECONNECT_SECONDS[0]
         while True:
             try:
