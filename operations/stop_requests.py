@@ -192,26 +192,29 @@ class _Unheard:
         return False
 
 
-_listener: tuple[int, StopRequests] | None = None
+_listener: tuple[int, StopRequests] | None = None  # the process that started it, and it
+
+
+def _this_process() -> StopRequests | None:
+    """The listener this process started, if any (a forked child has none of its own)."""
+    return _listener[1] if _listener is not None and _listener[0] == os.getpid() else None
 
 
 def listen() -> None:
     """Start this worker process's listener (PostgreSQL only; once a process)."""
     global _listener
-    if connection.vendor != "postgresql" or (_listener is not None and _listener[0] == os.getpid()):
-        return
-    _listener = (os.getpid(), StopRequests())
+    if connection.vendor == "postgresql" and _this_process() is None:
+        _listener = (os.getpid(), StopRequests())
 
 
 def check_chunk() -> None:
     """Raise ChunkCancelled if a request cancelled the chunk this process is writing: for the
     loops that read a chunk's rows in Python, which a cancel does not reach."""
-    if _listener is not None and _listener[1].cancelled and _listener[0] == os.getpid():
+    listener = _this_process()
+    if listener is not None and listener.cancelled:
         raise ChunkCancelled
 
 
 def for_this_process() -> StopRequests | _Unheard:
     """The listener `listen()` started in this process, else one that hears nothing."""
-    if _listener is not None and _listener[0] == os.getpid():
-        return _listener[1]
-    return _Unheard()
+    return _this_process() or _Unheard()
