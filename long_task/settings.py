@@ -330,6 +330,9 @@ LONG_TASK_CSV_HEADER_BYTES = int(os.environ.get("LONG_TASK_CSV_HEADER_BYTES", st
 LONG_TASK_LEASE_SECONDS = float(os.environ.get("LONG_TASK_LEASE_SECONDS", "30"))
 # Target wall time of one chunk: bounds how long a pause waits for the worker's ack.
 LONG_TASK_CHUNK_SECONDS = float(os.environ.get("LONG_TASK_CHUNK_SECONDS", "0.05"))
+# Target wall time of a chunk that a pause cancels in flight rather than waits for (an import on
+# PostgreSQL: operations/stop_requests.py). Longer chunks: fewer commits and statements a row.
+LONG_TASK_CANCELLABLE_CHUNK_SECONDS = float(os.environ.get("LONG_TASK_CANCELLABLE_CHUNK_SECONDS", "0.25"))
 # Target wall time of one chunk of a terminate's rollback. PostgreSQL deletes under row locks that
 # block nobody, and each commit waits for a WAL flush: longer chunks there. SQLite's write lock
 # blocks every other writer (a pause request too) while a chunk deletes: as short as imports.

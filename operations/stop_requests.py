@@ -29,6 +29,7 @@ import threading
 import time
 from contextlib import contextmanager, nullcontext
 
+from django.conf import settings
 from django.db import connection
 
 # psycopg is imported where it is used: a worker on SQLite would carry it (and libpq) for nothing.
@@ -205,6 +206,18 @@ def listen() -> None:
     global _listener
     if connection.vendor == "postgresql" and _this_process() is None:
         _listener = (os.getpid(), StopRequests())
+
+
+def chunk_seconds(job) -> float:
+    """How long a chunk of `job` should take. Where a request reaches the chunk in flight (this
+    process listens, and the job gives a cancelled chunk up: `Job.stops_mid_chunk`), a pause
+    does not wait for the chunk: LONG_TASK_CANCELLABLE_CHUNK_SECONDS, longer, so that the
+    chunks' commits and statements cost less of the import. Elsewhere the chunk's length is
+    what a pause waits for: LONG_TASK_CHUNK_SECONDS."""
+    listener = _this_process()
+    if job.stops_mid_chunk and listener is not None and listener.listening:
+        return settings.LONG_TASK_CANCELLABLE_CHUNK_SECONDS
+    return settings.LONG_TASK_CHUNK_SECONDS
 
 
 def check_chunk() -> None:

@@ -246,6 +246,7 @@ class Runner:
                     return False
                 if self.stops.requested():
                     return True  # a pause or terminate came between chunks: begin none
+                self.sizer.target = stop_requests.chunk_seconds(job)
                 started = time.monotonic()
                 chunk = job.read_chunk(max_rows=self.sizer.size)
                 if prepare_first:

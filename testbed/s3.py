@@ -4,6 +4,7 @@ process or a worker at it, and a TCP proxy that can cut connections (a store tha
 mid-read)."""
 
 import contextlib
+import logging
 import os
 import select
 import socket
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from testbed.machine import free_port, port_open, wait_for
 
+logger = logging.getLogger(__name__)
 REGION = "us-east-1"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
@@ -141,7 +143,9 @@ class CuttingProxy:
     def _pipe(self, client: socket.socket, limit: int | None, request_limit: int | None = None) -> None:
         try:
             upstream = socket.create_connection(("127.0.0.1", self.target_port))
-        except OSError:
+        except OSError as exc:
+            # Said in the log a failing test shows: the client sees only a closed connection.
+            logger.warning("proxy: could not reach the store: %r", exc)
             client.close()
             return
         sent_back = sent_on = 0

@@ -182,6 +182,7 @@ def run_chaos(config: ChaosConfig, workers, client, *, log=print) -> ChaosReport
             chunk_delay=config.chunk_delay,
             lease_seconds=config.lease_seconds,
             LONG_TASK_CHUNK_SECONDS=config.chunk_seconds,
+            LONG_TASK_CANCELLABLE_CHUNK_SECONDS=config.chunk_seconds,
         )
 
     live = [start_worker() for _ in range(config.workers)]

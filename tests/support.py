@@ -159,6 +159,7 @@ def exact_chunks(rows: int) -> dict[str, str]:
         "LONG_TASK_CHUNK_ROWS": str(rows),
         "LONG_TASK_FIRST_CHUNK_ROWS": str(rows),
         "LONG_TASK_CHUNK_SECONDS": "60",
+        "LONG_TASK_CANCELLABLE_CHUNK_SECONDS": "60",
     }
 
 

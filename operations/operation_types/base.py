@@ -45,6 +45,11 @@ class Chunk:
 class Job(ABC):
     """One worker's run of one operation, from its checkpoint on."""
 
+    # Its chunks give up within milliseconds of a cancel (their Python loops ask
+    # `stop_requests.check_chunk()`): where a worker hears stop requests, a pause does not wait
+    # for such a chunk, which may then be longer (`stop_requests.chunk_seconds`).
+    stops_mid_chunk: bool = False
+
     @abstractmethod
     def read_chunk(self, *, max_rows: int) -> Chunk:
         """The next chunk of up to `max_rows` units. It may defer the reading (see Chunk)."""

@@ -258,6 +258,8 @@ class UploadChunk(Chunk):
 
 
 class UploadJob(Job):
+    stops_mid_chunk = True  # `_read` asks `check_chunk` for each block of rows
+
     def __init__(
         self,
         op: Operation,
@@ -334,7 +336,7 @@ class UploadJob(Job):
         # A chunk read while it is written (COPY) also stops once it has taken the chunk's time:
         # the rows were estimated from the chunk before, and a slow spell (a neighbour taking the
         # core) would otherwise make a long chunk, which a pause request waits for.
-        deadline = time.monotonic() + settings.LONG_TASK_CHUNK_SECONDS if chunk.streamed else math.inf
+        deadline = time.monotonic() + stop_requests.chunk_seconds(self) if chunk.streamed else math.inf
         for records in self.records.read(max_rows=max_rows, deadline=deadline):
             stop_requests.check_chunk()
             if records.__class__ is BadRecord:

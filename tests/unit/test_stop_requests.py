@@ -85,3 +85,25 @@ def test_where_nothing_listens_nothing_is_asked_or_cancelled(monkeypatch):
     with unheard.working_on(7), unheard.during_chunk():
         stop_requests.check_chunk()
     assert not unheard.requested() and not unheard.in_doubt() and not unheard.cancelled
+
+
+class Job:
+    def __init__(self, stops_mid_chunk: bool):
+        self.stops_mid_chunk = stops_mid_chunk
+
+
+@pytest.mark.parametrize(
+    ("listening", "stops_mid_chunk", "cancellable"), [(True, True, True), (True, False, False), (False, True, False)]
+)
+def test_a_chunk_is_longer_only_where_a_pause_cancels_it(
+    monkeypatch, settings, listening, stops_mid_chunk, cancellable
+):
+    """A chunk a pause does not wait for (the listener listens and the job gives a cancelled
+    chunk up) takes the longer target; any other, the one that bounds the pause."""
+    settings.LONG_TASK_CHUNK_SECONDS, settings.LONG_TASK_CANCELLABLE_CHUNK_SECONDS = 0.05, 0.25
+    job = Job(stops_mid_chunk)
+    assert stop_requests.chunk_seconds(job) == 0.05  # nothing listens in this process
+    requests = StopRequests(listen=False)
+    requests.listening = listening
+    monkeypatch.setattr(stop_requests, "_listener", (os.getpid(), requests))
+    assert stop_requests.chunk_seconds(job) == (0.25 if cancellable else 0.05)
