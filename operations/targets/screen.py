@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 from django.db import connection
 
+from operations import stop_requests
 from operations.targets.convert import PG_NULL
 from operations.targets.declare import LINE_FIELD, OPERATION_FIELD, Target
 
@@ -25,6 +26,9 @@ PG_NULL_BYTES = PG_NULL.encode()
 # The seen keys' filter: a bit a hash slot, a fixed size whatever the file (the worker's memory
 # must not grow with it); at a million keys about 3 % of new keys are looked up in vain.
 SEEN_KEY_BITS = 1 << 25  # 4 MiB
+# The keys of a chunk are taken out and marked this many rows at a time, a stop request heard
+# between two (stop_requests.check_chunk): a long chunk's sort is no wait for a pause.
+ROWS_A_SLICE = 2048
 # After a speculative COPY failed, this many chunks look every key up, twice as many after each
 # further failure, up to the most.
 FIRST_FULL_LOOKUPS, MOST_FULL_LOOKUPS = 1, 64
@@ -155,6 +159,7 @@ class Screen:
         seen (whose verdicts are then a guess that the COPY checks)."""
         if self.seen is None:
             self.seen = SeenKeys()
+        stop_requests.check_chunk()
         if len(self.slots) == 1 and len(self.slots[0]) == 1:
             return self._sort_by_one_value(cursor, rows, look_up_all)
         split = [row[:-1].split(b"\t", self.width) for row in rows]
@@ -181,9 +186,14 @@ class Screen:
         young generations scan them and pass them on to the old one), the fields of a refused
         row split again; and only a key the filter may have seen (a suspect) can be refused."""
         slot, end = self.slots[0][0], (-1 if self.key_is_last else None)  # the last field ends with "\n"
-        keys = [row[:end].split(b"\t", slot + 1)[slot] for row in rows]
-        # Every key is marked, looked up or not: a later chunk's repeat of it must be looked up.
-        maybe_seen = self.seen.mark(keys)
+        keys: list[bytes] = []
+        maybe_seen: list[bytes] = []
+        for start in range(0, len(rows), ROWS_A_SLICE):
+            stop_requests.check_chunk()
+            part = [row[:end].split(b"\t", slot + 1)[slot] for row in rows[start : start + ROWS_A_SLICE]]
+            # Every key is marked, looked up or not: a later chunk's repeat of it must be looked up.
+            maybe_seen += self.seen.mark(part)
+            keys += part
         held = self._held(cursor, 0, keys if look_up_all else maybe_seen)
         suspects = None if look_up_all else set(maybe_seen)
         if suspects is not None and not suspects:

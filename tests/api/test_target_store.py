@@ -10,7 +10,7 @@ import pytest
 from django.db import connection
 
 from contacts.models import Contact
-from operations import worker
+from operations import stop_requests, worker
 from operations.models import Operation
 from operations.targets import screen, store
 from tests.api.test_targets import S as State
@@ -103,6 +103,27 @@ def test_a_single_key_is_refused_only_if_looked_up_or_repeated(key_is_last):
     for look_up_all in (False, True):  # an earlier chunk's keys: the filter's suspects are looked up
         kept, refused = sorter.sort(None, second, look_up_all=look_up_all)
         assert (kept, lines(refused)) == ([second[1]], [1, 3])
+
+
+def test_a_long_chunk_is_sorted_by_slices_and_a_cancel_ends_the_sort_between_two(monkeypatch):
+    size = screen.ROWS_A_SLICE
+    sorter = _screen([(2,)], [set()])
+    rows = _rows(*(f"k{n % (size + 5)}\tq\tr" for n in range(2 * size)))
+    kept, refused = sorter.sort(None, rows, look_up_all=False)
+    # Lines size + 6 on repeat the keys of the first slice's first lines.
+    assert kept == rows[: size + 5]
+    assert [int(fields[1]) for fields in refused] == list(range(size + 6, 2 * size + 1))
+
+    checks = []
+
+    def check_chunk():
+        checks.append(len(checks))
+        if len(checks) == 3:  # the sort's own, the first slice's, the second's
+            raise stop_requests.ChunkCancelled
+
+    monkeypatch.setattr(stop_requests, "check_chunk", check_chunk)
+    with pytest.raises(stop_requests.ChunkCancelled):
+        sorter.sort(None, rows)
 
 
 @pytest.mark.django_db(transaction=True)
