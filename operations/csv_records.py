@@ -143,17 +143,23 @@ class CsvRecords:
         most_bytes = min(block_bytes, self.reader.line_limit)
         self._pace = _Pace(most_bytes=most_bytes, size=most_bytes, from_line=0 if block_bytes else math.inf)
 
-    def read(self, *, max_rows: int, deadline: float = math.inf) -> Iterator[Records | BadRecord]:
+    def read(
+        self, *, max_rows: int, deadline: float = math.inf, max_bytes: float = math.inf
+    ) -> Iterator[Records | BadRecord]:
         """The next `max_rows` data records (fewer at the end of the file, or at the first bad
         one under `strict`), taken as they are yielded. Past the `time.monotonic()` `deadline`,
-        reading stops soon after, but only once it has taken a record."""
+        or `max_bytes` bytes of the file on, reading stops soon after, but only once it has
+        taken a record."""
         state = self.state
         first, last = state.line, state.line + max_rows
+        end = state.offset + max_bytes
         while state.line < last and not (state.finished or state.error):
+            if state.line > first and state.offset >= end:
+                return
             if state.line >= self._pace.from_line:
                 all_plain = yield from self._block(last)
                 if all_plain is not None and (
-                    state.line >= last or (state.line > first and time.monotonic() > deadline)
+                    state.line >= last or (state.line > first and (time.monotonic() > deadline or state.offset >= end))
                 ):
                     return
                 if all_plain:

@@ -337,7 +337,10 @@ class UploadJob(Job):
         # the rows were estimated from the chunk before, and a slow spell (a neighbour taking the
         # core) would otherwise make a long chunk, which a pause request waits for.
         deadline = time.monotonic() + stop_requests.chunk_seconds(self) if chunk.streamed else math.inf
-        for records in self.records.read(max_rows=max_rows, deadline=deadline):
+        # Rows come faster at times: a chunk sized by time alone would then hold more of them
+        # until it commits (a target's, all of them), and the worker's memory would follow.
+        most_bytes = settings.LONG_TASK_CHUNK_BYTES
+        for records in self.records.read(max_rows=max_rows, deadline=deadline, max_bytes=most_bytes):
             stop_requests.check_chunk()
             if records.__class__ is BadRecord:
                 chunk.rejected.append(self._row_error(records))

@@ -126,16 +126,18 @@ def test_reading_by_blocks_gives_what_reading_record_by_record_gives(data, block
     assert import_by_chunks(data, block_bytes=block_bytes, chunk_sizes=chunk_sizes, resumed=resumed) == one_by_one
 
 
+@pytest.mark.parametrize("limit", [{"LONG_TASK_CHUNK_SECONDS": 0}, {"LONG_TASK_CHUNK_BYTES": 0}])
 @hypothesis_settings(max_examples=100, deadline=None)
 @given(data=files(), block_bytes=st.integers(1, 200))
-def test_chunks_whose_time_is_up_at_once_still_each_take_a_row_and_import_the_same(data, block_bytes):
-    """A chunk streamed into the database stops when its time is up (the worker on PostgreSQL):
-    with no time at all, each chunk still moves on, and the whole import is the same."""
+def test_chunks_whose_time_or_bytes_are_up_at_once_still_each_take_a_row_and_import_the_same(limit, data, block_bytes):
+    """A chunk streamed into the database stops when its time is up (the worker on PostgreSQL),
+    and any chunk once it has read LONG_TASK_CHUNK_BYTES: with no time or no bytes at all, each
+    chunk still moves on, and the whole import is the same."""
     expected = import_by_chunks(data, block_bytes=0, chunk_sizes=[1000])
     checkpoint = {"position": read_header(io.BytesIO(data)).end_offset, "lines_finished": 0, "lines_failed": 0}
     job = new_job(data, checkpoint, block_bytes)
     rows, rejected = [], []
-    with override_settings(LONG_TASK_CHUNK_SECONDS=0):
+    with override_settings(**limit):
         for _ in range(len(data) + 2):
             chunk = job.read_chunk(max_rows=1000)
             rows += [row for batch in chunk.rows for row in batch]  # streamed: read with the time
@@ -147,6 +149,22 @@ def test_chunks_whose_time_is_up_at_once_still_each_take_a_row_and_import_the_sa
         job.close()
     assert progress.finished
     assert (rows, rejected, progress.checkpoint) == (expected[0][0], expected[0][1], expected[0][2].checkpoint)
+
+
+def test_a_chunk_reads_at_most_its_bytes_and_a_block_more():
+    data = (HEADER + "".join(f"{n},b,c\n" for n in range(1, 101))).encode()  # 6 to 8 bytes a row
+    checkpoint = {"position": read_header(io.BytesIO(data)).end_offset, "lines_finished": 0, "lines_failed": 0}
+    job = new_job(data, checkpoint, block_bytes=40)
+    sizes, finished = [], False
+    with override_settings(LONG_TASK_CHUNK_BYTES=100):
+        while not finished:
+            chunk = job.read_chunk(max_rows=1000)
+            chunk.prepare()
+            sizes.append(chunk.units)
+            finished = chunk.progress.finished
+    job.close()
+    assert sum(sizes) == 100
+    assert max(sizes) <= (100 + 40) // 6 and len(sizes) >= 100 * 8 // (100 + 40)
 
 
 def test_a_file_of_plain_rows_is_read_by_blocks(monkeypatch):
