@@ -335,7 +335,7 @@ LONG_TASK_CHUNK_SECONDS = float(os.environ.get("LONG_TASK_CHUNK_SECONDS", "0.05"
 LONG_TASK_CANCELLABLE_CHUNK_SECONDS = float(os.environ.get("LONG_TASK_CANCELLABLE_CHUNK_SECONDS", "0.25"))
 # The most bytes of the file one chunk of an import reads (a block more at most): what a chunk
 # holds until it commits stays bounded however fast its rows come (I7).
-LONG_TASK_CHUNK_BYTES = int(os.environ.get("LONG_TASK_CHUNK_BYTES", str(2 * 1024 * 1024)))
+LONG_TASK_CHUNK_BYTES = int(os.environ.get("LONG_TASK_CHUNK_BYTES", str(1024 * 1024)))
 # Target wall time of one chunk of a terminate's rollback. PostgreSQL deletes under row locks that
 # block nobody, and each commit waits for a WAL flush: longer chunks there. SQLite's write lock
 # blocks every other writer (a pause request too) while a chunk deletes: as short as imports.
