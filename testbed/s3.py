@@ -12,7 +12,6 @@ import struct
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from pathlib import Path
 
@@ -159,12 +158,16 @@ class CuttingProxy:
                 for sock in readable:
                     data = sock.recv(65536)
                     if not data:
+                        # The store ended the connection (moto does after each answer): the end
+                        # goes on after the answer. A reset would make the client's kernel drop
+                        # an answer the client has not read yet (on a loaded machine, a 200
+                        # seen as a connection closed before any answer).
+                        polite = sock is upstream
                         return
                     if sock is upstream:
                         if limit is not None and sent_back + len(data) >= limit:
                             # The answer stops short: what was sent arrives, then the end.
                             client.sendall(data[: max(0, limit - sent_back)])
-                            client.shutdown(socket.SHUT_WR)
                             polite = True
                             self.cuts += 1
                             return
@@ -185,7 +188,9 @@ class CuttingProxy:
         finally:
             self._open.discard(client)
             if polite:
-                time.sleep(0.5)  # let the client read what came before the end
+                with contextlib.suppress(OSError):
+                    client.shutdown(socket.SHUT_WR)
+                    select.select([client], [], [], 5)  # until the client has read it and closed
                 client.close()
             else:
                 _reset(client)

@@ -3,6 +3,7 @@ to workers (SPEC §8). The messages that reach users name no endpoint, bucket or
 has them."""
 
 import re
+import socket
 import threading
 import time
 
@@ -103,6 +104,19 @@ def test_a_web_request_does_not_retry_a_store_that_refuses(api, register, s3, s3
     s3_proxy.refuse = False  # back: the same upload goes through
     response = api.post("/upload/", {"op_id": op_id, "file": upload_file(csv_bytes(100))})
     assert response.status_code == 202, response.content
+
+
+def test_the_test_proxy_passes_an_answer_on_whole_to_a_client_that_reads_it_late(s3, s3_proxy):
+    """The test bed itself: moto ends each connection after its answer, and the proxy passes
+    that end on after the answer, not as a reset, which would make the client's kernel drop an
+    answer not yet read (a loaded machine: a 200 the client saw as a closed connection)."""
+    with socket.create_connection(("127.0.0.1", s3_proxy.port)) as client:
+        client.sendall(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        time.sleep(0.5)  # the client reads late; whatever the proxy does meanwhile, the answer waits
+        answer = b""
+        while piece := client.recv(65536):
+            answer += piece
+    assert answer.startswith(b"HTTP/1.") and b"\r\n\r\n" in answer
 
 
 @pytest.mark.django_db
