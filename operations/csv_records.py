@@ -159,7 +159,7 @@ class CsvRecords:
             if state.line >= self._pace.from_line:
                 all_plain = yield from self._block(last)
                 if all_plain is not None and (
-                    state.line >= last or (state.line > first and (time.monotonic() > deadline or state.offset >= end))
+                    state.line >= last or (state.line > first and time.monotonic() > deadline)
                 ):
                     return
                 if all_plain:
