@@ -7,11 +7,14 @@ save. The few places where an import differs on purpose are spelled out in `djan
 """
 
 import datetime
+import gc
+import types
 import uuid
 import warnings
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
 from django.db import connection, models
 from django.utils import timezone
 from hypothesis import HealthCheck, example, given, settings
@@ -188,6 +191,36 @@ def test_the_email_check_gives_the_validators_verdict_again_for_a_domain_it_has_
     ]
     for text in addresses * 2:
         assert imported(convert_cell, text)[0] == django_accepts("email", field, text)[0], text
+
+
+def test_a_refused_cell_leaves_no_frames_to_the_garbage_collector():
+    """Django's ValidationError refers to itself, so a dropped one is freed only by a full
+    collection, and its traceback keeps the frames above it: in a worker, the CSV reader's with
+    a whole block of lines. A cell that a validator refuses leaves no such garbage."""
+    fields = [
+        models.EmailField(null=True),
+        models.CharField(max_length=20, null=True, validators=[RegexValidator("^a", "starts with no a")]),
+    ]
+    row = RowConverter(
+        [convert.cell_converter(field, required=False) for field in fields], [0, 1], ["email", "code"], operation_id=7
+    )
+    gc.collect()
+    gc.disable()
+    try:
+        assert row.to_row(3, ["no address", "abc"]) is None
+        assert row.to_row(4, ["a@example.com", "zzz"]) is None
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        frames = [garbage for garbage in gc.garbage if isinstance(garbage, types.FrameType)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert frames == []
+    assert [reason for _, reason, _ in row.errors] == [
+        'email: "no address" is not valid: Enter a valid email address.',
+        'code: "zzz" is not valid: starts with no a',
+    ]
 
 
 # A row of every kind, with the empty cell's other cases (required, a default) besides.
