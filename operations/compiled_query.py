@@ -3,9 +3,12 @@
 Django builds a query's SQL anew on each evaluation, and for a one-row read by key that costs
 more CPU than the database takes to answer. A status request makes two such reads (the token,
 with its user, and the operation), and a long poll reads the operation again at every change.
-A `CompiledQuery` builds its queryset's SQL once per database connection (one per thread and
-alias) and then only runs it with the new value, turning the row into model instances the way
-Django's ModelIterable does (converters, `from_db`, select_related).
+A `CompiledQuery` builds its queryset's SQL once per process and database alias and then only
+runs it with the new value, turning the row into model instances the way Django's ModelIterable
+does (converters, `from_db`, select_related). Once per process, not per connection: under ASGI
+each request has a thread and a connection of its own, so a cache per thread was never hit. What
+is kept holds for every connection of the alias: the SQL, and converters that read only the
+alias's settings (its time zone) of the connection they were made with, never the database.
 
 That repeats Django internals (the compiler's klass_info, select and converters,
 get_related_populators): a private API, kept because the status target shows what it buys
@@ -13,7 +16,6 @@ get_related_populators): a private API, kept because the status target shows wha
 changes the code it repeats.
 """
 
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -47,12 +49,10 @@ class CompiledQuery:
     def __init__(self, build: Callable[[Any], QuerySet], *, kind: type = int):
         self.build = build
         self.marker = _MARKERS[kind]
-        # Per thread, like the connections: the converters are bound to the connection they were
-        # made for.
-        self._local = threading.local()
+        self._compiled: dict[str, _Compiled] = {}  # by alias; two threads may both build it
 
     def first(self, value, *, using: str = "default") -> Model | None:
-        compiled = getattr(self._local, using, None) or self._compile(using)
+        compiled = self._compiled.get(using) or self._compile(using)
         params = list(compiled.params)
         params[compiled.marker_at] = value
         connection = connections[using]
@@ -93,5 +93,5 @@ class CompiledQuery:
             fields_end=end,
             related_populators=get_related_populators(klass_info, compiler.select, using),
         )
-        setattr(self._local, using, compiled)
+        self._compiled[using] = compiled
         return compiled
