@@ -69,9 +69,11 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "operations.logins.LoginsLockedMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: under ASGI, Django's own middlewares run as async inside a sync-only one, each
+    # of their hooks a hop to a thread and back; inside none, all run in the request's thread.
+    "operations.logins.LoginsLockedMiddleware",
 ]
 
 ROOT_URLCONF = "long_task.urls"

@@ -89,3 +89,22 @@ def test_a_body_the_view_reads_arrives_whole_message_by_message(user):
     assert server.taken == len(parts)
     # The view read the body whole: the option it does not know is named in the 400.
     assert server.status() == 400 and b"padding" in server.body(), server.body()
+
+
+def test_djangos_middlewares_run_in_the_requests_thread_not_as_async(user):
+    """Under ASGI, a middleware that can run both ways runs async when what it wraps is async,
+    and each of its hooks is then a hop to a thread and back. Inside none but sync ones (the
+    sync-only middleware last: settings.MIDDLEWARE), all of them run in the request's thread."""
+    from unittest import mock
+
+    from django.utils.deprecation import MiddlewareMixin
+    from rest_framework.authtoken.models import Token
+
+    token = Token.objects.get_or_create(user=user)[0].key
+    headers = [(b"content-type", b"application/json"), (b"authorization", f"Token {token}".encode())]
+    registered = serve("/register/", [b"{}"], [*headers, (b"content-length", b"2")])
+    body = json.dumps({"op_id": json.loads(registered.body())["op_id"]}).encode()
+    with mock.patch.object(MiddlewareMixin, "__acall__", autospec=True, side_effect=MiddlewareMixin.__acall__) as acall:
+        server = serve("/get_status/", [body], [*headers, (b"content-length", str(len(body)).encode())])
+    assert server.status() == 200
+    assert [type(call.args[0]).__name__ for call in acall.call_args_list] == []
