@@ -390,8 +390,6 @@ def explain(convert: Callable[[str], object], text: str) -> str:
         convert(text)
     except Invalid as exc:
         return str(exc)
-    except ValidationError as exc:
-        return "is not valid: " + " ".join(exc.messages)
     except (ValueError, TypeError, ArithmeticError):
         return convert.type_reason
     return ""
